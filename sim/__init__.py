@@ -1,0 +1,1 @@
+"""Cycle-level DRAM simulator driven by access traces."""

@@ -1,0 +1,1 @@
+"""cocotb bench modules (imported inside the simulator by :func:`psa.verif.runner.run_cocotb`)."""
