@@ -31,3 +31,16 @@ class RegisteredAdder(wiring.Component):
         m = Module()
         m.d.sync += self.o.eq(self.a + self.b)
         return m
+
+
+def _register() -> None:
+    from .designs import Design, Param, register
+
+    register(Design(
+        name="adder", toplevel="adder", summary="registered adder (toolchain smoke test)",
+        build=lambda width: RegisteredAdder(width),
+        params=(Param("width", int, 8, "operand width in bits (1..64)"),),
+    ))
+
+
+_register()
