@@ -95,7 +95,8 @@ class KVLayout:
                 continue
             bits = self.bits(plane)
             if not 0 <= bits <= 64:
-                raise ValueError(f"KVLayout: {plane.name.lower()}_bits must be in 0..64, got {bits}")
+                raise ValueError(
+                    f"KVLayout: {plane.name.lower()}_bits must be in 0..64, got {bits}")
             if (self.d_head * bits) % 8:
                 raise ValueError(
                     f"KVLayout: d_head * {plane.name.lower()}_bits must be a multiple of 8 "
@@ -103,7 +104,8 @@ class KVLayout:
                 )
         if self.bases is not None:
             if len(self.bases) != 4 or any(b < 0 for b in self.bases):
-                raise ValueError(f"KVLayout: bases must be 4 non-negative addresses, got {self.bases!r}")
+                raise ValueError(
+                    f"KVLayout: bases must be 4 non-negative addresses, got {self.bases!r}")
             base = tuple(int(b) for b in self.bases)
         else:
             base, nxt = [], 0
@@ -190,7 +192,7 @@ class AccessTrace:
         return int(self.size.sum(dtype=np.uint64))
 
     def bursts(self, burst: int = BURST_BYTES) -> np.ndarray:
-        """Bursts each request touches (alignment counted: a misaligned request may touch one more)."""
+        """Bursts each request touches (a misaligned request may touch one more)."""
         first = self.addr // np.uint64(burst)
         last = (self.addr + self.size.astype(np.uint64) - np.uint64(1)) // np.uint64(burst)
         return np.where(self.size > 0, last - first + np.uint64(1), np.uint64(0)).astype(np.int64)
@@ -222,7 +224,8 @@ class AccessTrace:
 
     def write(self, path: str | os.PathLike | io.TextIOBase) -> None:
         """Write the text format (see module docstring)."""
-        text = "# psa access trace v1: [time_ns] R|W addr bytes\n" + "\n".join(self.lines()) + "\n"
+        header = "# psa access trace v1: [time_ns] R|W addr bytes\n"
+        text = header + "\n".join(self.lines()) + "\n"
         if isinstance(path, io.TextIOBase):
             path.write(text)
         else:
@@ -247,7 +250,7 @@ def parse_trace(text: str, source: str = "<trace>") -> AccessTrace:
             continue
         toks = line.split()
 
-        def fail(what: str) -> None:
+        def fail(what: str, lineno: int = lineno, raw: str = raw) -> None:
             raise TraceFormatError(f"{source}:{lineno}: {what}, got {raw.strip()!r}")
 
         t = None
