@@ -11,8 +11,9 @@ Softmax variants (``softmax=``):
     values; the row sum normalizes to ``UQ0.prob_bits`` probabilities (floor division).
 ``"poly"``
     the exponent is replaced by a cubic ``a3 x^3 + a2 x^2 + a1 x + a0`` of ``x = s - max(s)``
-    clamped to ``[clamp, 0]`` (coefficients: least-squares fit of ``exp`` on that range by
-    default, see :func:`fit_exp_cubic`), then normalized in float. Cheap in hardware; its
+    on ``[clamp, 0]``; scores below ``clamp`` count as 0 (coefficients: weighted
+    least-squares fit of ``exp`` on that range by default, see :func:`fit_exp_cubic`), then
+    normalized in float. Cheap in hardware; its
     error is measured in ``tests/golden/test_attention.py``.
 
 Top-k over scores (``topk=k``) keeps exactly ``k`` scores per row with ties to the lowest key
@@ -57,12 +58,17 @@ def topk_mask(scores: np.ndarray, k: int, tie_rule: str = "exact") -> np.ndarray
 
 
 @cache
-def fit_exp_cubic(clamp: float = -8.0) -> tuple[float, float, float, float]:
-    """Least-squares cubic fit of ``exp(x)`` on ``[clamp, 0]``: ``(a3, a2, a1, a0)``."""
+def fit_exp_cubic(clamp: float = -4.0) -> tuple[float, float, float, float]:
+    """Cubic fit of ``exp(x)`` on ``[clamp, 0]``: ``(a3, a2, a1, a0)``.
+
+    Least squares of the *relative* error (weights ``1 / exp(x)`` on the residual are replaced
+    by weighting with ``exp(x)``'s square root), so the fit is tight near 0 where most of the
+    probability mass is.
+    """
     if not clamp < 0:
         raise ValueError(f"fit_exp_cubic: clamp must be < 0, got {clamp}")
     x = np.linspace(clamp, 0.0, 4097)
-    a3, a2, a1, a0 = np.polyfit(x, np.exp(x), 3)
+    a3, a2, a1, a0 = np.polyfit(x, np.exp(x), 3, w=np.exp(x / 2))
     return float(a3), float(a2), float(a1), float(a0)
 
 
@@ -74,7 +80,7 @@ def _exp2_lut(lut_bits: int) -> np.ndarray:
 
 def softmax(scores: np.ndarray, mask: np.ndarray | None = None, kind: str = "exact", *,
             prob_bits: int = 16, score_frac_bits: int = 8, lut_bits: int = 8,
-            clamp: float = -8.0, coeffs: tuple[float, float, float, float] | None = None
+            clamp: float = -4.0, coeffs: tuple[float, float, float, float] | None = None
             ) -> np.ndarray:
     """Row softmax over the last axis, masked entries -> 0.
 
@@ -96,8 +102,10 @@ def softmax(scores: np.ndarray, mask: np.ndarray | None = None, kind: str = "exa
         x = np.where(mask, s, -np.inf)
         m = np.max(x, axis=-1, keepdims=True)
         m = np.where(np.isfinite(m), m, 0.0)
-        x = np.clip(np.where(mask, s - m, clamp), clamp, 0.0)
-        e = np.where(mask, np.maximum(((a3 * x + a2) * x + a1) * x + a0, 0.0), 0.0)
+        x = np.where(mask, s - m, -np.inf)
+        inside = x >= clamp  # below the range exp(x) < exp(clamp) counts as 0
+        x = np.where(inside, x, 0.0)
+        e = np.where(inside, np.maximum(((a3 * x + a2) * x + a1) * x + a0, 0.0), 0.0)
         tot = e.sum(axis=-1, keepdims=True)
         return np.divide(e, tot, out=np.zeros_like(e), where=tot > 0)
     if kind == "fixed":
@@ -109,9 +117,8 @@ def softmax(scores: np.ndarray, mask: np.ndarray | None = None, kind: str = "exa
         x = np.where(mask, q - m, 0)  # SQ.f, <= 0
         # x * log2(e) in UQ.(f) then split into integer shift and lut_bits fraction
         t = (-x * int(round(LOG2E * (1 << 16)))) >> 16  # -x*log2e in .f, >= 0
-        shift = t >> f
-        frac = (t & ((1 << f) - 1)) >> max(f - lut_bits, 0) if f >= lut_bits else \
-            (t & ((1 << f) - 1)) << (lut_bits - f)
+        shift, frac = t >> f, t & ((1 << f) - 1)
+        frac = frac >> (f - lut_bits) if f >= lut_bits else frac << (lut_bits - f)
         e = _exp2_lut(lut_bits)[frac] >> np.minimum(shift, 62)
         e = np.where(mask, e, 0)
         tot = e.sum(axis=-1, keepdims=True)
