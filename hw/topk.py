@@ -1,0 +1,498 @@
+"""SpAtten-style high-parallel quick-select top-k engine.
+
+Three stages work on three packets at once, each owning its buffers, handing packets on in
+order (contract and cycle model: docs/topk.md):
+
+1. **Ingest** takes the packet at one beat per cycle, stores it densely in one of three
+   packet buffers (for the final pass), and partitions it on the fly against a pivot (the
+   median of the first beat): elements greater and smaller are packed by zero eliminators
+   into two candidate buffers, equal ones are only counted.
+2. **Select** runs quick-select on the side that holds the k-th largest element. Each round
+   reads that side (``ceil(m/P)`` rows), partitions it against a pivot picked from an evenly
+   spaced sample of that side (the sample element at the quantile of the k-th largest), and
+   packs both sides into scratch buffers. It stops when the k-th largest equals the pivot, or
+   when the side fits in one row (rank select over that row). Result: the threshold ``T`` and
+   how many elements equal to ``T`` to keep (``need``).
+3. **Emit** filters the stored packet in index order (keep ``> T`` and the first ``need``
+   elements ``== T``), packs the survivors with their indices into ``P``-wide beats and
+   streams them out through a small FIFO, stalling on back-pressure.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2, exact_log2
+
+from .layouts import (index_shape, topk_in_signature, topk_out_layout, topk_out_signature,
+                      value_shape)
+from .topk_blocks import Packer, Partition, RankSelect, SideWriter, TieFilter, lane_mask
+
+__all__ = ["TopKEngine", "validate_topk_params"]
+
+_MODE_NONE, _MODE_ALL, _MODE_THRESHOLD = 0, 1, 2
+
+
+def validate_topk_params(lanes: int, width: int, max_n: int, signed: bool) -> None:
+    """Raise ValueError naming the parameter and its allowed range if any is out of range."""
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= 64 \
+            or lanes & (lanes - 1):
+        raise ValueError(f"topk: lanes must be a power of two in 1..64, got {lanes!r}")
+    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 32:
+        raise ValueError(f"topk: width must be an integer in 1..32, got {width!r}")
+    if isinstance(max_n, bool) or not isinstance(max_n, int) or not lanes <= max_n <= 65536:
+        raise ValueError(f"topk: max_n must be an integer in lanes..65536 "
+                         f"({lanes}..65536), got {max_n!r}")
+    if not isinstance(signed, bool):
+        raise ValueError(f"topk: signed must be a bool, got {signed!r}")
+
+
+class TopKEngine(wiring.Component):
+    """Exact top-k of each packet, ``P`` elements per cycle in and out.
+
+    Parameters
+    ----------
+    lanes : int
+        ``P``, elements per beat: a power of two in 1..64.
+    width : int
+        ``W``, bits per value, 1..32.
+    max_n : int
+        ``N``, the most elements a packet may hold, ``lanes..65536``.
+    signed : bool
+        Values are two's-complement signed (else unsigned).
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(topk_in_layout(P, W, N, signed)))``
+        Payload ``data`` (P values; lane ``j`` is element ``j`` of the beat), ``count``
+        (valid lanes ``0..count-1``, 0..P; 0 only on a last beat), ``last``, and ``k``
+        (0..N, read on the first beat of a packet). A packet is the beats up to ``last``.
+    o_stream : ``Out(stream.Signature(topk_out_layout(P, W, N, signed)))``
+        Payload ``data``, ``index`` (the element's 0-based position in its input packet,
+        ``$clog2(N)`` bits), ``count``, ``last``. A packet holds exactly ``min(k, n)``
+        elements, those :func:`psa.golden.topk.topk` keeps (ties to the lowest index), in
+        ascending index order, P per beat except the last; a single beat with ``count = 0``
+        when ``min(k, n) = 0``.
+    overflow : ``Out(1)``
+        One-cycle pulse when a packet holds more than ``N`` elements; elements past the
+        ``N``-th are dropped and the packet is processed as its first ``N`` elements.
+
+    Streams follow ``amaranth.lib.stream``: a transfer happens when ``valid`` and ``ready``
+    are high; ``valid`` never waits for ``ready`` and the payload holds until accepted. A new
+    packet is accepted while up to two earlier ones are still being selected and emitted.
+    """
+
+    def __init__(self, lanes: int = 16, width: int = 16, max_n: int = 1024,
+                 signed: bool = False):
+        validate_topk_params(lanes, width, max_n, signed)
+        self._lanes, self._width, self._max_n, self._signed = lanes, width, max_n, signed
+        super().__init__({
+            "i_stream": In(topk_in_signature(lanes, width, max_n, signed)),
+            "o_stream": Out(topk_out_signature(lanes, width, max_n, signed)),
+            "overflow": Out(1),
+        })
+
+    @property
+    def lanes(self) -> int:
+        return self._lanes
+
+    @property
+    def width(self) -> int:
+        return self._width
+
+    @property
+    def max_n(self) -> int:
+        return self._max_n
+
+    @property
+    def signed(self) -> bool:
+        return self._signed
+
+    @property
+    def samples(self) -> int:
+        """Pivot sample size of a quick-select round: ``max(lanes, 8)``."""
+        return max(self._lanes, 8)
+
+    def elaborate(self, platform) -> Elaboratable:
+        m = Module()
+        p, n_max = self._lanes, self._max_n
+        rows = -(-n_max // p)
+        vshape = value_shape(self._width, self._signed)
+        row = data.ArrayLayout(vshape, p)
+        s = self.samples
+        lane_bits = exact_log2(p)
+
+        def memory(name: str) -> Memory:
+            mem = Memory(shape=row, depth=rows, init=[])
+            m.submodules[name] = mem
+            return mem
+
+        # Buffers. packet[3]: Ingest -> Emit. cand[2][side]: Ingest -> Select.
+        # scratch[2][side]: Select's own ping-pong. side 0 = greater, 1 = smaller than pivot.
+        packet = [memory(f"packet{i}") for i in range(3)]
+        cand = [[memory(f"cand{i}_{side}") for side in range(2)] for i in range(2)]
+        scratch = [[memory(f"scratch{i}_{side}") for side in range(2)] for i in range(2)]
+
+        # Packets done per stage (mod 8): Ingest may start packet a if a - emitted < 3
+        # (a packet buffer is free) and a - selected < 2 (a candidate buffer is free).
+        ingested, selected, emitted = Signal(3), Signal(3), Signal(3)
+
+        # ---------------------------------------------------------------- Ingest
+        i_pl = self.i_stream.payload
+        a_packet = Signal(range(3))
+        a_cand = Signal(1)
+        a_n, a_k = Signal(range(n_max + 1)), Signal(range(n_max + 1))
+        a_pivot, a_eq = Signal(vshape), Signal(range(n_max + 1))
+        a_overflowed = Signal()
+        slot_k = Array(Signal(range(n_max + 1), name=f"slot{i}_k") for i in range(2))
+        slot_n = Array(Signal(range(n_max + 1), name=f"slot{i}_n") for i in range(2))
+        slot_pivot = Array(Signal(vshape, name=f"slot{i}_pivot") for i in range(2))
+        slot_eq = Array(Signal(range(n_max + 1), name=f"slot{i}_eq") for i in range(2))
+
+        can_start = (((ingested - emitted)[:3] < 3) & ((ingested - selected)[:3] < 2))
+        a_idle = Signal()
+        accept = self.i_stream.valid & self.i_stream.ready
+        first = accept & a_idle
+        n_before = Mux(a_idle, 0, a_n)
+        count = Mux(i_pl.count > p, p, i_pl.count)
+        space = n_max - n_before
+        taken = Mux(count > space, space, count)
+        in_mask = lane_mask(taken, p)
+
+        m.submodules.first_pivot = first_pivot = RankSelect(p, vshape)
+        m.d.comb += [first_pivot.i_data.eq(i_pl.data), first_pivot.i_mask.eq(in_mask),
+                     first_pivot.rank.eq((taken + 1) >> 1)]
+
+        s1_data, s1_mask, s1_valid = Signal(row), Signal(p), Signal()
+        m.d.sync += s1_valid.eq(accept)
+        with m.If(accept):
+            m.d.sync += [s1_data.eq(i_pl.data), s1_mask.eq(in_mask),
+                         a_n.eq(n_before + taken)]
+        m.d.sync += self.overflow.eq(0)
+        with m.If(accept & (count > space) & ~(a_overflowed & ~a_idle)):
+            m.d.sync += [self.overflow.eq(1), a_overflowed.eq(1)]
+        with m.If(first):
+            m.d.sync += [a_k.eq(i_pl.k), a_pivot.eq(first_pivot.value), a_overflowed.eq(0)]
+
+        m.submodules.ingest_part = a_part = Partition(p, vshape)
+        m.d.comb += [a_part.i_data.eq(s1_data), a_part.i_mask.eq(s1_mask),
+                     a_part.pivot.eq(a_pivot)]
+        with m.If(first):
+            m.d.sync += a_eq.eq(0)
+        with m.Elif(s1_valid):
+            m.d.sync += a_eq.eq(a_eq + a_part.eq_count)
+
+        a_flush = Signal()
+        m.submodules.packet_writer = pw = SideWriter(p, vshape, rows)
+        m.d.comb += [pw.i_data.eq(s1_data), pw.i_mask.eq(s1_mask), pw.i_valid.eq(s1_valid),
+                     pw.i_flush.eq(a_flush), pw.clear.eq(first)]
+        for i, mem in enumerate(packet):
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(pw.w_addr), wp.data.eq(pw.w_data),
+                         wp.en.eq(pw.w_en & (a_packet == i))]
+        cand_writers = []
+        for i in range(2):
+            pair = []
+            for side, mask in enumerate((a_part.gt, a_part.lt)):
+                w = SideWriter(p, vshape, rows, s)
+                m.submodules[f"cand_writer{i}_{side}"] = w
+                mine = a_cand == i
+                m.d.comb += [w.i_data.eq(s1_data), w.i_mask.eq(mask),
+                             w.i_valid.eq(s1_valid & mine), w.i_flush.eq(a_flush & mine),
+                             w.clear.eq(first & mine)]
+                wp = cand[i][side].write_port()
+                m.d.comb += [wp.addr.eq(w.w_addr), wp.data.eq(w.w_data), wp.en.eq(w.w_en)]
+                pair.append(w)
+            cand_writers.append(pair)
+
+        with m.FSM(name="ingest"):
+            with m.State("IDLE"):
+                m.d.comb += [a_idle.eq(1), self.i_stream.ready.eq(can_start)]
+                with m.If(accept):
+                    m.next = "RUN"
+                    with m.If(i_pl.last):
+                        m.next = "LAST"
+            with m.State("RUN"):
+                m.d.comb += self.i_stream.ready.eq(1)
+                with m.If(accept & i_pl.last):
+                    m.next = "LAST"
+            with m.State("LAST"):       # stage 1 holds the last beat
+                m.next = "FLUSH"
+            with m.State("FLUSH"):      # packers send their residues
+                m.d.comb += a_flush.eq(1)
+                m.next = "COMMIT"
+            with m.State("COMMIT"):     # the last rows are written this cycle
+                m.d.sync += [slot_k[a_cand].eq(a_k), slot_n[a_cand].eq(a_n),
+                             slot_pivot[a_cand].eq(a_pivot), slot_eq[a_cand].eq(a_eq),
+                             a_cand.eq(~a_cand), ingested.eq(ingested + 1),
+                             a_packet.eq(Mux(a_packet == 2, 0, a_packet + 1))]
+                m.next = "IDLE"
+
+        # ---------------------------------------------------------------- Select
+        b_cand = Signal(1)              # candidate slot of the packet being selected
+        b_meta = Signal(range(3))       # result slot it goes to
+        b_k_rem = Signal(range(n_max + 1))
+        b_m = Signal(range(n_max + 1))
+        b_keff, b_n = Signal(range(n_max + 1)), Signal(range(n_max + 1))
+        b_from_ingest = Signal()        # the round result to decide on is Ingest's
+        b_side = Signal(1)
+        b_write_q = Signal(1)           # scratch buffer the current round writes
+        b_read_cand = Signal()          # the round reads cand[b_cand] (else scratch)
+        b_read_q = Signal(1)
+        b_pivot = Signal(vshape)
+        b_eq = Signal(range(n_max + 1))
+        b_rank = Signal(range(s + 1))
+        b_use_first = Signal()
+        b_row, b_rows = Signal(range(rows + 1)), Signal(range(rows + 1))
+        b_last_count = Signal(range(p + 1))
+        b_clear, b_flush = Signal(), Signal()
+        r1_valid, r1_last = Signal(), Signal()
+
+        meta_mode = Array(Signal(2, name=f"meta{i}_mode") for i in range(3))
+        meta_t = Array(Signal(vshape, name=f"meta{i}_t") for i in range(3))
+        meta_need = Array(Signal(range(n_max + 1), name=f"meta{i}_need") for i in range(3))
+        meta_keff = Array(Signal(range(n_max + 1), name=f"meta{i}_keff") for i in range(3))
+        meta_n = Array(Signal(range(n_max + 1), name=f"meta{i}_n") for i in range(3))
+
+        select_writers = []
+        for side in range(2):
+            w = SideWriter(p, vshape, rows, s)
+            m.submodules[f"select_writer{side}"] = w
+            select_writers.append(w)
+            for q in range(2):
+                wp = scratch[q][side].write_port()
+                m.d.comb += [wp.addr.eq(w.w_addr), wp.data.eq(w.w_data),
+                             wp.en.eq(w.w_en & (b_write_q == q))]
+
+        # The result of the last partition: Ingest's round 1 or Select's latest round.
+        res_gt, res_lt = Signal(range(n_max + 1)), Signal(range(n_max + 1))
+        res_eq, res_pivot = Signal(range(n_max + 1)), Signal(vshape)
+        with m.If(b_from_ingest):
+            m.d.comb += [res_gt.eq(Array(w[0].count for w in cand_writers)[b_cand]),
+                         res_lt.eq(Array(w[1].count for w in cand_writers)[b_cand]),
+                         res_eq.eq(slot_eq[b_cand]), res_pivot.eq(slot_pivot[b_cand])]
+        with m.Else():
+            m.d.comb += [res_gt.eq(select_writers[0].count), res_lt.eq(select_writers[1].count),
+                         res_eq.eq(b_eq), res_pivot.eq(b_pivot)]
+
+        # Samples of the chosen side.
+        sm_first, sm_first_count = Signal(row), Signal(range(p + 1))
+        sm_sample, sm_n_sample = Signal(data.ArrayLayout(vshape, s)), Signal(range(s + 1))
+        sources = [(b_from_ingest & (b_cand == i) & (b_side == side), cand_writers[i][side])
+                   for i in range(2) for side in range(2)]
+        sources += [(~b_from_ingest & (b_side == side), select_writers[side])
+                    for side in range(2)]
+        for cond, w in sources:
+            with m.If(cond):
+                m.d.comb += [sm_first.eq(w.first), sm_first_count.eq(w.first_count),
+                             sm_sample.eq(w.sample), sm_n_sample.eq(w.n_sample)]
+
+        m.submodules.select_rank = rank_sel = RankSelect(s, vshape)
+        first_padded = Cat(sm_first.as_value(), Const(0, (s - p) * vshape.width))
+
+        # Quantile of the k-th largest in the sample: round(k_rem * c / m), clamped to 1..c.
+        use_first = sm_n_sample < (s // 2)
+        c_sample = Mux(use_first, p, sm_n_sample)
+        target = Signal(range(2 * n_max * s + 1))
+        m.d.comb += target.eq(2 * b_k_rem * c_sample)
+        ranks = [((j <= c_sample) & ((2 * j - 1) * b_m <= target)) for j in range(1, s + 1)]
+        quantile = Signal(range(s + 1))
+        m.d.comb += quantile.eq(sum(ranks))
+
+        # Round read pipeline: address b_row -> data next cycle in stage r1.
+        read_ports = {}
+        for i in range(2):
+            for side in range(2):
+                read_ports[("cand", i, side)] = cand[i][side].read_port()
+                read_ports[("scratch", i, side)] = scratch[i][side].read_port()
+        r1_data = Signal(row)
+        for (kind, i, side), rp in read_ports.items():
+            m.d.comb += rp.addr.eq(b_row)
+            if kind == "cand":
+                chosen = b_read_cand & (b_cand == i) & (b_side == side)
+            else:
+                chosen = ~b_read_cand & (b_read_q == i) & (b_side == side)
+            with m.If(chosen):
+                m.d.comb += r1_data.eq(rp.data)
+        r1_mask = Mux(r1_last, lane_mask(b_last_count, p), (1 << p) - 1)
+        m.submodules.select_part = b_part = Partition(p, vshape)
+        m.d.comb += [b_part.i_data.eq(r1_data), b_part.i_mask.eq(r1_mask),
+                     b_part.pivot.eq(b_pivot)]
+        for side, mask in enumerate((b_part.gt, b_part.lt)):
+            w = select_writers[side]
+            m.d.comb += [w.i_data.eq(r1_data), w.i_mask.eq(mask), w.i_valid.eq(r1_valid),
+                         w.i_flush.eq(b_flush), w.clear.eq(b_clear)]
+        with m.If(b_clear):
+            m.d.sync += b_eq.eq(0)
+        with m.Elif(r1_valid):
+            m.d.sync += b_eq.eq(b_eq + b_part.eq_count)
+        m.d.sync += [r1_valid.eq(0), r1_last.eq(0)]
+
+        def finish(mode, threshold, need):
+            m.d.sync += [meta_mode[b_meta].eq(mode), meta_t[b_meta].eq(threshold),
+                         meta_need[b_meta].eq(need), meta_keff[b_meta].eq(b_keff),
+                         meta_n[b_meta].eq(b_n), selected.eq(selected + 1),
+                         b_cand.eq(~b_cand), b_meta.eq(Mux(b_meta == 2, 0, b_meta + 1))]
+            m.next = "IDLE"
+
+        with m.FSM(name="select"):
+            with m.State("IDLE"):
+                with m.If(selected != ingested):
+                    k, n = slot_k[b_cand], slot_n[b_cand]
+                    m.d.sync += [b_keff.eq(Mux(k < n, k, n)), b_n.eq(n),
+                                 b_k_rem.eq(Mux(k < n, k, n)), b_from_ingest.eq(1)]
+                    m.next = "START"
+            with m.State("START"):
+                with m.If(b_keff == 0):
+                    finish(_MODE_NONE, 0, 0)
+                with m.Elif(b_keff == b_n):
+                    finish(_MODE_ALL, 0, 0)
+                with m.Else():
+                    m.next = "DECIDE"
+            with m.State("DECIDE"):
+                m.d.sync += [b_read_cand.eq(b_from_ingest), b_read_q.eq(b_write_q)]
+                with m.If(b_k_rem <= res_gt):
+                    m.d.sync += [b_side.eq(0), b_m.eq(res_gt)]
+                    m.next = "PIVOT"
+                with m.Elif(b_k_rem <= res_gt + res_eq):
+                    finish(_MODE_THRESHOLD, res_pivot, b_k_rem - res_gt)
+                with m.Else():
+                    m.d.sync += [b_side.eq(1), b_m.eq(res_lt),
+                                 b_k_rem.eq(b_k_rem - res_gt - res_eq)]
+                    m.next = "PIVOT"
+            with m.State("PIVOT"):
+                m.d.comb += [rank_sel.i_data.eq(first_padded),
+                             rank_sel.i_mask.eq(lane_mask(sm_first_count, s)),
+                             rank_sel.rank.eq(b_k_rem)]
+                with m.If(b_m <= p):
+                    finish(_MODE_THRESHOLD, rank_sel.value, b_k_rem - rank_sel.greater)
+                with m.Else():
+                    m.d.sync += [b_rank.eq(Mux(quantile == 0, 1, quantile)),
+                                 b_use_first.eq(use_first)]
+                    m.next = "PIVOT2"
+            with m.State("PIVOT2"):
+                with m.If(b_use_first):
+                    m.d.comb += [rank_sel.i_data.eq(first_padded),
+                                 rank_sel.i_mask.eq((1 << p) - 1)]
+                with m.Else():
+                    m.d.comb += [rank_sel.i_data.eq(sm_sample),
+                                 rank_sel.i_mask.eq(lane_mask(sm_n_sample, s))]
+                m.d.comb += [rank_sel.rank.eq(b_rank), b_clear.eq(1)]
+                n_rows = (b_m + (p - 1)) >> lane_bits
+                m.d.sync += [b_pivot.eq(rank_sel.value), b_row.eq(0), b_rows.eq(n_rows),
+                             b_last_count.eq(b_m - ((n_rows - 1) << lane_bits)),
+                             b_write_q.eq(Mux(b_read_cand, 0, ~b_read_q))]
+                m.next = "ROUND"
+            with m.State("ROUND"):
+                m.d.sync += [r1_valid.eq(1), r1_last.eq(b_row == b_rows - 1),
+                             b_row.eq(b_row + 1)]
+                with m.If(b_row == b_rows - 1):
+                    m.next = "ROUND_LAST"
+            with m.State("ROUND_LAST"):
+                m.next = "ROUND_FLUSH"
+            with m.State("ROUND_FLUSH"):
+                m.d.comb += b_flush.eq(1)
+                m.next = "ROUND_COMMIT"
+            with m.State("ROUND_COMMIT"):
+                m.d.sync += b_from_ingest.eq(0)
+                m.next = "DECIDE"
+
+        # ---------------------------------------------------------------- Emit
+        ishape = index_shape(n_max)
+        ibits = max(1, ishape.width)
+        lane = data.StructLayout({"value": vshape, "index": unsigned(ibits)})
+        out_layout = topk_out_layout(p, self._width, n_max, self._signed)
+        fifo_depth = 8
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(
+            width=Shape.cast(out_layout).width, depth=fifo_depth)
+        m.d.comb += [self.o_stream.valid.eq(fifo.r_rdy),
+                     self.o_stream.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.o_stream.ready)]
+
+        c_packet = Signal(range(3))
+        c_meta = Signal(range(3))
+        c_mode = Signal(2)
+        c_t = Signal(vshape)
+        c_need, c_keff, c_n = (Signal(range(n_max + 1)) for _ in range(3))
+        c_row, c_rows = Signal(range(rows + 1)), Signal(range(rows + 1))
+        c_ties = Signal(range(n_max + 1))
+        c_sent = Signal(range(n_max + 1))
+        e1_valid, e1_row = Signal(), Signal(range(rows))
+        c_flush, c_empty = Signal(), Signal()
+        # Room for the rows already in flight (stage e1 and the packer output).
+        advance = fifo.w_level <= fifo_depth - 3
+
+        e_ports = [mem.read_port() for mem in packet]
+        e1_data = Signal(row)
+        for i, rp in enumerate(e_ports):
+            m.d.comb += [rp.addr.eq(c_row), rp.en.eq(advance)]
+            with m.If(c_packet == i):
+                m.d.comb += e1_data.eq(rp.data)
+        last_row = c_rows - 1
+        e1_count = Mux(e1_row == last_row, c_n - (last_row << lane_bits), p)
+        m.submodules.filter = filt = TieFilter(p, vshape, n_max)
+        m.d.comb += [filt.i_data.eq(e1_data), filt.i_mask.eq(lane_mask(e1_count, p)),
+                     filt.threshold.eq(c_t), filt.need.eq(c_need), filt.ties_before.eq(c_ties),
+                     filt.keep_all.eq(c_mode == _MODE_ALL)]
+        m.submodules.out_packer = packer = Packer(p, lane)
+        for j in range(p):
+            m.d.comb += [packer.i_data[j].value.eq(e1_data[j]),
+                         packer.i_data[j].index.eq(Cat(Const(j, lane_bits), e1_row))]
+        m.d.comb += [packer.i_mask.eq(filt.keep), packer.i_valid.eq(e1_valid & advance),
+                     packer.i_flush.eq(c_flush)]
+        with m.If(e1_valid & advance):
+            m.d.sync += c_ties.eq(c_ties + filt.ties)
+
+        beat = Signal(out_layout)
+        for j in range(p):
+            m.d.comb += [beat.data[j].eq(packer.o_data[j].value),
+                         beat.index[j].eq(packer.o_data[j].index)]
+        m.d.comb += [beat.count.eq(Mux(c_empty, 0, packer.o_count)),
+                     beat.last.eq(c_empty | (c_sent + packer.o_count == c_keff)),
+                     fifo.w_data.eq(beat), fifo.w_en.eq(packer.o_valid | c_empty)]
+        with m.If(packer.o_valid):
+            m.d.sync += c_sent.eq(c_sent + packer.o_count)
+
+        def emitted_one():
+            m.d.sync += [emitted.eq(emitted + 1),
+                         c_packet.eq(Mux(c_packet == 2, 0, c_packet + 1)),
+                         c_meta.eq(Mux(c_meta == 2, 0, c_meta + 1))]
+            m.next = "IDLE"
+
+        with m.FSM(name="emit"):
+            with m.State("IDLE"):
+                with m.If(emitted != selected):
+                    mode = meta_mode[c_meta]
+                    n = meta_n[c_meta]
+                    m.d.sync += [c_mode.eq(mode), c_t.eq(meta_t[c_meta]),
+                                 c_need.eq(meta_need[c_meta]), c_keff.eq(meta_keff[c_meta]),
+                                 c_n.eq(n), c_row.eq(0),
+                                 c_rows.eq((n + (p - 1)) >> lane_bits),
+                                 c_ties.eq(0), c_sent.eq(0)]
+                    with m.If(mode == _MODE_NONE):
+                        m.next = "EMPTY"
+                    with m.Else():
+                        m.next = "SCAN"
+            with m.State("EMPTY"):
+                with m.If(advance):
+                    m.d.comb += c_empty.eq(1)
+                    emitted_one()
+            with m.State("SCAN"):
+                with m.If(advance):
+                    m.d.sync += [e1_valid.eq(1), e1_row.eq(c_row), c_row.eq(c_row + 1)]
+                    with m.If(c_row == last_row):
+                        m.next = "SCAN_LAST"
+            with m.State("SCAN_LAST"):
+                with m.If(advance):
+                    m.d.sync += e1_valid.eq(0)
+                    m.next = "FLUSH"
+            with m.State("FLUSH"):
+                with m.If(advance):
+                    m.d.comb += c_flush.eq(1)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):      # the last row enters the FIFO this cycle
+                emitted_one()
+        return m
