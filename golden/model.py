@@ -206,14 +206,22 @@ class Attention:
         ``LayerView.v``.
     fetched:
         For each :class:`~psa.golden.trace.Plane` read from DRAM, an ``(h, n)`` bool array:
-        which K/V rows of each kept head were fetched in this layer (a row is fetched at most
-        once per layer, head and plane: the encoder processes all queries of a head together).
-        Planes not present were not read.
+        which K/V rows of each kept head were read in this layer, at least once. Planes not
+        present were not read.
+    requests:
+        Optional ``(r, 3)`` int array of row reads in issue order, one ``(plane, head,
+        token)`` per read: ``plane`` a :class:`~psa.golden.trace.Plane` value, ``head`` a
+        model head index (from ``LayerView.heads``), ``token`` an original position (from
+        ``LayerView.tokens``). A row may be read more than once (e.g. once per query tile).
+        ``None``: one read per row marked in ``fetched``, ordered by head, plane (``K_MSB,
+        K_LSB, V_MSB, V_LSB``), token. If ``fetched`` is empty it is derived from
+        ``requests``; if both are given they must mark the same rows.
     """
 
     probs: np.ndarray
     v: np.ndarray | None = None
     fetched: Mapping[Plane, np.ndarray] = field(default_factory=dict)
+    requests: np.ndarray | None = None
 
 
 class Policy:
@@ -269,23 +277,44 @@ class DensePolicy(Policy):
     name = "dense"
 
 
+_PLANE_ORDER = (Plane.K_MSB, Plane.K_LSB, Plane.V_MSB, Plane.V_LSB)
+
+
 @dataclass(frozen=True)
 class LayerRecord:
-    """What one layer did: alive tokens, running heads, fetched K/V rows.
+    """What one layer did: alive tokens, running heads, K/V rows read.
 
-    ``fetched[plane]`` is ``(len(heads), len(tokens))`` bool, aligned with ``heads`` and
-    ``tokens`` (original positions).
+    Attributes
+    ----------
+    layer:
+        Layer index.
+    tokens, heads:
+        Original positions of the alive tokens and indices of the heads that ran (int64,
+        ascending).
+    fetched:
+        ``fetched[plane]``: ``(len(heads), len(tokens))`` bool, rows read at least once,
+        aligned with ``heads`` and ``tokens``; only planes that were read are present.
+    requests:
+        ``(r, 3)`` int64 ``(plane, head, token)`` row reads in issue order (see
+        :class:`Attention`); what :func:`fetch_trace` turns into addresses.
     """
 
     layer: int
     tokens: np.ndarray
     heads: np.ndarray
     fetched: Mapping[Plane, np.ndarray]
+    requests: np.ndarray
 
     def rows_fetched(self, plane: Plane | None = None) -> int:
-        """Number of K/V rows read in this layer (all planes, or one)."""
+        """Distinct K/V rows read in this layer (all planes, or one)."""
         planes = self.fetched if plane is None else {plane: self.fetched.get(plane)}
         return int(sum(int(m.sum()) for m in planes.values() if m is not None))
+
+    def rows_read(self, plane: Plane | None = None) -> int:
+        """Row reads issued in this layer, repeats counted (all planes, or one)."""
+        if plane is None:
+            return len(self.requests)
+        return int(np.count_nonzero(self.requests[:, 0] == int(plane)))
 
 
 @dataclass(frozen=True)
@@ -311,36 +340,38 @@ class Encoding:
 
 
 def fetch_trace(layers: Sequence[LayerRecord], layout: KVLayout) -> AccessTrace:
-    """DRAM read requests for the fetched K/V rows, one request per row.
+    """DRAM read requests for the layers' K/V row reads, in issue order, one per read.
 
-    Order: layer, then head, then plane (``K_MSB, K_LSB, V_MSB, V_LSB``), then token
-    position ascending. Each request is ``layout.row_bytes(plane)`` bytes at
-    ``layout.address(plane, layer, head, token)``, tagged with layer and plane; untimed.
+    Layer by layer, each ``(plane, head, token)`` of ``LayerRecord.requests`` becomes a read
+    of ``layout.row_bytes(plane)`` bytes at ``layout.address(plane, layer, head, token)``,
+    tagged with layer and plane; untimed.
     """
     addr, size, lay, pl = [], [], [], []
     for rec in layers:
-        if rec.layer >= layout.n_layers:
-            raise ValueError(f"fetch_trace: layer {rec.layer} outside layout.n_layers="
-                             f"{layout.n_layers}")
-        if len(rec.tokens) and int(rec.tokens.max()) >= layout.max_tokens:
-            raise ValueError(f"fetch_trace: token {int(rec.tokens.max())} outside "
-                             f"layout.max_tokens={layout.max_tokens}")
-        for hi, head in enumerate(rec.heads):
-            if head >= layout.n_heads:
-                raise ValueError(f"fetch_trace: head {head} outside layout.n_heads="
-                                 f"{layout.n_heads}")
-            for plane in (Plane.K_MSB, Plane.K_LSB, Plane.V_MSB, Plane.V_LSB):
-                mask = rec.fetched.get(plane)
-                if mask is None or not mask[hi].any():
-                    continue
-                if layout.bits(plane) == 0:
-                    raise ValueError(f"fetch_trace: rows fetched from plane {plane.name}, "
-                                     "which has 0 bits in the layout")
-                toks = rec.tokens[mask[hi]]
-                addr.append(layout.address(plane, rec.layer, int(head), toks))
-                size.append(np.full(len(toks), layout.row_bytes(plane), np.uint32))
-                lay.append(np.full(len(toks), rec.layer, np.int16))
-                pl.append(np.full(len(toks), int(plane), np.uint8))
+        req = rec.requests
+        if not len(req):
+            continue
+        planes, heads, toks = req[:, 0], req[:, 1], req[:, 2]
+        for what, vals, limit in (("layer", np.array([rec.layer]), layout.n_layers),
+                                  ("head", heads, layout.n_heads),
+                                  ("token", toks, layout.max_tokens)):
+            if int(vals.max()) >= limit:
+                raise ValueError(f"fetch_trace: {what} {int(vals.max())} outside the layout's "
+                                 f"{limit} {what}s (layer {rec.layer})")
+        for plane in np.unique(planes):
+            if layout.bits(Plane(int(plane))) == 0:
+                raise ValueError(f"fetch_trace: rows read from plane {Plane(int(plane)).name}, "
+                                 "which has 0 bits in the layout")
+        a = np.zeros(len(req), np.uint64)
+        sz = np.zeros(len(req), np.uint32)
+        for plane in _PLANE_ORDER:
+            sel = planes == int(plane)
+            a[sel] = layout.address(plane, rec.layer, heads[sel], toks[sel])
+            sz[sel] = layout.row_bytes(plane)
+        addr.append(a)
+        size.append(sz)
+        lay.append(np.full(len(req), rec.layer, np.int16))
+        pl.append(planes.astype(np.uint8))
     if not addr:
         return AccessTrace.empty()
     return AccessTrace(np.concatenate(addr), np.concatenate(size),
@@ -643,7 +674,7 @@ class BertEncoder:
                              q=split(x @ w.wq + w.bq), k=split(x @ w.wk + w.bk),
                              v=split(x @ w.wv + w.bv))
             att = policy.attend(view)
-            _check_attention(policy, view, att)
+            records.append(_layer_record(policy, view, att))
             v_used = view.v if att.v is None else att.v
             head_out = np.matmul(att.probs, v_used).astype(np.float32)  # (h, m, d)
             ctx = np.zeros((m, H, d), np.float32)
@@ -652,8 +683,6 @@ class BertEncoder:
                             w.ln1_g, w.ln1_b, cfg.layer_norm_eps)
             ffn = self._act(x @ w.w1 + w.b1) @ w.w2 + w.b2
             x = _layer_norm(x + ffn, w.ln2_g, w.ln2_b, cfg.layer_norm_eps)
-            records.append(LayerRecord(li, tokens, heads,
-                                       {p: np.asarray(f, bool) for p, f in att.fetched.items()}))
             if li + 1 < cfg.num_hidden_layers:
                 keep = policy.prune(view, att, head_out)
                 if keep is not None:
@@ -675,7 +704,8 @@ class BertEncoder:
         return out
 
 
-def _check_attention(policy: Policy, view: LayerView, att: Attention) -> None:
+def _layer_record(policy: Policy, view: LayerView, att: Attention) -> LayerRecord:
+    """Check a policy's :class:`Attention` against ``view``; build the layer's record."""
     h, m, d = view.v.shape
     who = f"{type(policy).__name__}.attend(layer={view.layer})"
     if not isinstance(att, Attention):
@@ -684,12 +714,53 @@ def _check_attention(policy: Policy, view: LayerView, att: Attention) -> None:
         raise ValueError(f"{who}: probs must have shape {(h, m, m)}, got {np.shape(att.probs)}")
     if att.v is not None and np.shape(att.v) != (h, m, d):
         raise ValueError(f"{who}: v must have shape {(h, m, d)}, got {np.shape(att.v)}")
+    fetched: dict[Plane, np.ndarray] = {}
     for plane, f in att.fetched.items():
         if not isinstance(plane, Plane) or plane is Plane.OTHER:
             raise ValueError(f"{who}: fetched keys must be K/V Planes, got {plane!r}")
         if np.shape(f) != (h, m):
             raise ValueError(f"{who}: fetched[{plane.name}] must have shape {(h, m)}, "
                              f"got {np.shape(f)}")
+        fetched[plane] = np.array(f, dtype=bool)
+    if att.requests is None:
+        parts = []
+        for hi, head in enumerate(view.heads):
+            for plane in _PLANE_ORDER:
+                if plane in fetched:
+                    t = view.tokens[fetched[plane][hi]]
+                    parts.append(np.stack([np.full(len(t), int(plane)), np.full(len(t), head), t],
+                                          axis=1))
+        req = np.concatenate(parts) if parts else np.zeros((0, 3), np.int64)
+        return LayerRecord(view.layer, view.tokens, view.heads, fetched, req.astype(np.int64))
+
+    req = np.asarray(att.requests)
+    if req.ndim != 2 or req.shape[1] != 3 or (len(req) and not np.issubdtype(req.dtype,
+                                                                             np.integer)):
+        raise ValueError(f"{who}: requests must be an (r, 3) int array of (plane, head, token), "
+                         f"got shape {req.shape} dtype {req.dtype}")
+    req = req.astype(np.int64)
+    hi = np.minimum(np.searchsorted(view.heads, req[:, 1]), h - 1)
+    ti = np.minimum(np.searchsorted(view.tokens, req[:, 2]), m - 1)
+    bad = (~np.isin(req[:, 0], [int(p) for p in _PLANE_ORDER])
+           | (view.heads[hi] != req[:, 1]) | (view.tokens[ti] != req[:, 2]))
+    if bad.any():
+        raise ValueError(f"{who}: request {tuple(int(v) for v in req[np.argmax(bad)])} is not "
+                         "(K/V plane, running head, alive token)")
+    derived = {}
+    for plane in _PLANE_ORDER:
+        sel = req[:, 0] == int(plane)
+        if sel.any():
+            derived[plane] = np.zeros((h, m), bool)
+            derived[plane][hi[sel], ti[sel]] = True
+    if not fetched:
+        fetched = derived
+    else:
+        for plane in set(fetched) | set(derived):
+            a = fetched.get(plane, np.zeros((h, m), bool))
+            if not np.array_equal(a, derived.get(plane, np.zeros((h, m), bool))):
+                raise ValueError(f"{who}: requests and fetched mark different rows of plane "
+                                 f"{plane.name}")
+    return LayerRecord(view.layer, view.tokens, view.heads, fetched, req)
 
 
 def load_model(model: str | os.PathLike = "minilm") -> BertEncoder:

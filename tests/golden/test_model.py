@@ -427,10 +427,61 @@ def test_fetch_records_and_trace(tiny):
     np.testing.assert_array_equal(
         tr.addr[last], [layout.address(p, 2, 3, t) for p in (Plane.K_MSB, Plane.V_MSB)
                         for t in (0, 9)])
-    with pytest.raises(ValueError, match="max_tokens"):
+    with pytest.raises(ValueError, match="token 9 outside the layout's 8 tokens"):
         fetch_trace(enc.layers, KVLayout(L, H, 8, d, 32, 0, 32, 0))
+    with pytest.raises(ValueError, match="head 3 outside the layout's 3 heads"):
+        fetch_trace(enc.layers, KVLayout(L, 3, 40, d, 32, 0, 32, 0))
+    with pytest.raises(ValueError, match="layer 2 outside the layout's 2 layers"):
+        fetch_trace(enc.layers, KVLayout(2, H, 40, d, 32, 0, 32, 0))
     with pytest.raises(ValueError, match="plane K_MSB, which has 0 bits"):
         fetch_trace(enc.layers, KVLayout(L, H, 40, d, 0, 8, 32, 0))
+
+
+class Tiled(Policy):
+    """Reads K MSBs once per query tile of 4 rows (repeats), then V MSBs of the keys any
+    query of the layer attends to; optionally lies about ``fetched``."""
+
+    def __init__(self, fetched_lie: bool = False):
+        self.fetched_lie = fetched_lie
+
+    def attend(self, view):
+        probs = masked_softmax(scaled_scores(view.q, view.k))
+        n = len(view.tokens)
+        req = []
+        for _tile in range(0, n, 4):
+            for head in view.heads:
+                req += [(int(Plane.K_MSB), head, t) for t in view.tokens]
+        for head in view.heads[::-1]:
+            req += [(int(Plane.V_MSB), head, t) for t in view.tokens[::-1]]
+        fetched = {}
+        if self.fetched_lie:
+            fetched = {Plane.K_MSB: np.ones((len(view.heads), n), bool),
+                       Plane.V_MSB: np.ones((len(view.heads), n), bool)}
+            fetched[Plane.V_MSB][0, 0] = False
+        return Attention(probs, None, fetched, np.array(req))
+
+
+def test_explicit_request_order_with_repeats(tiny):
+    model, _ = tiny
+    ids = ids_for(model, 10, SEED + 5)
+    L, H, d = TINY["num_hidden_layers"], TINY["num_attention_heads"], 4
+    enc = model.encode(ids, Tiled())
+    np.testing.assert_array_equal(enc.embedding, model.encode(ids).embedding)
+    rec = enc.layers[1]
+    tiles = 3  # ceil(10 / 4)
+    assert rec.rows_read(Plane.K_MSB) == tiles * H * 10
+    assert rec.rows_read(Plane.V_MSB) == H * 10 == rec.rows_fetched(Plane.V_MSB)
+    assert rec.rows_fetched() == 2 * H * 10 and rec.rows_read() == (tiles + 1) * H * 10
+    assert set(rec.fetched) == {Plane.K_MSB, Plane.V_MSB} and rec.fetched[Plane.K_MSB].all()
+    layout = KVLayout(L, H, 40, d, k_msb_bits=32, k_lsb_bits=0, v_msb_bits=32, v_lsb_bits=0)
+    tr = fetch_trace(enc.layers, layout)
+    assert len(tr) == L * (tiles + 1) * H * 10
+    first_v = tiles * H * 10  # the first V read of layer 0: last head, last token
+    assert tr.addr[first_v] == layout.address(Plane.V_MSB, 0, H - 1, 9)
+    assert tr.addr[10] == layout.address(Plane.K_MSB, 0, 1, 0)
+    with pytest.raises(ValueError, match="requests and fetched mark different rows of plane "
+                                         "V_MSB"):
+        model.encode(ids, Tiled(fetched_lie=True))
 
 
 class _Bad(Policy):
@@ -456,6 +507,12 @@ class _Bad(Policy):
             return Attention(att.probs, None, {"K": np.ones(view.k.shape[:2], bool)})
         if self.what == "type":
             return att.probs
+        if self.what == "req_shape":
+            return Attention(att.probs, None, {}, np.zeros((2, 2), np.int64))
+        if self.what == "req_token":  # token 2 is pruned after layer 0
+            return Attention(att.probs, None, {}, np.array([[0, 0, 0], [2, 1, 2]]))
+        if self.what == "req_plane":
+            return Attention(att.probs, None, {}, np.array([[int(Plane.OTHER), 0, 0]]))
         return att
 
     def prune(self, view, att, head_out):
@@ -463,6 +520,8 @@ class _Bad(Policy):
             return np.zeros(len(view.tokens), bool)
         if self.what == "prune_index":
             return np.arange(2)
+        if self.what == "req_token":
+            return np.arange(len(view.tokens)) != 2
         return None
 
 
@@ -474,6 +533,9 @@ class _Bad(Policy):
     ("fetched", ValueError, r"fetched\[K_MSB\] must have shape \(4, 5\)"),
     ("plane", ValueError, "fetched keys must be K/V Planes"),
     ("type", TypeError, "must return an Attention"),
+    ("req_shape", ValueError, r"requests must be an \(r, 3\) int array"),
+    ("req_token", ValueError, r"attend\(layer=1\): request \(2, 1, 2\) is not"),
+    ("req_plane", ValueError, r"request \(255, 0, 0\) is not \(K/V plane"),
     ("prune_none", ValueError, r"prune\(layer=0\) must return None or a \(5,\) bool mask"),
     ("prune_index", ValueError, r"prune\(layer=0\)"),
 ])
