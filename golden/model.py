@@ -22,10 +22,10 @@ layers, exactly like SpAtten's cascade pruning.
 
 The policy interface (:class:`Policy`) has four hooks, all optional (the base class is dense):
 ``begin`` (new input), ``heads`` (which heads run in a layer), ``attend`` (probabilities, the V
-actually used, and which K/V rows were fetched from DRAM, per head and bit plane) and ``prune``
-(which tokens survive into the next layer). Every layer's alive tokens, heads and fetched rows
-are recorded in :class:`LayerRecord`; :func:`fetch_trace` turns them into an
-:class:`~psa.golden.trace.AccessTrace` for a :class:`~psa.golden.trace.KVLayout`.
+actually used, which K/V rows were read from DRAM per head and bit plane, optionally the reads
+in issue order) and ``prune`` (which tokens survive into the next layer). Every layer's alive
+tokens, heads and row reads are recorded in :class:`LayerRecord`; :func:`fetch_trace` turns
+them into an :class:`~psa.golden.trace.AccessTrace` for a :class:`~psa.golden.trace.KVLayout`.
 """
 
 from __future__ import annotations
