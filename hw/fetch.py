@@ -1,0 +1,131 @@
+"""K/V fetch address generator: (head, plane, token) row requests -> DRAM byte addresses.
+
+The address of a row follows :class:`psa.golden.trace.KVLayout`::
+
+    addr = base[plane] + ((layer * head_pitch + head) * token_pitch + token) * row_bytes[plane]
+
+with the layout given at run time on the ``cfg`` port (:data:`kv_config_layout`), so one
+netlist serves any model whose layout fits the port widths.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["kv_config_layout", "row_request_layout", "fetch_request_layout",
+           "FetchAddressGenerator", "ROW_BYTES_BITS", "PITCH_BITS"]
+
+ROW_BYTES_BITS = 16   # row_bytes up to 65535 bytes (d_head * bits / 8)
+PITCH_BITS = 17       # token_pitch up to 65536 (KVLayout.max_tokens), head_pitch up to 256
+
+
+def kv_config_layout(addr_bits: int) -> data.StructLayout:
+    """Run-time K/V layout: plane bases (bytes), row sizes (bytes, 0: plane absent), pitches.
+
+    ``token_pitch`` is ``KVLayout.max_tokens`` and ``head_pitch`` is ``KVLayout.n_heads``.
+    """
+    return data.StructLayout({
+        "k_base": unsigned(addr_bits),
+        "v_base": unsigned(addr_bits),
+        "k_row_bytes": unsigned(ROW_BYTES_BITS),
+        "v_row_bytes": unsigned(ROW_BYTES_BITS),
+        "token_pitch": unsigned(PITCH_BITS),
+        "head_pitch": unsigned(9),
+    })
+
+
+def row_request_layout(head_bits: int, token_bits: int) -> data.StructLayout:
+    """One K or V row of one head (``plane``: 0 = K MSBs, 1 = V MSBs).
+
+    ``last`` marks the final request of a fetch command; ``empty`` a fetch with no requests
+    (a single beat with ``last = 1``, carrying no request).
+    """
+    return data.StructLayout({
+        "head": unsigned(head_bits),
+        "token": unsigned(token_bits),
+        "plane": unsigned(1),
+        "last": unsigned(1),
+        "empty": unsigned(1),
+    })
+
+
+def fetch_request_layout(addr_bits: int, head_bits: int, token_bits: int) -> data.StructLayout:
+    """A DRAM read of ``size`` bytes at byte address ``addr``; ``plane`` is the
+    :class:`psa.golden.trace.Plane` value (0 = K_MSB, 2 = V_MSB); ``head``/``token`` tag it."""
+    return data.StructLayout({
+        "addr": unsigned(addr_bits),
+        "size": unsigned(ROW_BYTES_BITS),
+        "plane": unsigned(2),
+        "head": unsigned(head_bits),
+        "token": unsigned(token_bits),
+        "last": unsigned(1),
+        "empty": unsigned(1),
+    })
+
+
+class FetchAddressGenerator(wiring.Component):
+    """Turns row requests into byte addresses; one register stage, one request per cycle.
+
+    Parameters
+    ----------
+    addr_bits : int
+        Address width in bits (16..64); addresses wrap modulo ``2**addr_bits``.
+    head_bits, token_bits : int
+        Widths of the head and token ids (1..16 and 1..17).
+    layer_bits : int
+        Width of the ``layer`` input (1..16).
+
+    Members
+    -------
+    rows : In(stream.Signature(row_request_layout))
+        Row requests. ``layer`` and ``cfg`` must be stable while requests flow.
+    requests : Out(stream.Signature(fetch_request_layout))
+        Addressed requests, in input order, 1 cycle after the input (throughput 1/cycle;
+        ``rows.ready = ~requests.valid | requests.ready``).
+    """
+
+    def __init__(self, addr_bits: int = 40, head_bits: int = 4, token_bits: int = 10,
+                 layer_bits: int = 8):
+        for name, v, lo, hi in (("addr_bits", addr_bits, 16, 64), ("head_bits", head_bits, 1, 16),
+                                ("token_bits", token_bits, 1, 17),
+                                ("layer_bits", layer_bits, 1, 16)):
+            if not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"FetchAddressGenerator: {name} must be an integer in "
+                                 f"{lo}..{hi}, got {v!r}")
+        self._addr_bits = addr_bits
+        super().__init__({
+            "cfg": In(kv_config_layout(addr_bits)),
+            "layer": In(unsigned(layer_bits)),
+            "rows": In(stream.Signature(row_request_layout(head_bits, token_bits))),
+            "requests": Out(stream.Signature(
+                fetch_request_layout(addr_bits, head_bits, token_bits))),
+        })
+
+    @property
+    def addr_bits(self) -> int:
+        return self._addr_bits
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        cfg, row, req = self.cfg, self.rows.p, self.requests
+        is_v = row.plane
+        base = Mux(is_v, cfg.v_base, cfg.k_base)
+        row_bytes = Mux(is_v, cfg.v_row_bytes, cfg.k_row_bytes)
+        row_index = (self.layer * cfg.head_pitch + row.head) * cfg.token_pitch + row.token
+        addr = base + row_index * row_bytes
+
+        m.d.comb += self.rows.ready.eq(~req.valid | req.ready)
+        with m.If(self.rows.ready):
+            m.d.sync += [
+                req.valid.eq(self.rows.valid),
+                req.p.addr.eq(addr[:self._addr_bits]),
+                req.p.size.eq(row_bytes),
+                req.p.plane.eq(Mux(is_v, 2, 0)),
+                req.p.head.eq(row.head),
+                req.p.token.eq(row.token),
+                req.p.last.eq(row.last),
+                req.p.empty.eq(row.empty),
+            ]
+        return m

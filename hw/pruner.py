@@ -1,0 +1,663 @@
+"""Cascade token and head pruning unit (SpAtten): importance accumulation, top-k pruning, the
+alive-token list and the K/V fetch requests of the next layer.
+
+The unit holds what :class:`psa.golden.pruning.PruningState` holds and changes it with the same
+commands, bit for bit. Datasheet: ``docs/pruner.md``. Blocks:
+
+- :class:`ScoreMemory`: token scores in ``P`` banks by alive position (position ``p`` in bank
+  ``p % P``, row ``p // P``); accumulates one beat of ``P`` probabilities per cycle.
+- :class:`AliveList`: token id by alive position (identity after ``START`` until the first
+  compacting prune, so ``START`` costs no id writes).
+- :class:`HeadScores`: per-head saturating magnitude accumulators and the kept-head mask.
+- :class:`psa.hw.fetch.FetchAddressGenerator`: row requests to DRAM byte addresses.
+- :class:`psa.hw.topk.TopKEngine`: one ``P``-lane instance for tokens, one 1-lane for heads.
+- :class:`PruningUnit`: command decoding and sequencing of the above.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2, exact_log2
+
+from .fetch import FetchAddressGenerator, fetch_request_layout, kv_config_layout
+
+__all__ = ["Op", "command_layout", "prob_beat_layout", "magnitude_layout", "token_out_layout",
+           "head_out_layout", "ScoreMemory", "AliveList", "HeadScores", "PruningUnit",
+           "CMD_ARG_BITS"]
+
+CMD_ARG_BITS = 32
+
+
+class Op(enum.Enum, shape=3):
+    """Command opcodes (``cmd.p.op``); ``cmd.p.arg`` is the command's argument."""
+
+    START = 0        #: arg = n: tokens 0..n-1 alive, scores 0; all heads kept, head scores 0
+    PRUNE = 1        #: arg = k: keep the top min(k, alive) tokens; streams the new alive list
+    PRUNE_HEADS = 2  #: arg = kh: keep the top min(kh, kept) heads; streams the kept heads
+    FETCH = 3        #: arg = layer: streams the K then V row reads of each kept head
+    READ_TOKENS = 4  #: streams the alive list with scores (no state change)
+    READ_HEADS = 5   #: streams the kept heads with scores (no state change)
+
+
+def command_layout() -> data.StructLayout:
+    return data.StructLayout({"op": Op, "arg": unsigned(CMD_ARG_BITS)})
+
+
+def prob_beat_layout(lanes: int, prob_bits: int) -> data.StructLayout:
+    """``P`` probabilities of one query row at alive positions ``beat*P ..``; ``last`` ends the
+    row."""
+    return data.StructLayout({"data": data.ArrayLayout(unsigned(prob_bits), lanes), "last": 1})
+
+
+def magnitude_layout(head_bits: int, mag_bits: int) -> data.StructLayout:
+    return data.StructLayout({"head": unsigned(head_bits), "value": unsigned(mag_bits)})
+
+
+def token_out_layout(token_bits: int, score_bits: int) -> data.StructLayout:
+    """One alive token with its score; ``last`` ends a list, ``empty`` marks an empty list (a
+    single beat, ``last = 1``, no token)."""
+    return data.StructLayout({"id": unsigned(token_bits), "score": unsigned(score_bits),
+                              "last": 1, "empty": 1})
+
+
+def head_out_layout(head_bits: int, head_score_bits: int) -> data.StructLayout:
+    return data.StructLayout({"id": unsigned(head_bits), "score": unsigned(head_score_bits),
+                              "last": 1, "empty": 1})
+
+
+def _check(owner: str, name: str, value, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{owner}: {name} must be an integer in {lo}..{hi}, got {value!r}")
+    return value
+
+
+def _check_lanes(owner: str, lanes) -> int:
+    _check(owner, "lanes", lanes, 1, 64)
+    if lanes & (lanes - 1):
+        raise ValueError(f"{owner}: lanes must be a power of two in 1..64, got {lanes!r}")
+    return lanes
+
+
+def _saturate(value, bits: int):
+    top = (1 << bits) - 1
+    return Mux(value > top, top, value)
+
+
+class ScoreMemory(wiring.Component):
+    """Token scores in ``lanes`` banks by alive position, with a one-beat-per-cycle accumulator.
+
+    Parameters
+    ----------
+    max_tokens : int
+        Positions held, 1..65536.
+    lanes : int
+        ``P``, banks and probabilities per beat (power of two, 1..64).
+    prob_bits, score_bits : int
+        Probability lane width (1..16) and saturating score width (prob_bits..48).
+
+    Members
+    -------
+    probs : In(stream.Signature(prob_beat_layout))
+        Accepted whenever ``enable`` is high (``ready = enable``). Beat ``b`` of a row adds lane
+        ``i`` to position ``b*P + i`` if that is ``< alive``; other lanes are ignored.
+        Read-modify-write takes 2 cycles; back-to-back beats to one row forward through the
+        bank's transparent read port.
+    busy : Out(1)
+        A beat is still being written (commands must wait).
+    row_reset : In(1)
+        The next beat is the first of a row (asserted on every command).
+    rd_en, rd_row, rd_data
+        Reads all banks of one row; ``rd_data`` (lane ``i`` = position ``row*P + i``) is valid
+        the cycle after ``rd_en`` and held while ``rd_en`` is low. Use only with ``enable`` low.
+    wr_en, wr_pos, wr_data
+        Writes one position. ``clr_en``/``clr_row`` zero a whole row (wins over ``wr_en``).
+    """
+
+    def __init__(self, max_tokens: int, lanes: int, prob_bits: int = 12, score_bits: int = 24):
+        owner = type(self).__name__
+        self._n = _check(owner, "max_tokens", max_tokens, 1, 65536)
+        self._p = _check_lanes(owner, lanes)
+        self._prob_bits = _check(owner, "prob_bits", prob_bits, 1, 16)
+        self._score_bits = _check(owner, "score_bits", score_bits, prob_bits, 48)
+        self._rows = -(-max_tokens // lanes)
+        row_bits = max(1, ceil_log2(self._rows))
+        pos_bits = max(1, ceil_log2(max_tokens))
+        super().__init__({
+            "probs": In(stream.Signature(prob_beat_layout(lanes, prob_bits))),
+            "enable": In(1),
+            "alive": In(unsigned(bits_for(max_tokens))),
+            "row_reset": In(1),
+            "busy": Out(1),
+            "rd_en": In(1),
+            "rd_row": In(unsigned(row_bits)),
+            "rd_data": Out(data.ArrayLayout(unsigned(score_bits), lanes)),
+            "wr_en": In(1),
+            "wr_pos": In(unsigned(pos_bits)),
+            "wr_data": In(unsigned(score_bits)),
+            "clr_en": In(1),
+            "clr_row": In(unsigned(row_bits)),
+        })
+
+    @property
+    def rows(self) -> int:
+        """Rows per bank, ``ceil(max_tokens / lanes)``."""
+        return self._rows
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        p, shift = self._p, exact_log2(self._p)
+        # Beat position within the row; saturates at `rows` so an overlong row writes nothing.
+        beat = Signal(range(self._rows + 1))
+        accept = Signal()
+        m.d.comb += [self.probs.ready.eq(self.enable),
+                     accept.eq(self.probs.valid & self.enable)]
+        with m.If(self.row_reset):
+            m.d.sync += beat.eq(0)
+        with m.Elif(accept):
+            with m.If(self.probs.p.last):
+                m.d.sync += beat.eq(0)
+            with m.Elif(beat != self._rows):
+                m.d.sync += beat.eq(beat + 1)
+
+        acc_valid = Signal()
+        acc_row = Signal.like(self.rd_row)
+        acc_lanes = Signal(prob_beat_layout(p, self._prob_bits))
+        acc_mask = Signal(p)
+        m.d.sync += [acc_valid.eq(accept), acc_row.eq(beat[:len(acc_row)]),
+                     acc_lanes.eq(self.probs.p)]
+        m.d.sync += acc_mask.eq(Cat(
+            (beat != self._rows) & ((beat << shift) + i < self.alive) for i in range(p)))
+        m.d.comb += self.busy.eq(acc_valid)
+
+        rd_row = Mux(self.enable, beat[:len(acc_row)], self.rd_row)
+        rd_en = Mux(self.enable, accept, self.rd_en)
+        wr_bank = self.wr_pos[:shift] if shift else Const(0, 1)
+        for i in range(p):
+            bank = Memory(shape=unsigned(self._score_bits), depth=self._rows, init=[])
+            m.submodules[f"bank{i}"] = bank
+            wp = bank.write_port()
+            rp = bank.read_port(transparent_for=(wp,))
+            m.d.comb += [rp.addr.eq(rd_row), rp.en.eq(rd_en), self.rd_data[i].eq(rp.data)]
+            with m.If(acc_valid):
+                m.d.comb += [wp.addr.eq(acc_row), wp.en.eq(acc_mask[i]),
+                             wp.data.eq(_saturate(rp.data + acc_lanes.data[i],
+                                                  self._score_bits))]
+            with m.Elif(self.clr_en):
+                m.d.comb += [wp.addr.eq(self.clr_row), wp.en.eq(1), wp.data.eq(0)]
+            with m.Else():
+                m.d.comb += [wp.addr.eq(self.wr_pos >> shift), wp.data.eq(self.wr_data),
+                             wp.en.eq(self.wr_en & (wr_bank == i))]
+        return m
+
+
+class AliveList(wiring.Component):
+    """Token id by alive position: one read and one write per cycle.
+
+    After ``reset_ident`` (and after reset) position ``p`` reads as token ``p`` whatever the
+    memory holds, until ``clear_ident``; so ``START`` costs one cycle. A compacting prune reads
+    every survivor (identity or memory) and writes it to its new position, then clears the flag.
+
+    Members
+    -------
+    rd_en, rd_pos, rd_id
+        ``rd_id`` is the id at ``rd_pos`` the cycle after ``rd_en``, held while ``rd_en`` is low.
+    wr_en, wr_pos, wr_id
+        Write one position.
+    """
+
+    def __init__(self, max_tokens: int):
+        self._n = _check(type(self).__name__, "max_tokens", max_tokens, 1, 65536)
+        bits = max(1, ceil_log2(max_tokens))
+        super().__init__({
+            "reset_ident": In(1), "clear_ident": In(1), "ident": Out(1, init=1),
+            "rd_en": In(1), "rd_pos": In(unsigned(bits)), "rd_id": Out(unsigned(bits)),
+            "wr_en": In(1), "wr_pos": In(unsigned(bits)), "wr_id": In(unsigned(bits)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        mem = Memory(shape=unsigned(len(self.rd_id)), depth=self._n, init=[])
+        m.submodules.mem = mem
+        wp = mem.write_port()
+        rp = mem.read_port()
+        pos = Signal.like(self.rd_pos)
+        m.d.comb += [rp.addr.eq(self.rd_pos), rp.en.eq(self.rd_en),
+                     wp.addr.eq(self.wr_pos), wp.data.eq(self.wr_id), wp.en.eq(self.wr_en),
+                     self.rd_id.eq(Mux(self.ident, pos, rp.data))]
+        with m.If(self.rd_en):
+            m.d.sync += pos.eq(self.rd_pos)
+        with m.If(self.reset_ident):
+            m.d.sync += self.ident.eq(1)
+        with m.Elif(self.clear_ident):
+            m.d.sync += self.ident.eq(0)
+        return m
+
+
+class HeadScores(wiring.Component):
+    """Per-head saturating magnitude accumulators and the kept-head mask (registers).
+
+    Members
+    -------
+    mags : In(stream.Signature(magnitude_layout))
+        ``ready = enable``; adds ``mag`` to the head's score in the same cycle. A head that is
+        not kept (or out of range) is dropped and pulses ``error``.
+    start : In(1)
+        All heads kept, all scores 0 (also the reset state).
+    sel, sel_score
+        Combinational score of head ``sel``.
+    set_kept, new_kept, new_count
+        Replace the kept mask and count.
+    """
+
+    def __init__(self, n_heads: int, mag_bits: int = 24, head_score_bits: int = 32):
+        owner = type(self).__name__
+        self._h = _check(owner, "n_heads", n_heads, 1, 256)
+        self._mag_bits = _check(owner, "mag_bits", mag_bits, 1, 48)
+        self._bits = _check(owner, "head_score_bits", head_score_bits, 1, 48)
+        head_bits = max(1, ceil_log2(n_heads))
+        super().__init__({
+            "mags": In(stream.Signature(magnitude_layout(head_bits, mag_bits))),
+            "enable": In(1),
+            "start": In(1),
+            "error": Out(1),
+            "kept": Out(n_heads, init=(1 << n_heads) - 1),
+            "count": Out(range(n_heads + 1), init=n_heads),
+            "sel": In(unsigned(head_bits)),
+            "sel_score": Out(unsigned(head_score_bits)),
+            "set_kept": In(1),
+            "new_kept": In(n_heads),
+            "new_count": In(range(n_heads + 1)),
+        })
+
+    def elaborate(self, platform) -> Module:
+        m = Module()
+        scores = Array(Signal(self._bits, name=f"score{h}") for h in range(self._h))
+        m.d.comb += [self.mags.ready.eq(self.enable), self.sel_score.eq(scores[self.sel])]
+        head = self.mags.p.head
+        in_range = head < self._h
+        kept = Mux(in_range, self.kept.bit_select(head, 1), 0)
+        with m.If(self.mags.valid & self.enable):
+            with m.If(kept):
+                m.d.sync += scores[head].eq(_saturate(scores[head] + self.mags.p.value, self._bits))
+            with m.Else():
+                m.d.comb += self.error.eq(1)
+        with m.If(self.start):
+            m.d.sync += [s.eq(0) for s in scores]
+            m.d.sync += [self.kept.eq((1 << self._h) - 1), self.count.eq(self._h)]
+        with m.Elif(self.set_kept):
+            m.d.sync += [self.kept.eq(self.new_kept), self.count.eq(self.new_count)]
+        return m
+
+
+def _lowest_set(m: Module, mask, width: int, name: str):
+    """(found, index) of the lowest set bit of ``mask`` (combinational priority encoder)."""
+    found = Signal(name=f"{name}_found")
+    index = Signal(range(max(width, 2)), name=f"{name}_index")
+    m.d.comb += found.eq(mask.any())
+    for i in reversed(range(width)):
+        with m.If(mask[i]):
+            m.d.comb += index.eq(i)
+    return found, index
+
+
+class PruningUnit(wiring.Component):
+    """Cascade token and head pruning unit (see ``docs/pruner.md`` for the full datasheet).
+
+    Parameters
+    ----------
+    max_tokens : int
+        ``N``, largest sequence, max(lanes, 2)..65536.
+    n_heads : int
+        ``H``, heads per layer, 1..256 (all kept after ``START``).
+    lanes : int
+        ``P``, probabilities accumulated per cycle and scores fed to top-k per cycle (power of
+        two, 1..64).
+    prob_bits, score_bits, mag_bits, head_score_bits : int
+        ``UQ0.prob_bits`` probabilities (1..16), saturating token scores (prob_bits..32),
+        magnitude input (1..48) and saturating head scores (1..32); the score widths are
+        bounded by the top-k engine's 32-bit values.
+    addr_bits, layer_bits : int
+        Fetch address width (16..64) and the layer field used by ``FETCH`` (1..16).
+
+    Members
+    -------
+    cmd : In(stream.Signature(command_layout))
+        One command at a time (:class:`Op`); accepted when idle, the accumulator is drained and
+        neither ``probs`` nor ``mags`` is valid.
+    probs : In(stream.Signature(prob_beat_layout))
+        Query rows over the alive positions, ``P`` per beat; accepted every cycle while idle.
+    mags : In(stream.Signature(magnitude_layout))
+        Head output magnitudes; accepted every cycle while idle.
+    tokens, heads : Out(stream.Signature(token_out_layout / head_out_layout))
+        Lists produced by ``PRUNE``/``READ_TOKENS`` and ``PRUNE_HEADS``/``READ_HEADS``.
+    fetch : Out(stream.Signature(fetch_request_layout))
+        ``FETCH`` requests.
+    cfg : In(kv_config_layout)
+        K/V layout for ``FETCH`` (stable while a fetch runs).
+    busy, error, alive_count, head_count : Out
+        Status; ``error`` is sticky until ``START`` (bad ``n``, magnitude for a pruned head, layer
+        out of range, unknown opcode).
+    """
+
+    def __init__(self, max_tokens: int = 256, n_heads: int = 12, lanes: int = 8,
+                 prob_bits: int = 12, score_bits: int = 24, mag_bits: int = 24,
+                 head_score_bits: int = 32, addr_bits: int = 40, layer_bits: int = 8):
+        owner = type(self).__name__
+        self._p = _check_lanes(owner, lanes)
+        self._n = _check(owner, "max_tokens", max_tokens, max(lanes, 2), 65536)
+        self._h = _check(owner, "n_heads", n_heads, 1, 256)
+        self._prob_bits = _check(owner, "prob_bits", prob_bits, 1, 16)
+        self._score_bits = _check(owner, "score_bits", score_bits, prob_bits, 32)
+        self._mag_bits = _check(owner, "mag_bits", mag_bits, 1, 48)
+        self._head_score_bits = _check(owner, "head_score_bits", head_score_bits, 1, 32)
+        self._addr_bits = _check(owner, "addr_bits", addr_bits, 16, 64)
+        self._layer_bits = _check(owner, "layer_bits", layer_bits, 1, 16)
+        self._token_bits = max(1, ceil_log2(max_tokens))
+        self._head_bits = max(1, ceil_log2(n_heads))
+        super().__init__({
+            "cmd": In(stream.Signature(command_layout())),
+            "probs": In(stream.Signature(prob_beat_layout(lanes, prob_bits))),
+            "mags": In(stream.Signature(magnitude_layout(self._head_bits, mag_bits))),
+            "tokens": Out(stream.Signature(token_out_layout(self._token_bits, score_bits))),
+            "heads": Out(stream.Signature(head_out_layout(self._head_bits, head_score_bits))),
+            "fetch": Out(stream.Signature(
+                fetch_request_layout(addr_bits, self._head_bits, self._token_bits))),
+            "cfg": In(kv_config_layout(addr_bits)),
+            "busy": Out(1),
+            "error": Out(1),
+            "alive_count": Out(range(max_tokens + 1)),
+            "head_count": Out(range(n_heads + 1)),
+        })
+
+    max_tokens = property(lambda self: self._n)
+    n_heads = property(lambda self: self._h)
+    lanes = property(lambda self: self._p)
+    prob_bits = property(lambda self: self._prob_bits)
+    score_bits = property(lambda self: self._score_bits)
+    mag_bits = property(lambda self: self._mag_bits)
+    head_score_bits = property(lambda self: self._head_score_bits)
+    addr_bits = property(lambda self: self._addr_bits)
+    layer_bits = property(lambda self: self._layer_bits)
+
+    def elaborate(self, platform) -> Module:
+        from .topk import TopKEngine
+
+        m = Module()
+        n, h, p = self._n, self._h, self._p
+        shift = exact_log2(p)
+
+        m.submodules.scores = scores = ScoreMemory(n, p, self._prob_bits, self._score_bits)
+        m.submodules.alive = alive = AliveList(n)
+        m.submodules.head_scores = hs = HeadScores(h, self._mag_bits, self._head_score_bits)
+        m.submodules.fetch_gen = fg = FetchAddressGenerator(
+            self._addr_bits, self._head_bits, self._token_bits, self._layer_bits)
+        m.submodules.topk = tk = TopKEngine(lanes=p, width=self._score_bits, max_n=n)
+        m.submodules.topk_heads = tkh = TopKEngine(lanes=1, width=self._head_score_bits,
+                                                   max_n=max(h, 2))
+        wiring.connect(m, wiring.flipped(self.probs), scores.probs)
+        wiring.connect(m, wiring.flipped(self.mags), hs.mags)
+        wiring.connect(m, fg.requests, wiring.flipped(self.fetch))
+        m.d.comb += fg.cfg.eq(self.cfg)
+
+        alive_cnt = Signal(range(n + 1))
+        error = Signal()
+        arg = Signal(CMD_ARG_BITS)          # k of PRUNE / PRUNE_HEADS, layer of FETCH
+        layer = Signal(self._layer_bits)
+        m.d.comb += [self.alive_count.eq(alive_cnt), self.head_count.eq(hs.count),
+                     self.error.eq(error), fg.layer.eq(layer), scores.alive.eq(alive_cnt)]
+        with m.If(hs.error):
+            m.d.sync += error.eq(1)
+
+        # Shared read pipeline: stage 0 (s0_*) addresses the memories, stage 1 (s1_*) holds the
+        # tags while the memories return the data; `dest_ready` is the ready of the stage-1
+        # consumer in the current state.
+        s0_valid, s0_pos, s0_last = Signal(), Signal(self._token_bits), Signal()
+        s0_row = Signal.like(scores.rd_row)
+        s0_value = Signal(self._score_bits)
+        s0_count = Signal(range(p + 1))
+        s1_valid, s1_last, s1_value = Signal(), Signal(), Signal(self._score_bits)
+        s1_lane = Signal(range(max(p, 2)))
+        s1_count = Signal(range(p + 1))
+        s1_head, s1_plane = Signal(self._head_bits), Signal()
+        s0_head, s0_plane = Signal(self._head_bits), Signal()
+        dest_ready = Signal()
+        adv = Signal()
+        m.d.comb += [adv.eq(~s1_valid | dest_ready),
+                     alive.rd_en.eq(adv), alive.rd_pos.eq(s0_pos),
+                     scores.rd_en.eq(adv), scores.rd_row.eq(s0_row)]
+        with m.If(adv):
+            m.d.sync += [s1_valid.eq(s0_valid), s1_last.eq(s0_last), s1_value.eq(s0_value),
+                         s1_lane.eq(s0_pos[:shift] if shift else 0), s1_count.eq(s0_count),
+                         s1_head.eq(s0_head), s1_plane.eq(s0_plane)]
+        issue = s0_valid & adv
+        src_done = Signal()          # the state's source has issued its last item
+        drained = src_done & ~s1_valid
+        s1_score = scores.rd_data[s1_lane]
+
+        # Counters shared by the states (only one state runs at a time).
+        pos = Signal(range(n + 1))   # position / row / output index
+        j = Signal(range(n + 1))     # next compacted position
+        lane = Signal(range(max(p, 2)))
+        cur_head = Signal(range(max(h, 2)))
+        plane = Signal()
+        new_kept = Signal(h)
+        pos2id = Array(Signal(self._head_bits, name=f"pos2id{i}") for i in range(h))
+
+        kept = hs.kept
+        above = Cat(*[cur_head < i for i in range(h)])
+        has_next, next_head = _lowest_set(m, kept & above, h, "next_kept")
+        has_first, first_head = _lowest_set(m, kept, h, "first_kept")
+
+        k_rows_bytes, v_rows_bytes = self.cfg.k_row_bytes, self.cfg.v_row_bytes
+        n_rows = (alive_cnt + (p - 1)) >> shift
+
+        cmd = self.cmd.p
+        busy_acc = scores.busy
+        with m.FSM(name="ctrl") as fsm:
+            with m.State("IDLE"):
+                m.d.comb += [scores.enable.eq(1), hs.enable.eq(1),
+                             self.cmd.ready.eq(~busy_acc & ~self.probs.valid & ~self.mags.valid)]
+                with m.If(self.cmd.valid & self.cmd.ready):
+                    m.d.comb += scores.row_reset.eq(1)
+                    m.d.sync += [arg.eq(cmd.arg), src_done.eq(0), pos.eq(0), j.eq(0),
+                                 lane.eq(0), new_kept.eq(0)]
+                    with m.Switch(cmd.op):
+                        with m.Case(Op.START):
+                            n_arg = Mux(cmd.arg > n, n, cmd.arg)
+                            m.d.comb += [hs.start.eq(1), alive.reset_ident.eq(1)]
+                            m.d.sync += [alive_cnt.eq(n_arg), error.eq(cmd.arg > n)]
+                            with m.If(n_arg != 0):
+                                m.next = "CLEAR"
+                        with m.Case(Op.PRUNE):
+                            with m.If((alive_cnt == 0) | (cmd.arg == 0)):
+                                m.d.sync += alive_cnt.eq(0)
+                                m.next = "EMPTY_TOKENS"
+                            with m.Elif(cmd.arg >= alive_cnt):
+                                m.next = "LIST_TOKENS"
+                            with m.Else():
+                                m.next = "TOPK_FEED"
+                        with m.Case(Op.PRUNE_HEADS):
+                            m.d.sync += cur_head.eq(first_head)
+                            with m.If((hs.count == 0) | (cmd.arg == 0)):
+                                m.d.comb += [hs.set_kept.eq(1), hs.new_kept.eq(0),
+                                             hs.new_count.eq(0)]
+                                m.next = "EMPTY_HEADS"
+                            with m.Elif(cmd.arg >= hs.count):
+                                m.next = "LIST_HEADS"
+                            with m.Else():
+                                m.next = "HEADS_FEED"
+                        with m.Case(Op.FETCH):
+                            m.d.sync += [layer.eq(cmd.arg), cur_head.eq(first_head),
+                                         plane.eq(k_rows_bytes == 0)]
+                            with m.If(cmd.arg >> self._layer_bits != 0):
+                                m.d.sync += error.eq(1)
+                            with m.If((alive_cnt == 0) | ~has_first
+                                      | ((k_rows_bytes == 0) & (v_rows_bytes == 0))):
+                                m.next = "EMPTY_FETCH"
+                            with m.Else():
+                                m.next = "FETCH"
+                        with m.Case(Op.READ_TOKENS):
+                            with m.If(alive_cnt == 0):
+                                m.next = "EMPTY_TOKENS"
+                            with m.Else():
+                                m.next = "LIST_TOKENS"
+                        with m.Case(Op.READ_HEADS):
+                            m.d.sync += cur_head.eq(first_head)
+                            with m.If(hs.count == 0):
+                                m.next = "EMPTY_HEADS"
+                            with m.Else():
+                                m.next = "LIST_HEADS"
+                        with m.Default():
+                            m.d.sync += error.eq(1)
+
+            with m.State("CLEAR"):
+                m.d.comb += [scores.clr_en.eq(1), scores.clr_row.eq(pos)]
+                m.d.sync += pos.eq(pos + 1)
+                with m.If(pos + 1 == n_rows):
+                    m.next = "IDLE"
+
+            # -- token lists -------------------------------------------------------------
+            with m.State("EMPTY_TOKENS"):
+                m.d.comb += [self.tokens.valid.eq(1), self.tokens.p.last.eq(1),
+                             self.tokens.p.empty.eq(1)]
+                with m.If(self.tokens.ready):
+                    m.next = "IDLE"
+
+            with m.State("LIST_TOKENS"):
+                m.d.comb += [s0_valid.eq(~src_done), s0_pos.eq(pos), s0_row.eq(pos >> shift),
+                             s0_last.eq(pos == alive_cnt - 1)]
+                with m.If(issue):
+                    m.d.sync += pos.eq(pos + 1)
+                    with m.If(s0_last):
+                        m.d.sync += src_done.eq(1)
+                m.d.comb += [dest_ready.eq(self.tokens.ready), self.tokens.valid.eq(s1_valid),
+                             self.tokens.p.id.eq(alive.rd_id), self.tokens.p.score.eq(s1_score),
+                             self.tokens.p.last.eq(s1_last)]
+                with m.If(drained):
+                    m.next = "IDLE"
+
+            with m.State("TOPK_FEED"):
+                m.d.comb += [s0_valid.eq(~src_done), s0_row.eq(pos),
+                             s0_last.eq(pos == n_rows - 1),
+                             s0_count.eq(Mux(s0_last, alive_cnt - (pos << shift), p))]
+                with m.If(issue):
+                    m.d.sync += pos.eq(pos + 1)
+                    with m.If(s0_last):
+                        m.d.sync += src_done.eq(1)
+                tk_in = tk.i_stream
+                m.d.comb += [dest_ready.eq(tk_in.ready), tk_in.valid.eq(s1_valid),
+                             tk_in.p.data.eq(scores.rd_data), tk_in.p.count.eq(s1_count),
+                             tk_in.p.last.eq(s1_last), tk_in.p.k.eq(arg)]
+                with m.If(drained):
+                    m.d.sync += [src_done.eq(0), pos.eq(0)]
+                    m.next = "TOPK_OUT"
+
+            with m.State("TOPK_OUT"):
+                # Survivors come P at a time in ascending position; each is read from the
+                # alive list and written back at its compacted position j (j <= position,
+                # so no survivor is overwritten before it is read).
+                out = tk.o_stream.p
+                last_lane = (lane + 1 >= out.count)
+                m.d.comb += [s0_valid.eq(tk.o_stream.valid & ~src_done & (out.count != 0)),
+                             s0_pos.eq(out.index[lane]), s0_value.eq(out.data[lane]),
+                             s0_last.eq(j == arg - 1)]
+                with m.If(tk.o_stream.valid & ~src_done & adv & last_lane):
+                    m.d.comb += tk.o_stream.ready.eq(1)
+                    m.d.sync += lane.eq(0)
+                    with m.If(out.last):
+                        m.d.sync += src_done.eq(1)
+                with m.Elif(issue):
+                    m.d.sync += lane.eq(lane + 1)
+                with m.If(issue):
+                    m.d.sync += j.eq(j + 1)
+                m.d.comb += [dest_ready.eq(self.tokens.ready), self.tokens.valid.eq(s1_valid),
+                             self.tokens.p.id.eq(alive.rd_id), self.tokens.p.score.eq(s1_value),
+                             self.tokens.p.last.eq(s1_last)]
+                with m.If(s1_valid & self.tokens.ready):
+                    m.d.comb += [alive.wr_en.eq(1), alive.wr_pos.eq(pos),
+                                 alive.wr_id.eq(alive.rd_id),
+                                 scores.wr_en.eq(1), scores.wr_pos.eq(pos),
+                                 scores.wr_data.eq(s1_value)]
+                    m.d.sync += pos.eq(pos + 1)
+                with m.If(drained):
+                    m.d.comb += alive.clear_ident.eq(1)
+                    m.d.sync += alive_cnt.eq(pos)
+                    m.next = "IDLE"
+
+            # -- fetch ---------------------------------------------------------------------
+            with m.State("EMPTY_FETCH"):
+                m.d.comb += [fg.rows.valid.eq(1), fg.rows.p.last.eq(1), fg.rows.p.empty.eq(1)]
+                with m.If(fg.rows.ready):
+                    m.next = "IDLE"
+
+            with m.State("FETCH"):
+                last_pos = pos == alive_cnt - 1
+                last_plane = plane | (v_rows_bytes == 0)
+                m.d.comb += [s0_valid.eq(~src_done), s0_pos.eq(pos), s0_head.eq(cur_head),
+                             s0_plane.eq(plane), s0_last.eq(last_pos & last_plane & ~has_next)]
+                with m.If(issue):
+                    with m.If(~last_pos):
+                        m.d.sync += pos.eq(pos + 1)
+                    with m.Else():
+                        m.d.sync += pos.eq(0)
+                        with m.If(~last_plane):
+                            m.d.sync += plane.eq(1)
+                        with m.Else():
+                            m.d.sync += [plane.eq(k_rows_bytes == 0), cur_head.eq(next_head)]
+                    with m.If(s0_last):
+                        m.d.sync += src_done.eq(1)
+                m.d.comb += [dest_ready.eq(fg.rows.ready), fg.rows.valid.eq(s1_valid),
+                             fg.rows.p.head.eq(s1_head), fg.rows.p.plane.eq(s1_plane),
+                             fg.rows.p.token.eq(alive.rd_id), fg.rows.p.last.eq(s1_last)]
+                with m.If(drained):
+                    m.next = "IDLE"
+
+            # -- heads -------------------------------------------------------------------
+            with m.State("EMPTY_HEADS"):
+                m.d.comb += [self.heads.valid.eq(1), self.heads.p.last.eq(1),
+                             self.heads.p.empty.eq(1)]
+                with m.If(self.heads.ready):
+                    m.next = "IDLE"
+
+            with m.State("LIST_HEADS"):
+                m.d.comb += [hs.sel.eq(cur_head), self.heads.valid.eq(1),
+                             self.heads.p.id.eq(cur_head), self.heads.p.score.eq(hs.sel_score),
+                             self.heads.p.last.eq(~has_next)]
+                with m.If(self.heads.ready):
+                    m.d.sync += cur_head.eq(next_head)
+                    with m.If(~has_next):
+                        m.next = "IDLE"
+
+            with m.State("HEADS_FEED"):
+                m.d.comb += [hs.sel.eq(cur_head), tkh.i_stream.valid.eq(1),
+                             tkh.i_stream.p.data[0].eq(hs.sel_score), tkh.i_stream.p.count.eq(1),
+                             tkh.i_stream.p.last.eq(~has_next), tkh.i_stream.p.k.eq(arg)]
+                with m.If(tkh.i_stream.ready):
+                    m.d.sync += [pos2id[pos].eq(cur_head), pos.eq(pos + 1),
+                                 cur_head.eq(next_head)]
+                    with m.If(~has_next):
+                        m.d.sync += pos.eq(0)
+                        m.next = "HEADS_OUT"
+
+            with m.State("HEADS_OUT"):
+                out = tkh.o_stream.p
+                head_id = pos2id[out.index[0]]
+                one_hot = Signal(h)
+                m.d.comb += [hs.sel.eq(head_id), self.heads.p.id.eq(head_id),
+                             self.heads.p.score.eq(hs.sel_score),
+                             self.heads.p.last.eq(pos == arg - 1),
+                             self.heads.valid.eq(tkh.o_stream.valid & (out.count != 0)),
+                             tkh.o_stream.ready.eq((out.count == 0) | self.heads.ready)]
+                with m.If(self.heads.valid & self.heads.ready):
+                    m.d.comb += one_hot.eq(Const(1, h) << head_id)
+                    m.d.sync += [new_kept.eq(new_kept | one_hot), pos.eq(pos + 1)]
+                with m.If(tkh.o_stream.valid & tkh.o_stream.ready & out.last):
+                    m.d.comb += [hs.set_kept.eq(1), hs.new_kept.eq(new_kept | one_hot),
+                                 hs.new_count.eq(pos + (self.heads.valid & self.heads.ready))]
+                    m.next = "IDLE"
+
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | busy_acc | self.fetch.valid)
+        return m

@@ -1,0 +1,239 @@
+"""Pruning-unit workloads for the RTL bench and the benchmark, and captured-trace conversion.
+
+A :class:`PrunerParams` is one hardware parameter set; a :class:`SequenceSpec` one multi-layer
+sequence (token/head keep schedules, how probabilities are drawn). :func:`sequence_script`
+expands a sequence into the command-level script that drives both the golden
+:class:`~psa.golden.pruning.PruningState` and the hardware, layer by layer, from its seed.
+
+:func:`requests_to_trace` turns the requests captured on the unit's ``fetch`` stream into an
+:class:`~psa.golden.trace.AccessTrace`, so that hardware traces can be written in the project
+trace format and fed to the DRAM simulator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from psa.golden.cascade import spatten_token_schedule
+from psa.golden.fixed_point import quantize_unsigned_fraction
+from psa.golden.pruning import resolve_keep
+from psa.golden.trace import AccessTrace, KVLayout, Plane
+
+__all__ = ["PrunerParams", "SequenceSpec", "LayerScript", "sequence_script", "make_sequences",
+           "kv_layout", "kv_config", "requests_to_trace", "PARAM_SETS", "FetchRequest"]
+
+
+@dataclass(frozen=True)
+class PrunerParams:
+    """Hardware parameters of :class:`psa.hw.pruner.PruningUnit` (same names)."""
+
+    max_tokens: int = 64
+    n_heads: int = 4
+    lanes: int = 8
+    prob_bits: int = 12
+    score_bits: int = 24
+    mag_bits: int = 24
+    head_score_bits: int = 32
+    addr_bits: int = 40
+    layer_bits: int = 8
+
+    def kwargs(self) -> dict:
+        return asdict(self)
+
+    @property
+    def tag(self) -> str:
+        return (f"n{self.max_tokens}_h{self.n_heads}_p{self.lanes}_pb{self.prob_bits}"
+                f"_sb{self.score_bits}_hb{self.head_score_bits}")
+
+
+#: The parameter sets of the RTL suite: main, saturating narrow scores, wide P=16.
+PARAM_SETS: dict[str, PrunerParams] = {
+    "main": PrunerParams(64, 4, 8, 12, 24, 24, 32),
+    "saturate": PrunerParams(128, 3, 4, 8, 10, 12, 12),
+    "wide": PrunerParams(256, 6, 16, 12, 20, 24, 24),
+}
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """One sequence: ``n`` tokens through ``n_layers`` layers.
+
+    ``token_keep``/``head_keep`` map *after layer l* to a count. ``rows`` query rows per kept
+    head and layer (``None``: one per alive token, as in a real forward pass). ``probs`` is the
+    row distribution: ``softmax`` (peaky rows), ``uniform`` (flat rows, many ties), ``max``
+    (every lane at full scale: saturation), ``sparse`` (mostly zeros: ties at zero).
+    """
+
+    n: int
+    n_layers: int
+    token_keep: Mapping[int, int]
+    head_keep: Mapping[int, int] = field(default_factory=dict)
+    rows: int | None = 2
+    probs: str = "softmax"
+    mag_max: int = 1 << 20
+    seed: int = 0
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["token_keep"] = {str(k): v for k, v in self.token_keep.items()}
+        d["head_keep"] = {str(k): v for k, v in self.head_keep.items()}
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> SequenceSpec:
+        d = json.loads(text)
+        d["token_keep"] = {int(k): v for k, v in d["token_keep"].items()}
+        d["head_keep"] = {int(k): v for k, v in d["head_keep"].items()}
+        return cls(**d)
+
+
+@dataclass
+class LayerScript:
+    """What to send in one layer: ``probs[i]`` are the rows (rows x alive) of the i-th kept
+    head, ``mags[i]`` its magnitude; then ``prune_heads`` and ``prune`` (None: no prune)."""
+
+    layer: int
+    probs: list[np.ndarray]
+    mags: list[int]
+    prune_heads: int | None
+    prune: int | None
+
+
+def _rows(rng: np.random.Generator, kind: str, rows: int, alive: int, bits: int) -> np.ndarray:
+    if kind == "max":
+        return np.full((rows, alive), (1 << bits) - 1, dtype=np.uint64)
+    if kind == "uniform":
+        p = np.full((rows, alive), 1.0 / max(alive, 1))
+    elif kind == "sparse":
+        p = np.zeros((rows, alive))
+        if alive:
+            hot = rng.integers(0, alive, size=(rows, 2))
+            for r in range(rows):
+                p[r, hot[r]] = 0.5
+    else:
+        x = rng.normal(0.0, 2.0, size=(rows, alive))
+        e = np.exp(x - x.max(axis=1, keepdims=True)) if alive else x
+        p = e / e.sum(axis=1, keepdims=True) if alive else e
+    return quantize_unsigned_fraction(p, bits)
+
+
+def sequence_script(spec: SequenceSpec, params: PrunerParams, alive_count, kept_heads
+                    ) -> Iterator[LayerScript]:
+    """The layers of ``spec``. ``alive_count()`` and ``kept_heads()`` give the golden state
+    when each layer starts (rows depend on it), so the script is a generator."""
+    rng = np.random.default_rng(spec.seed)
+    mag_top = min(spec.mag_max, (1 << params.mag_bits) - 1)
+    for layer in range(spec.n_layers):
+        alive, heads = alive_count(), kept_heads()
+        rows = alive if spec.rows is None else spec.rows
+        probs = [_rows(rng, spec.probs, rows, alive, params.prob_bits) for _ in heads]
+        mags = [int(rng.integers(0, mag_top + 1)) for _ in heads]
+        yield LayerScript(layer, probs, mags, spec.head_keep.get(layer),
+                          spec.token_keep.get(layer))
+
+
+def make_sequences(params: PrunerParams, count: int, seed: int) -> list[SequenceSpec]:
+    """``count`` sequences cycling through the suite's kinds: SpAtten GPT-2 schedule (keep 0.9,
+    0.7, 0.2, 0.1 over 12 layers), aggressive (down to 1 token, and to 0), saturation, edge
+    cases (k >= alive, prune before any probabilities, n = 1 and n = max_tokens), with head
+    pruning on some."""
+    rng = np.random.default_rng(seed)
+    out = []
+    kinds = ("spatten", "aggressive", "saturate", "edge", "random")
+    for i in range(count):
+        kind = kinds[i % len(kinds)]
+        s = int(rng.integers(0, 2**31))
+        h = params.n_heads
+        n = int(rng.integers(max(2, params.max_tokens // 2), params.max_tokens + 1))
+        if kind == "spatten":
+            sched = spatten_token_schedule(12)
+            keep = {layer: resolve_keep(f, n) for layer, f in sched.items()}
+            heads = {9: max(1, h - 1), 10: max(1, h // 2)} if i % 2 else {}
+            out.append(SequenceSpec(n, 12, keep, heads, 1 + i % 3, "softmax", seed=s))
+        elif kind == "aggressive":
+            keep = {0: max(1, n // 2), 1: max(1, n // 6), 2: 3, 3: 1}
+            if i % 4 == 1:
+                keep[4] = 0
+            heads = {1: max(1, h // 2), 3: 1} if i % 3 == 0 else {}
+            out.append(SequenceSpec(n, 6, keep, heads, 2, ("sparse", "softmax")[i % 2],
+                                    seed=s))
+        elif kind == "saturate":
+            keep = {1: max(1, 3 * n // 4), 3: max(1, n // 3)}
+            out.append(SequenceSpec(n, 5, keep, {2: max(1, h - 1)}, 3,
+                                    ("max", "uniform")[i % 2],
+                                    mag_max=(1 << params.mag_bits) - 1, seed=s))
+        elif kind == "edge":
+            n = (1, params.max_tokens, params.lanes, params.lanes + 1)[i % 4]
+            n = min(n, params.max_tokens)
+            # prune before any probabilities (layer 0 with no rows: see rows=0), k >= alive,
+            # head pruning to 0 heads at the end.
+            keep = {0: n + 3, 1: max(1, n - 1), 2: n}
+            out.append(SequenceSpec(n, 4, keep, {1: h + 2, 2: 0} if i % 2 else {}, 0,
+                                    "uniform", seed=s))
+        else:
+            layers = int(rng.integers(2, 8))
+            keep, alive = {}, n
+            for layer in range(layers):
+                if rng.random() < 0.5:
+                    alive = int(rng.integers(0, alive + 2))
+                    keep[layer] = alive
+            heads = {int(rng.integers(0, layers)): int(rng.integers(1, h + 1))} \
+                if rng.random() < 0.5 else {}
+            out.append(SequenceSpec(n, layers, keep, heads, int(rng.integers(0, 3)),
+                                    str(rng.choice(["softmax", "uniform", "sparse", "max"])),
+                                    seed=s))
+    return out
+
+
+def kv_layout(params: PrunerParams, n_layers: int, d_head: int = 64,
+              k_bits: int = 8, v_bits: int = 6) -> KVLayout:
+    """A K/V layout the unit can address: ``max_tokens`` rows per head, MSB planes only
+    fetched (``k_bits``/``v_bits``; LSB planes exist but are not part of this stream)."""
+    return KVLayout(n_layers, params.n_heads, params.max_tokens, d_head, k_bits, 4, v_bits, 2)
+
+
+def kv_config(layout: KVLayout) -> dict[str, int]:
+    """The ``cfg`` port values (field -> int) of the unit for ``layout``."""
+    return {
+        "k_base": layout.base(Plane.K_MSB), "v_base": layout.base(Plane.V_MSB),
+        "k_row_bytes": layout.row_bytes(Plane.K_MSB),
+        "v_row_bytes": layout.row_bytes(Plane.V_MSB),
+        "token_pitch": layout.max_tokens, "head_pitch": layout.n_heads,
+    }
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """One request captured on the ``fetch`` stream (``plane`` is a :class:`Plane` value)."""
+
+    addr: int
+    size: int
+    plane: int
+    head: int = -1
+    token: int = -1
+
+
+def requests_to_trace(requests: Iterable[FetchRequest | Mapping | tuple],
+                      layer: int = -1) -> AccessTrace:
+    """An untimed :class:`AccessTrace` of captured reads, in capture order, tagged ``layer``.
+
+    ``requests`` holds :class:`FetchRequest`, mappings with ``addr``/``size``/``plane`` keys, or
+    ``(addr, size, plane)`` tuples.
+    """
+    addr, size, plane = [], [], []
+    for r in requests:
+        if isinstance(r, FetchRequest):
+            a, s, p = r.addr, r.size, r.plane
+        elif isinstance(r, Mapping):
+            a, s, p = r["addr"], r["size"], r["plane"]
+        else:
+            a, s, p = r[:3]
+        addr.append(int(a))
+        size.append(int(s))
+        plane.append(int(p))
+    return AccessTrace(np.array(addr, dtype=np.uint64), np.array(size, dtype=np.uint32),
+                       layer=layer, plane=np.array(plane, dtype=np.uint8))
