@@ -1,4 +1,4 @@
-"""``psa demo``: cascade token + head pruning and progressive quantization on a synthetic workload."""
+"""``psa demo``: cascade token + head pruning and progressive quantization, synthetic workload."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def demo(layers, heads, tokens, d_head, seed, token_keep, head_keep, msb_bits, l
     token_keep = spatten_token_schedule(layers) if token_keep is None else token_keep
     if head_keep is None:
         points = sorted(token_keep)[-2:]
-        head_keep = dict(zip(points, (round(heads * 10 / 12), round(heads * 8 / 12))))
+        head_keep = dict(zip(points, (round(heads * 10 / 12), round(heads * 8 / 12))[-len(points):],
+                             strict=True))
     workload = SyntheticWorkload(layers, heads, tokens, d_head, seed)
     config = CascadeConfig(token_keep=token_keep, head_keep=head_keep, k_msb_bits=msb_bits,
                            k_lsb_bits=lsb_bits, v_msb_bits=msb_bits, v_lsb_bits=lsb_bits,

@@ -20,7 +20,7 @@ def test_alive_sets_nested_and_follow_schedule():
     heads = [len(s.heads) for s in run.layers]
     assert sizes == [96, 86, 86, 40, 40, 10]
     assert heads == [4, 4, 3, 3, 2, 2]
-    for a, b in zip(run.layers, run.layers[1:]):
+    for a, b in zip(run.layers, run.layers[1:], strict=False):
         assert set(b.alive) <= set(a.alive) and set(b.heads) <= set(a.heads)
         assert (np.diff(b.alive) > 0).all()
 
@@ -99,8 +99,9 @@ def test_trace_bytes_match_formula():
     run = run_cascade(SMALL, cfg)
     lay = run.layout
     trace = run.trace()
-    formula = sum(s.k_msb_rows * lay.row_bytes(Plane.K_MSB) + s.k_lsb_rows * lay.row_bytes(Plane.K_LSB)
-                  + s.v_msb_rows * lay.row_bytes(Plane.V_MSB) + s.v_lsb_rows * lay.row_bytes(Plane.V_LSB)
+    rb = lay.row_bytes
+    formula = sum(s.k_msb_rows * rb(Plane.K_MSB) + s.k_lsb_rows * rb(Plane.K_LSB)
+                  + s.v_msb_rows * rb(Plane.V_MSB) + s.v_lsb_rows * rb(Plane.V_LSB)
                   for s in run.layers)
     assert trace.payload_bytes == formula
     rows = sum(s.k_msb_rows + s.k_lsb_rows + s.v_msb_rows + s.v_lsb_rows for s in run.layers)
@@ -145,7 +146,7 @@ def test_config_errors():
 def test_workload_is_deterministic_and_structured():
     w = SyntheticWorkload(2, 2, 128, 16, seed=4)
     a, b = w.qkv(1, 1), SyntheticWorkload(2, 2, 128, 16, seed=4).qkv(1, 1)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     q, k, _ = w.qkv(0, 0)
     p = np.exp(q @ k.T / 4 - (q @ k.T / 4).max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)

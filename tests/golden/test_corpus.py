@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from psa.golden.corpus import DEFAULT_MODULES, MIN_WORDS, chunks, fingerprint, paragraphs
 from psa.golden.model import Tokenizer, model_dir
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
+
 from psa.golden.model import (
     Attention,
     BertConfig,
@@ -29,7 +31,6 @@ from psa.golden.model import (
     scaled_scores,
 )
 from psa.golden.trace import KVLayout, Plane
-from safetensors.numpy import save_file
 
 SEED = 1234
 WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "fast", "a", "big", "red", "ball",
