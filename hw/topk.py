@@ -25,10 +25,15 @@ from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2, exact_log2
+from amaranth.utils import exact_log2
 
-from .layouts import (index_shape, topk_in_signature, topk_out_layout, topk_out_signature,
-                      value_shape)
+from .layouts import (
+    index_shape,
+    topk_in_signature,
+    topk_out_layout,
+    topk_out_signature,
+    value_shape,
+)
 from .topk_blocks import Packer, Partition, RankSelect, SideWriter, TieFilter, lane_mask
 
 __all__ = ["TopKEngine", "validate_topk_params"]
