@@ -15,16 +15,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from psa.golden.cascade import spatten_token_schedule
 from psa.golden.fixed_point import quantize_unsigned_fraction
-from psa.golden.pruning import resolve_keep
+from psa.golden.pruning import PruningState, resolve_keep
 from psa.golden.trace import AccessTrace, KVLayout, Plane
 
 __all__ = ["PrunerParams", "SequenceSpec", "LayerScript", "sequence_script", "make_sequences",
-           "kv_layout", "kv_config", "requests_to_trace", "PARAM_SETS", "FetchRequest"]
+           "kv_layout", "kv_config", "requests_to_trace", "PARAM_SETS", "FetchRequest",
+           "PrunerPort", "run_sequence", "SequenceResult", "Mismatch"]
 
 
 @dataclass(frozen=True)
@@ -237,3 +239,97 @@ def requests_to_trace(requests: Iterable[FetchRequest | Mapping | tuple],
         plane.append(int(p))
     return AccessTrace(np.array(addr, dtype=np.uint64), np.array(size, dtype=np.uint32),
                        layer=layer, plane=np.array(plane, dtype=np.uint8))
+
+
+class PrunerPort(Protocol):
+    """What :func:`run_sequence` needs from a simulated unit (cocotb or Amaranth)."""
+
+    async def command(self, op: int, arg: int = 0) -> list[dict]:
+        """Issue one command; return the list it streams out (``[]`` for an empty list or a
+        command without output), as dicts of payload fields."""
+
+    async def send_rows(self, rows: np.ndarray) -> None:
+        """Send query rows (rows x alive) as beats of ``lanes`` probabilities; return when the
+        last beat has been accepted."""
+
+    async def send_magnitude(self, head: int, value: int) -> None:
+        """Send one head magnitude; return when accepted."""
+
+
+class Mismatch(AssertionError):
+    """Hardware and golden differ; the message names the sequence seed, layer and field."""
+
+
+def _compare(what: str, spec: SequenceSpec, layer: int, got, expect) -> None:
+    if got != expect:
+        first = next((i for i, (a, b) in enumerate(zip(got, expect, strict=False)) if a != b),
+                     min(len(got), len(expect)))
+        raise Mismatch(f"seed {spec.seed} layer {layer} {what}: hardware has {len(got)} "
+                       f"entries, golden {len(expect)}; first difference at {first}: "
+                       f"hardware {got[first:first + 3]} golden {expect[first:first + 3]}")
+
+
+@dataclass
+class SequenceResult:
+    """Per layer: the captured fetch trace (equal to golden's) and the alive counts."""
+
+    traces: list[AccessTrace]
+    alive: list[int]
+    checks: int = 0
+
+
+async def run_sequence(port: PrunerPort, spec: SequenceSpec, params: PrunerParams,
+                       layout: KVLayout) -> SequenceResult:
+    """Drive ``spec`` through ``port`` and the golden model together; after every layer check
+    the fetch requests (line for line in the trace format), the alive list with scores, the
+    kept heads with scores, and every prune's output. Raises :class:`Mismatch`."""
+    from psa.hw.pruner import Op  # the opcodes are part of the hardware contract
+
+    state = PruningState(params.max_tokens, params.n_heads, params.prob_bits, params.score_bits,
+                         params.head_score_bits)
+    state.start(spec.n)
+    await port.command(Op.START.value, spec.n)
+    result = SequenceResult([], [])
+
+    def tokens() -> list[tuple[int, int]]:
+        return list(zip(state.alive.tolist(), state.scores.tolist(), strict=True))
+
+    def heads() -> list[tuple[int, int]]:
+        return list(zip(state.heads.tolist(), state.head_scores.tolist(), strict=True))
+
+    def pairs(got: list[dict]) -> list[tuple[int, int]]:
+        return [(int(b["id"]), int(b["score"])) for b in got]
+
+    for script in sequence_script(spec, params, lambda: len(state.alive),
+                                  lambda: state.heads.copy()):
+        layer = script.layer
+        got = requests_to_trace(await port.command(Op.FETCH.value, layer), layer)
+        expect = state.fetch_requests(layout, layer)
+        _compare("fetch trace", spec, layer, list(got.lines()), list(expect.lines()))
+        _compare("fetch planes", spec, layer, got.plane.tolist(), expect.plane.tolist())
+        result.traces.append(got)
+        result.alive.append(len(state.alive))
+        for head, rows, mag in zip(state.heads.tolist(), script.probs, script.mags,
+                                   strict=True):
+            await port.send_rows(rows)
+            if rows.size:  # PruningState.add_probs rejects rows over 0 alive tokens
+                state.add_probs(rows)
+            await port.send_magnitude(head, mag)
+            state.add_head_magnitude(head, mag)
+        _compare("alive tokens and scores", spec, layer,
+                 pairs(await port.command(Op.READ_TOKENS.value)), tokens())
+        _compare("kept heads and scores", spec, layer,
+                 pairs(await port.command(Op.READ_HEADS.value)), heads())
+        result.checks += 3
+        if script.prune_heads is not None:
+            state.prune_heads(script.prune_heads)
+            _compare(f"prune_heads({script.prune_heads})", spec, layer,
+                     pairs(await port.command(Op.PRUNE_HEADS.value, script.prune_heads)),
+                     heads())
+            result.checks += 1
+        if script.prune is not None:
+            state.prune(script.prune)
+            _compare(f"prune({script.prune})", spec, layer,
+                     pairs(await port.command(Op.PRUNE.value, script.prune)), tokens())
+            result.checks += 1
+    return result

@@ -3,6 +3,8 @@ parameter validation of the unit."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -12,7 +14,14 @@ from psa.golden.trace import Plane
 from psa.hw.fetch import FetchAddressGenerator
 from psa.hw.pruner import AliveList, HeadScores, PruningUnit, ScoreMemory
 from psa.hw.pruner_top import PrunerTop
-from psa.verif.pruner_cases import PrunerParams, kv_config, kv_layout, requests_to_trace
+from psa.verif.pruner_cases import (
+    PrunerParams,
+    kv_config,
+    kv_layout,
+    make_sequences,
+    requests_to_trace,
+    run_sequence,
+)
 
 
 def run(dut, bench) -> None:
@@ -243,3 +252,84 @@ def test_flat_top_exports_named_ports():
                  "busy", "error", "alive_count", "head_count"):
         assert port in names, port
     assert len(top.prob_data) == 4 * 8
+
+
+class AmaranthPort:
+    """:class:`psa.verif.pruner_cases.PrunerPort` on Amaranth's simulator, with random input
+    gaps and output back-pressure."""
+
+    OUTPUT = {1: "tokens", 4: "tokens", 2: "heads", 5: "heads", 3: "fetch"}
+
+    def __init__(self, ctx, dut: PruningUnit, rng: np.random.Generator, gap: float = 0.2,
+                 ready: float = 0.7):
+        self.ctx, self.dut, self.rng, self.gap, self.ready = ctx, dut, rng, gap, ready
+
+    async def command(self, op: int, arg: int = 0) -> list[dict]:
+        ctx, cmd = self.ctx, self.dut.cmd
+        ctx.set(cmd.p.op, op)
+        ctx.set(cmd.p.arg, arg)
+        ctx.set(cmd.valid, 1)
+        await ctx.tick().until(cmd.ready)
+        ctx.set(cmd.valid, 0)
+        if op not in self.OUTPUT:
+            return []
+        port = getattr(self.dut, self.OUTPUT[op])
+        out = []
+        for _ in range(100_000):
+            ready = bool(self.rng.random() < self.ready)
+            ctx.set(port.ready, ready)
+            beat = None
+            if ready and ctx.get(port.valid):
+                beat = {name: ctx.get(port.p[name]) for name, _ in port.p.shape()}
+            await ctx.tick()
+            if beat is not None:
+                if not beat["empty"]:
+                    out.append(beat)
+                if beat["last"]:
+                    ctx.set(port.ready, 0)
+                    return out
+        raise AssertionError(f"no last beat on {self.OUTPUT[op]} after command {op}")
+
+    async def send_rows(self, rows: np.ndarray) -> None:
+        ctx, probs, p = self.ctx, self.dut.probs, self.dut.lanes
+        alive = rows.shape[1]
+        beats = -(-alive // p)
+        for row in rows:
+            for b in range(beats):
+                while self.rng.random() < self.gap:
+                    await ctx.tick()
+                ctx.set(probs.p.data, [int(row[b * p + i]) if b * p + i < alive else 0
+                                       for i in range(p)])
+                ctx.set(probs.p.last, b == beats - 1)
+                ctx.set(probs.valid, 1)
+                await ctx.tick().until(probs.ready)
+                ctx.set(probs.valid, 0)
+
+    async def send_magnitude(self, head: int, value: int) -> None:
+        ctx, mags = self.ctx, self.dut.mags
+        ctx.set(mags.p.head, head)
+        ctx.set(mags.p.value, value)
+        ctx.set(mags.valid, 1)
+        await ctx.tick().until(mags.ready)
+        ctx.set(mags.valid, 0)
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_unit_matches_golden_on_amaranth_sim(seed):
+    """A few short sequences of every kind at the Python level (the full suite runs on
+    Verilator in test_pruner_rtl.py)."""
+    params = PrunerParams(24, 3, 4, 8, 11, 12, 14)
+    dut = PruningUnit(**params.kwargs())
+    specs = [dataclasses.replace(s, n_layers=min(s.n_layers, 4))
+             for s in make_sequences(params, 5, seed)]
+    layout = kv_layout(params, 4, d_head=16)
+    rng = np.random.default_rng(seed)
+
+    async def bench(ctx):
+        for f, v in kv_config(layout).items():
+            ctx.set(dut.cfg[f], v)
+        port = AmaranthPort(ctx, dut, rng)
+        for spec in specs:
+            await run_sequence(port, spec, params, layout)
+
+    run(dut, bench)

@@ -1,0 +1,51 @@
+"""``pruning_unit`` on Verilator against the golden cascade state, layer by layer.
+
+Default run: every parameter set of :data:`PARAM_SETS` (main, saturating narrow scores, P=16)
+with a share of the sequences and random gaps/back-pressure, plus the reset test. ``-m slow``
+runs 70 sequences per set (210 in all) in three pacing regimes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from psa.hw.designs import get_design
+from psa.verif.pruner_cases import PARAM_SETS, PrunerParams
+from psa.verif.runner import run_cocotb
+
+BENCH = "psa.verif.benches.tb_pruner"
+
+
+def run_bench(params: PrunerParams, root, testcase: str, seed: int, **env) -> None:
+    verilog = get_design("pruner").verilog(**params.kwargs())
+    run_cocotb(verilog, "pruning_unit", BENCH, root / f"pruner_{params.tag}", testcase=testcase,
+               extra_env={"PSA_PRUNER_PARAMS": json.dumps(params.kwargs()),
+                          "PSA_SEED": str(seed), **{k: str(v) for k, v in env.items()}},
+               quiet=True)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("name,sequences,seed", [("main", 12, 101), ("saturate", 8, 202),
+                                                 ("wide", 6, 303)])
+def test_pruner_matches_golden(sim_build_root, name, sequences, seed):
+    run_bench(PARAM_SETS[name], sim_build_root, "golden_sequences", seed,
+              PSA_SEQUENCES=sequences, PSA_IDLE=0.2, PSA_STALL=0.3)
+
+
+@pytest.mark.rtl
+def test_pruner_reset_mid_layer_and_errors(sim_build_root):
+    run_bench(PARAM_SETS["main"], sim_build_root, "reset_mid_layer", 404)
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PARAM_SETS))
+@pytest.mark.parametrize("idle,stall", [(0.0, 0.0), (0.3, 0.5), (0.05, 0.1)])
+def test_pruner_full_suite(sim_build_root, name, idle, stall):
+    """70 sequences per parameter set over the three pacings: 210 sequences in all."""
+    seed = 1000 + 10 * sorted(PARAM_SETS).index(name) + int(100 * idle)
+    sequences = {0.0: 30, 0.3: 20, 0.05: 20}[idle]
+    run_bench(PARAM_SETS[name], sim_build_root, "golden_sequences", seed,
+              PSA_SEQUENCES=sequences, PSA_IDLE=idle, PSA_STALL=stall)
