@@ -1,0 +1,124 @@
+"""``psa dram TRACE... [--compare BASELINE] [--preset hbm2] [--json out.json] [--plot out.png]``.
+
+Runs access traces (project text format, ``LD``/``ST`` lines, or SpAtten workload CSVs)
+through the cycle-level DRAM model and reports traffic, bandwidth, row-buffer behaviour,
+latency, commands and energy. With ``--compare`` (or several traces: the first is the
+baseline) the others are reported against the baseline with reduction factors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from psa.sim.addr_map import DEFAULT_MAPPING, MAPPINGS
+from psa.sim.scheduler import SCHEDULERS
+
+
+def _list_presets(console: Console) -> None:
+    from psa.sim.spec import list_presets, load_preset
+
+    table = Table(title="DRAM presets (or pass --preset path/to/your.toml)",
+                  title_justify="left")
+    for col in ("name", "standard", "organisation", "peak", "description"):
+        table.add_column(col)
+    for name, desc in list_presets().items():
+        s = load_preset(name)
+        o = s.org
+        unit = "PC" if s.pseudo_channels else "rank"
+        table.add_row(name, s.standard,
+                      f"{o.channels} ch x {o.ranks} {unit} x {o.banks} banks, "
+                      f"{o.burst_bytes} B bursts, {o.capacity_bytes >> 30} GiB",
+                      f"{s.peak_GBps:.1f} GB/s", desc)
+    console.print(table)
+
+
+@click.command("dram")
+@click.argument("traces", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--preset", default="ddr4-2400", show_default=True,
+              help="Preset name (see --list-presets) or a .toml preset file.")
+@click.option("--list-presets", "list_only", is_flag=True, help="List the presets and exit.")
+@click.option("--compare", "baseline_path", type=click.Path(dir_okay=False),
+              help="Baseline trace (e.g. dense) to compare each TRACE against.")
+@click.option("--csv", "csv_format", is_flag=True,
+              help="Read the traces as SpAtten workload CSVs (default: by .csv suffix).")
+@click.option("--full-bits", default=32, show_default=True,
+              help="SpAtten CSV: bits of an unquantized element (quant bits -1).")
+@click.option("--placement", type=click.Choice(["contiguous", "scattered"]),
+              default="contiguous", show_default=True,
+              help="SpAtten CSV: fetch the first N tokens or a random subset.")
+@click.option("--seed", default=0, show_default=True, help="Seed for --placement scattered.")
+@click.option("--max-rows", type=int, default=None, help="SpAtten CSV: read only N rows.")
+@click.option("--scheduler", type=click.Choice(SCHEDULERS), default="frfcfs",
+              show_default=True, help="frfcfs: row hits first; frfcfs-ramulator: Ramulator 2.1.")
+@click.option("--mapping", type=click.Choice(MAPPINGS, case_sensitive=False),
+              default=DEFAULT_MAPPING, show_default=True, help="Address mapping.")
+@click.option("--page-policy", type=click.Choice(["open", "closed"]), default="open",
+              show_default=True)
+@click.option("--refresh", type=click.Choice(["on", "off"]), default="on", show_default=True)
+@click.option("--queue-depth", default=32, show_default=True,
+              help="Read and write queue entries per channel.")
+@click.option("--max-outstanding", default=0, show_default=True,
+              help="Requests in flight at most (0: bounded by the queues only).")
+@click.option("--channels", type=click.IntRange(1), default=None,
+              help="Override the preset's channel count (power of two).")
+@click.option("--ranks", type=click.IntRange(1), default=None,
+              help="Override ranks per channel (pseudo-channels on HBM2).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write a PNG here.")
+def dram(traces, preset, list_only, baseline_path, csv_format, full_bits, placement, seed,
+         max_rows, scheduler, mapping, page_policy, refresh, queue_depth, max_outstanding,
+         channels, ranks, json_out, plot_out) -> None:
+    """Run access TRACES through the cycle-level DRAM model.
+
+    Several TRACES are compared against the first (e.g. dense.trace pruned.trace);
+    --compare BASELINE compares every TRACE against BASELINE.
+    """
+    console = Console()
+    if list_only:
+        _list_presets(console)
+        return
+    if not traces:
+        raise click.UsageError("give at least one TRACE (or --list-presets)")
+    from psa.sim import ControllerConfig, load_preset, load_workload, simulate
+    from psa.sim.report import plot, stats_table, write_json
+
+    spec = load_preset(preset)
+    if channels is not None or ranks is not None:
+        spec = spec.with_overrides(channels=channels, ranks=ranks)
+    config = ControllerConfig(scheduler=scheduler, page_policy=page_policy, mapping=mapping,
+                              read_queue=queue_depth, write_queue=queue_depth,
+                              refresh=refresh == "on", max_outstanding=max_outstanding)
+    paths = list(traces)
+    if baseline_path is not None:
+        paths = [baseline_path] + paths
+    results = []
+    for p in paths:
+        wl = load_workload(p, csv_format=csv_format or None, full_bits=full_bits,
+                           placement=placement, seed=seed, max_rows=max_rows)
+        if len(wl.trace) == 0:
+            raise ValueError(f"{p}: the trace has no requests")
+        with console.status(f"simulating {Path(p).name} on {spec.name}",
+                            spinner="dots") if len(wl.trace) < 200_000 else _null():
+            results.append(simulate(wl, spec, replace(config), progress=True))
+    baseline = results[0] if len(results) > 1 else None
+    runs = results[1:] if baseline is not None else results
+    console.print(stats_table(runs, baseline))
+    if json_out:
+        write_json(json_out, runs, baseline)
+        console.print(f"wrote {json_out}")
+    if plot_out:
+        plot(plot_out, runs, baseline)
+        console.print(f"wrote {plot_out}")
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
