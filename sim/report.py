@@ -136,7 +136,7 @@ def plot(path: str | os.PathLike, runs: list[Stats], baseline: Stats | None = No
             vals = [f(s) / max(f(baseline), 1e-12) for _, f in metrics]
             bars = ax.bar(x + i * w, vals, w, label=_label(s, i))
             if i > 0:
-                for b, v in zip(bars, vals):
+                for b, v in zip(bars, vals, strict=True):
                     ax.annotate(f"{1 / v:.2f}x" if v else "inf", (b.get_x() + b.get_width() / 2,
                                 b.get_height()), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(x + w * (len(cols) - 1) / 2, [m for m, _ in metrics])
