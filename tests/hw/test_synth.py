@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -348,3 +353,37 @@ def test_smallest_topk_synthesises(tmp_path):
     ports = parse_ports(design.verilog(**params), design.toplevel)
     assert r.port_register_ffs == _port_bits_but_clock(ports)
     assert r.ff > 0 and r.lut4 > 0 and r.fmax_mhz > 0
+
+
+def test_tool_dies_with_its_parent(tmp_path):
+    """A killed psa (or sweep worker) leaves no tool running (Linux: PR_SET_PDEATHSIG)."""
+    pid_file = tmp_path / "child.pid"
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from psa.hw.synth import _ORPHAN_GUARD, _run_tool\n"
+        "sleeper = 'import os, time\\n'\n"
+        "sleeper += 'open(sys.argv[1], \"w\").write(str(os.getpid()))\\n'\n"
+        "sleeper += 'time.sleep(60)\\n'\n"
+        "_run_tool('sleeper', _ORPHAN_GUARD + sleeper, [sys.argv[1]], Path('.'),\n"
+        "          Path('none.log'), None)\n")
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)], cwd=tmp_path)
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    if sys.platform != "linux":
+        os.kill(child, signal.SIGTERM)
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the tool outlived its parent")
