@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 
@@ -347,9 +347,8 @@ def parse_preset(text: str, where: str = "<preset>") -> DramSpec:
         if unknown:
             raise PresetError(f"{where}: [{name}] has unknown key(s) {', '.join(unknown)}; "
                               f"expected keys among {', '.join(sorted(names))}")
-        missing = [f.name for f in fields(cls)
-                   if f.name not in raw and f.default is f.default_factory  # no default
-                   and f.default.__class__.__name__ == "_MISSING_TYPE"]
+        missing = [f.name for f in fields(cls) if f.name not in raw
+                   and f.default is MISSING and f.default_factory is MISSING]
         if missing:
             raise PresetError(f"{where}: [{name}] is missing key(s) {', '.join(missing)}")
         try:

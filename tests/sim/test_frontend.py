@@ -1,0 +1,187 @@
+"""Presets, address mapping, trace import (text and SpAtten CSV) and burst splitting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from psa.golden.trace import AccessTrace, TraceFormatError
+from psa.sim import PresetError, constraint_table, list_presets, load_preset, read_spatten_csv
+from psa.sim.addr_map import MAPPINGS, map_addresses
+from psa.sim.frontend import SPATTEN_HEADER, load_workload, split_bursts
+from psa.sim.spec import preset_path
+
+HEADER = ",".join(SPATTEN_HEADER)
+
+
+# -- presets -----------------------------------------------------------------------------------
+
+def test_builtin_presets_load_and_have_sane_peaks():
+    names = list_presets()
+    assert {"ddr4-2400", "hbm2", "hbm2-legacy"} <= set(names)
+    ddr4 = load_preset("ddr4-2400")
+    assert abs(ddr4.peak_GBps - 19.2) < 0.1  # 2400 MT/s x 8 B
+    assert ddr4.org.capacity_bytes == 8 << 30
+    assert ddr4.org.banks == 16 and ddr4.org.bankgroups == 4
+    for name in ("hbm2", "hbm2-legacy"):
+        hbm = load_preset(name)
+        assert abs(hbm.peak_GBps - 256.0) < 0.1  # 8 x 128 bit x 2 Gb/s
+        assert hbm.org.banks == 16 and hbm.org.capacity_bytes == 4 << 30
+    assert load_preset("hbm2").org.burst_bytes == 32
+    assert load_preset("hbm2-legacy").org.burst_bytes == 64
+
+
+def test_user_preset_from_toml(tmp_path):
+    text = open(preset_path("ddr4-2400")).read().replace('name = "ddr4-2400"', 'name = "mine"')
+    text = text.replace("nCL = 16", "nCL = 17")
+    p = tmp_path / "mine.toml"
+    p.write_text(text)
+    spec = load_preset(str(p))
+    assert spec.name == "mine" and spec.timing.nCL == 17
+
+
+@pytest.mark.parametrize("edit,match", [
+    (("nCL = 16", "nCL = -1"), "timing.nCL"),
+    (("nCL = 16\n", ""), "missing key"),
+    (("nRAS = 39", "nRAS = 39\nnBOGUS = 3"), "unknown key"),
+    (("banks_per_group = 4", "banks_per_group = 3"), "power of two"),
+    (("[timing]", "[timing"), "not valid TOML"),
+    (('standard = "DDR4"', 'standard = "DDR9"'), "standard must be one of"),
+])
+def test_malformed_preset_names_file_and_key(tmp_path, edit, match):
+    text = open(preset_path("ddr4-2400")).read().replace(*edit)
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(PresetError, match=match) as e:
+        load_preset(str(p))
+    assert str(p) in str(e.value)
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(PresetError, match="known presets: .*ddr4-2400"):
+        load_preset("ddr7")
+
+
+def test_constraint_table_has_every_listed_constraint():
+    t = load_preset("ddr4-2400").timing
+    table = constraint_table(load_preset("ddr4-2400"))
+    lat = {(c.level, c.preceding, c.following, c.sibling, c.window): c.latency for c in table}
+    assert lat[("bank", ("ACT",), ("RD",), False, 1)] == t.nRCD
+    assert lat[("bank", ("PRE",), ("ACT",), False, 1)] == t.nRP
+    assert lat[("bank", ("ACT",), ("PRE",), False, 1)] == t.nRAS
+    assert lat[("bank", ("ACT",), ("ACT",), False, 1)] == t.nRC
+    assert lat[("bankgroup", ("RD",), ("RD",), False, 1)] == t.nCCDL
+    assert lat[("rank", ("RD",), ("RD",), False, 1)] == t.nCCDS
+    assert lat[("rank", ("ACT",), ("ACT",), False, 4)] == t.nFAW
+    assert lat[("bank", ("WR",), ("PRE",), False, 1)] == t.nCWL + t.nBL + t.nWR
+    assert lat[("bank", ("RD",), ("PRE",), False, 1)] == t.nRTP
+    assert lat[("rank", ("REF",), ("ACT", "REF", "PREA"), False, 1)] == t.nRFC
+
+
+# -- address mapping ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["ddr4-2400", "hbm2"])
+@pytest.mark.parametrize("mapping", MAPPINGS)
+def test_mappings_are_bijective(preset, mapping):
+    spec = load_preset(preset).with_overrides(channels=2, ranks=2)
+    o = spec.org
+    n_bursts = o.capacity_bytes // o.burst_bytes
+    rng = np.random.default_rng(5)
+    bursts = np.unique(np.concatenate([np.arange(4096), rng.integers(0, n_bursts, 20000)]))
+    m = map_addresses(bursts.astype(np.uint64) * o.burst_bytes, spec, mapping)
+    for arr, n in ((m.channel, o.channels), (m.rank, o.ranks), (m.bankgroup, o.bankgroups),
+                   (m.bank, o.banks_per_group), (m.row, o.rows), (m.column, o.bursts_per_row)):
+        assert arr.min() >= 0 and arr.max() < n
+    key = ((((m.channel * o.ranks + m.rank) * o.bankgroups + m.bankgroup) * o.banks_per_group
+            + m.bank) * o.rows + m.row) * o.bursts_per_row + m.column
+    assert len(np.unique(key)) == len(bursts)
+
+
+def test_robaracoch_matches_ramulator_order():
+    spec = load_preset("ddr4-2400")
+    m = map_addresses(np.array([0, 64, 127 * 64, 128 * 64, 4 * 128 * 64], np.uint64), spec,
+                      "RoBaRaCoCh")
+    assert list(m.column) == [0, 1, 127, 0, 0]
+    assert list(m.bankgroup) == [0, 0, 0, 1, 0]
+    assert list(m.bank) == [0, 0, 0, 0, 1]
+
+
+def test_default_mapping_interleaves_bank_groups():
+    spec = load_preset("ddr4-2400")
+    m = map_addresses(np.arange(16, dtype=np.uint64) * 64, spec)
+    assert len(set(m.bankgroup[::4])) == 4  # groups of 4 bursts rotate over bank groups
+
+
+# -- traces and bursts -------------------------------------------------------------------------
+
+def test_split_bursts_aligns_and_times():
+    tr = AccessTrace([0, 60, 128], [64, 8, 200], time_ns=[0.0, 1.0, 2.5])
+    b = split_bursts(tr, 64, 1000)
+    assert list(b.addr) == [0, 0, 64, 128, 192, 256, 320]
+    assert list(b.request) == [0, 1, 1, 2, 2, 2, 2]
+    assert list(b.time_cycles) == [0, 1, 1, 3, 3, 3, 3]
+
+
+def test_text_trace_with_ld_st_lines(tmp_path):
+    p = tmp_path / "t.trace"
+    p.write_text("LD 0x40\nST 0x80\n# comment\nLD 0x1000\n")
+    wl = load_workload(p)
+    assert len(wl.trace) == 3 and wl.payload_bytes == 192
+    assert list(wl.trace.is_write) == [False, True, False]
+
+
+def test_malformed_trace_names_file_and_line(tmp_path):
+    p = tmp_path / "bad.trace"
+    p.write_text("R 0x0 64\nR 0xZZ 64\n")
+    with pytest.raises(TraceFormatError, match=r"bad.trace:2: expected an address"):
+        load_workload(p)
+
+
+def _csv(tmp_path, rows, tail="configs/gpt2.yaml"):
+    p = tmp_path / "wl.csv"
+    p.write_text(HEADER + "\n" + "\n".join(rows) + ("\n" + tail if tail else "") + "\n")
+    return p
+
+
+def test_spatten_csv_payload_and_layout(tmp_path):
+    # it, layer, head, D, L, kfetch, kbit, qbit, thres, requant, incre, vfetch, vbit, ...
+    rows = ["0,0,0,64,10,10,-1,12,0.1,0,4,3,8,1,0,1,3",
+            "0,1,1,64,10,4,6,12,0.1,0,4,2,-1,1,0,1,3"]
+    wl = read_spatten_csv(_csv(tmp_path, rows), full_bits=32)
+    expect = (10 * 64 * 32 + 3 * 64 * 8 + 4 * 64 * 6 + 2 * 64 * 32) / 8
+    assert wl.payload_bytes == expect
+    tr = wl.trace
+    assert len(tr) == 10 + 3 + 4 + 2
+    pitch = 64 * 32 // 8
+    # row 0: keys 0..9 of (layer 0, head 0) contiguous at full precision
+    assert list(tr.addr[:10]) == [i * pitch for i in range(10)]
+    assert set(tr.size[:10]) == {pitch}
+    # row 1 keys: layer 1, head 1 -> row block (1*2 + 1) * 10 tokens, 6-bit: 48 bytes each
+    assert tr.addr[13] == (1 * 2 + 1) * 10 * pitch and tr.size[13] == 48
+    # values live after all keys
+    assert tr.addr[10] >= 2 * 2 * 10 * pitch
+
+
+def test_spatten_csv_scattered_is_a_subset(tmp_path):
+    rows = ["0,0,0,64,100,20,8,12,0.1,0,4,0,8,1,0,1,3"]
+    wl = read_spatten_csv(_csv(tmp_path, rows), placement="scattered", seed=3)
+    tok = wl.trace.addr // 256
+    assert len(set(tok.tolist())) == 20 and tok.max() < 100 and np.all(np.diff(tok) > 0)
+
+
+@pytest.mark.parametrize("rows,match", [
+    (["0,0,0,64,10,10,-1"], "expected 17 comma-separated fields"),
+    (["0,0,0,64,10,11,-1,12,0.1,0,4,3,8,1,0,1,3"], "key_fetch_num must be in"),
+    (["0,0,0,64,10,1,40,12,0.1,0,4,3,8,1,0,1,3"], "quant_key_bit must be"),
+    (["0,0,0,x,10,1,8,12,0.1,0,4,3,8,1,0,1,3"], "expected numeric fields"),
+])
+def test_spatten_csv_errors_name_line(tmp_path, rows, match):
+    with pytest.raises(TraceFormatError, match=f"wl.csv:2: {match}"):
+        read_spatten_csv(_csv(tmp_path, rows, tail=None))
+
+
+def test_spatten_csv_needs_header(tmp_path):
+    p = tmp_path / "wl.csv"
+    p.write_text("a,b,c\n")
+    with pytest.raises(TraceFormatError, match="wl.csv:1: expected the SpAtten header"):
+        read_spatten_csv(p)
