@@ -40,12 +40,13 @@ __all__ = [
     "DEVICES", "Device", "Port", "SynthError", "SynthResult", "synthesize", "run_flow",
     "cache_dir",
     "cache_key", "tool_versions", "yowasp_cache_dir", "parse_ports", "port_register_wrapper",
-    "parse_yosys_stat", "parse_memory_bits", "parse_nextpnr_report", "WRAPPER_TOP", "FLOW_VERSION",
+    "parse_yosys_stat", "parse_memory_bits", "parse_nextpnr_report", "parse_nextpnr_log",
+    "overflow", "WRAPPER_TOP", "FLOW_VERSION",
     "KEY_CELLS",
 ]
 
 #: Bumped whenever the scripts, the wrapper or the result format change (invalidates caches).
-FLOW_VERSION = 4
+FLOW_VERSION = 5
 #: Module name of the port-register wrapper.
 WRAPPER_TOP = "psa_synth_top"
 #: The ECP5 cell types reported in the summary, in display order.
@@ -212,6 +213,28 @@ def parse_memory_bits(text: str) -> int:
     return sum(int(m["num_memory_bits"]) for m in data["modules"].values())
 
 
+_UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
+
+
+def parse_nextpnr_log(text: str) -> tuple[dict[str, dict[str, int]], str | None]:
+    """The last ``Device utilisation`` table of a nextpnr log and its first ``ERROR:`` line.
+
+    Used when nextpnr stops before writing its report (a design that does not fit).
+    """
+    blocks = text.split("Device utilisation:")
+    util = {} if len(blocks) < 2 else {
+        m.group(1): {"used": int(m.group(2)), "available": int(m.group(3))}
+        for m in _UTIL_LINE.finditer(blocks[-1].split("\n\n")[0])}
+    error = next((line for line in text.splitlines() if line.startswith("ERROR:")), None)
+    return dict(sorted(util.items())), error
+
+
+def overflow(utilization: Mapping[str, Mapping[str, int]]) -> dict[str, tuple[int, int]]:
+    """Resources used beyond the device's capacity: ``{bel: (used, available)}``."""
+    return {bel: (u["used"], u["available"]) for bel, u in utilization.items()
+            if u["used"] > u["available"]}
+
+
 def parse_nextpnr_report(text: str, clock: str = "clk") -> dict[str, Any]:
     """Fmax, critical path and utilisation from ``nextpnr --report`` JSON.
 
@@ -257,9 +280,11 @@ class SynthResult:
     ``port_register_ffs`` the wrapper's flip-flops; ``utilization`` the placed totals from
     nextpnr (port registers included) as ``{bel: {"used", "available"}}``; ``fmax_mhz`` the
     post-route maximum clock frequency of ``clk`` in MHz (``None`` if no register-to-register
-    path exists); ``generic_cells`` the design's cell count after technology-neutral
-    ``synth -flatten`` (Yosys internal gates and flip-flops; each RAM stays one ``$mem_v2``
-    cell) and ``generic_memory_bits`` the bits of its RAMs.
+    path exists, or the design does not fit: then ``fits`` is False, ``pnr_error`` holds
+    nextpnr's error and ``utilization`` shows the overflow); ``generic_cells`` the design's
+    cell count after technology-neutral ``synth -flatten`` (Yosys internal gates and
+    flip-flops; each RAM stays one ``$mem_v2`` cell) and ``generic_memory_bits`` the bits of
+    its RAMs.
     """
 
     design: str
@@ -278,6 +303,8 @@ class SynthResult:
     seed: int
     abc9: bool
     critical_path: dict[str, Any] | None
+    fits: bool
+    pnr_error: str | None
     tools: dict[str, str]
     verilog_sha256: str
     elapsed_s: dict[str, float]
@@ -443,7 +470,9 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
     Returns the measured fields of :class:`SynthResult` (``part``, ``cells``,
     ``port_register_ffs``, ``generic_cells``, ``generic_cells_by_type``,
     ``generic_memory_bits``, ``utilization``, ``fmax_mhz``, ``fmax_by_clock``,
-    ``critical_path``) and ``elapsed_s``. Arguments as for :func:`synthesize`.
+    ``critical_path``, ``fits``, ``pnr_error``) and ``elapsed_s``. A design that needs more
+    of some resource than the part has is returned with ``fits=False`` and no Fmax; any other
+    tool failure raises :class:`SynthError`. Arguments as for :func:`synthesize`.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {sorted(DEVICES)}, got {device!r}")
@@ -473,13 +502,23 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
 
         say(f"nextpnr-ecp5: place and route on {dev.part}")
         t0 = time.perf_counter()
-        _run_tool("nextpnr-ecp5", _NEXTPNR, [
-            dev.flag, "--package", dev.package, "--speed", str(dev.speed), "--out-of-context",
-            "--json", "netlist.json", "--report", "report.json", "--log", "nextpnr.log",
-            "--freq", f"{target_mhz:g}", "--seed", str(seed), "--timing-allow-fail", "-q",
-        ], wd, wd / "nextpnr.log", timeout_s)
+        try:
+            _run_tool("nextpnr-ecp5", _NEXTPNR, [
+                dev.flag, "--package", dev.package, "--speed", str(dev.speed),
+                "--out-of-context", "--json", "netlist.json", "--report", "report.json",
+                "--log", "nextpnr.log", "--freq", f"{target_mhz:g}", "--seed", str(seed),
+                "--timing-allow-fail", "-q",
+            ], wd, wd / "nextpnr.log", timeout_s)
+            pnr = parse_nextpnr_report((wd / "report.json").read_text())
+            pnr_error = None
+        except SynthError as e:
+            # A design too big for the part is a result (area known, no Fmax), not a failure.
+            util, pnr_error = parse_nextpnr_log((wd / "nextpnr.log").read_text(errors="replace"))
+            if e.returncode is None or not overflow(util):
+                raise
+            pnr = {"fmax_mhz": None, "fmax_by_clock": {}, "critical_path": None,
+                   "utilization": util}
         elapsed["nextpnr"] = time.perf_counter() - t0
-        pnr = parse_nextpnr_report((wd / "report.json").read_text())
 
     shown = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")
     return {
@@ -487,9 +526,11 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
         "port_register_ffs": wrapper_cells.get("TRELLIS_FF", 0),
         "generic_cells": sum(generic.values()), "generic_cells_by_type": generic,
         "generic_memory_bits": memory_bits,
-        "utilization": {k: v for k, v in pnr["utilization"].items() if v["used"] or k in shown},
+        "utilization": {k: v for k, v in pnr["utilization"].items()
+                        if v["used"] or k in shown},
         "fmax_mhz": pnr["fmax_mhz"], "fmax_by_clock": pnr["fmax_by_clock"],
-        "critical_path": pnr["critical_path"], "elapsed_s": elapsed,
+        "critical_path": pnr["critical_path"], "fits": pnr_error is None,
+        "pnr_error": pnr_error, "elapsed_s": elapsed,
     }
 
 

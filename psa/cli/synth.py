@@ -13,12 +13,13 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from psa.cli import UserError
 from psa.hw.designs import Design, all_designs, get_design
-from psa.hw.synth import DEVICES, KEY_CELLS, SynthError, SynthResult, synthesize
+from psa.hw.synth import DEVICES, KEY_CELLS, SynthError, SynthResult, overflow, synthesize
 
 _CELL_HELP = {
     "LUT4": "4-input LUTs",
@@ -154,7 +155,13 @@ def render(r: SynthResult) -> Table:
         table.add_row("TRELLIS_RAMW  distributed RAM", "", *placed("TRELLIS_RAMW"))
     mem = f" + {r.generic_memory_bits} RAM bits" if r.generic_memory_bits else ""
     table.add_row("Yosys generic cells (synth; stat)", f"{r.generic_cells}{mem}", "", "")
-    fmax = "no register-to-register path" if r.fmax_mhz is None else f"{r.fmax_mhz:.1f} MHz"
+    if not r.fits:
+        fmax = "does not fit: " + ", ".join(
+            f"{bel} {used}/{avail}" for bel, (used, avail) in overflow(r.utilization).items())
+    elif r.fmax_mhz is None:
+        fmax = "no register-to-register path"
+    else:
+        fmax = f"{r.fmax_mhz:.1f} MHz"
     table.add_row("Fmax (clk, post-route)", "", fmax, "")
     return table
 
@@ -164,15 +171,21 @@ def notes(r: SynthResult, wall_s: float) -> list[str]:
     lines = [f"Port registers: a wrapper registers every input and output bit "
              f"({r.port_register_ffs} FFs, in the placed totals only), so Fmax covers "
              f"register-to-register paths inside the design."]
+    if not r.fits:
+        lines.append(f"[bold red]Does not fit {r.part}[/]: nextpnr stopped with "
+                     f"{escape(repr(r.pnr_error))}; the design counts stand, Fmax is unknown. "
+                     f"Try --device ecp5-85k or a smaller configuration.")
     cp = r.critical_path
     if cp:
-        lines.append(f"Critical path: {cp['from']} -> {cp['to']}, {cp['delay_ns']:.2f} ns "
+        lines.append(f"Critical path: {escape(cp['from'])} -> {escape(cp['to'])}, "
+                     f"{cp['delay_ns']:.2f} ns "
                      f"(logic {cp['logic_ns']:.2f} ns, routing {cp['routing_ns']:.2f} ns, "
                      f"{cp['logic_levels']} logic cells); target {r.target_mhz:g} MHz, "
                      f"seed {r.seed}, {'ABC9' if r.abc9 else 'classic ABC'} LUT mapping.")
     tools = ", ".join(f"{k} {v}" for k, v in r.tools.items() if k.startswith("yowasp"))
     if r.cached:
-        lines.append(f"Cached result ({r.cache_file}); --no-cache reruns. Tools: {tools}.")
+        lines.append(f"Cached result ({escape(str(r.cache_file))}); --no-cache reruns. "
+                     f"Tools: {tools}.")
     else:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in r.elapsed_s.items())
         lines.append(f"Ran in {wall_s:.1f} s ({stages}). Tools: {tools}.")

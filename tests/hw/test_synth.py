@@ -33,7 +33,9 @@ from psa.hw.synth import (
     SynthResult,
     cache_dir,
     cache_key,
+    overflow,
     parse_memory_bits,
+    parse_nextpnr_log,
     parse_nextpnr_report,
     parse_ports,
     parse_yosys_stat,
@@ -165,6 +167,16 @@ def test_nextpnr_report_without_clocked_path_or_with_two_clocks():
     assert two["fmax_mhz"] == 150.0 and two["fmax_by_clock"] == {"clk": 150.0, "aux": 90.0}
 
 
+def test_nextpnr_log_of_a_design_too_big_for_the_part():
+    util, error = parse_nextpnr_log((DATA / "nextpnr_overflow_big.log").read_text())
+    # data/big.v: a 16384x72 RAM = 64 DP16KD (1024x18 each); the 25k part has 56.
+    assert util["DP16KD"] == {"used": 64, "available": 56}
+    assert util["TRELLIS_FF"]["available"] == 24288
+    assert overflow(util) == {"DP16KD": (64, 56)}
+    assert error.startswith("ERROR: Unable to place cell") and "DP16KD" in error
+    assert parse_nextpnr_log("Info: no table\n") == ({}, None)
+
+
 # ---------------------------------------------------------------------------- real tool runs
 
 
@@ -192,7 +204,7 @@ def test_adder_figures_follow_its_structure(adder8):
     assert r.critical_path["from"].startswith("psa_q_")  # from an input register ...
     assert r.critical_path["to"].startswith("psa_dut.o")  # ... through the adder to o
     assert r.generic_cells > r.ff and r.generic_memory_bits == 0
-    assert r.tools == tool_versions() and r.abc9
+    assert r.tools == tool_versions() and r.abc9 and r.fits and r.pnr_error is None
 
 
 def test_device_changes_capacity_not_the_design(cache_root, adder8):
@@ -210,6 +222,13 @@ def test_tool_failure_carries_the_log_tail(tmp_path):
     assert info.value.tool == "yosys" and info.value.returncode != 0
     assert "ERROR" in info.value.log_tail and "syntax error" in info.value.log_tail
     assert "last lines of its log" in str(info.value)
+
+
+def test_a_design_that_does_not_fit_keeps_its_area(tmp_path):
+    r = run_flow((DATA / "big.v").read_text(), "big", work_dir=tmp_path)
+    assert not r["fits"] and r["fmax_mhz"] is None and r["critical_path"] is None
+    assert r["cells"]["DP16KD"] == 64 and overflow(r["utilization"]) == {"DP16KD": (64, 56)}
+    assert "DP16KD" in r["pnr_error"]
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -243,7 +262,8 @@ def _fake_flow(adder8: SynthResult, calls: list):
     measured = {f.name: getattr(adder8, f.name) for f in dataclasses.fields(SynthResult)
                 if f.name in ("part", "cells", "port_register_ffs", "generic_cells",
                               "generic_cells_by_type", "generic_memory_bits", "utilization",
-                              "fmax_mhz", "fmax_by_clock", "critical_path")}
+                              "fmax_mhz", "fmax_by_clock", "critical_path", "fits",
+                              "pnr_error")}
 
     def flow(verilog, toplevel, **kwargs):
         calls.append(kwargs)
@@ -387,3 +407,21 @@ def test_tool_dies_with_its_parent(tmp_path):
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     raise AssertionError("the tool outlived its parent")
+
+
+def test_cli_reports_a_design_that_does_not_fit(adder8, monkeypatch, tmp_path):
+    calls: list = []
+    flow = _fake_flow(adder8, calls)
+
+    def too_big(verilog, toplevel, **kwargs):
+        util = {**adder8.utilization, "DP16KD": {"used": 64, "available": 56}}
+        return {**flow(verilog, toplevel, **kwargs), "fits": False, "fmax_mhz": None,
+                "fmax_by_clock": {}, "critical_path": None, "utilization": util,
+                "pnr_error": "ERROR: Unable to place cell 'm[0]', no BELs remaining"}
+    monkeypatch.setattr(synth_mod, "run_flow", too_big)
+    monkeypatch.setenv("PSA_CACHE_DIR", str(tmp_path))
+    res = CliRunner().invoke(synth_cli, ["adder", "--width", "5"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())  # rich wraps lines at the console width
+    assert "does not fit: DP16KD 64/56" in text
+    assert "Does not fit LFE5U-25F" in text and "Unable to place cell 'm[0]'" in text
