@@ -37,6 +37,7 @@ from .state import (
     C_ACTL,
     C_CLOSE,
     C_RQ,
+    C_WAKE,
     C_WMODE,
     C_WQ,
     COL_BUS,
@@ -53,6 +54,7 @@ from .state import (
     Q_WR,
     QS_ACTIVE,
     QS_READ,
+    QS_T,
     QS_WRITE,
     R_ACT_PTR,
     R_ACTIVATED,
@@ -180,6 +182,27 @@ def _remove_value(queue, qlen, b):
 
 
 @njit(cache=True)
+def _dequeue(qs, ch, qk, qlen, b):
+    """Drop request ``b`` from read/write queue ``qk``, with its cached ready cycle."""
+    for j in range(qlen):
+        if qs[ch, qk, j] == b:
+            _remove(qs[ch, qk], qlen, j)
+            _remove(qs[ch, QS_T + qk], qlen, j)
+            return
+
+
+@njit(cache=True)
+def _forget_ready(qs, chan, req, ch, fr, fb):
+    """The row state of bank ``fb`` (all banks of rank ``fr`` if ``fb`` < 0) changed: the next
+    command of requests queued for it changes too, so drop their cached ready cycles."""
+    for qk in range(2):
+        for j in range(chan[ch, C_RQ + qk]):
+            o = qs[ch, qk, j]
+            if req[o, Q_FB] == fb or (fb < 0 and req[o, Q_FR] == fr):
+                qs[ch, QS_T + qk, j] = 0
+
+
+@njit(cache=True)
 def _issue(now, cmd, ch, fr, fg, fb, b, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal,
            log):
     """Issue ``cmd`` at ``now`` for request ``b`` (-1 for refresh and closed-page PREs)."""
@@ -229,13 +252,16 @@ def _issue(now, cmd, ch, fr, fg, fb, b, cfg, rules, req, nxt, bank, rank, chan, 
         rank[fr, R_ACTIVATED] += 1
         qs[ch, QS_ACTIVE, chan[ch, C_ACTL]] = b
         chan[ch, C_ACTL] += 1
-        # queued hits to the new row (the activating request included)
+        # queued hits to the new row (the activating request included); forget cached
+        # ready cycles of the bank's requests, whose next command changed
         hits = 0
         for qk in range(2):
             for j in range(chan[ch, C_RQ + qk]):
                 o = qs[ch, qk, j]
-                if req[o, Q_FB] == fb and req[o, Q_ROW] == row:
-                    hits += 1
+                if req[o, Q_FB] == fb:
+                    qs[ch, QS_T + qk, j] = 0
+                    if req[o, Q_ROW] == row:
+                        hits += 1
         bank[fb, B_HITS] = hits
         bank[fb, B_CLOSE] = 0
     elif cmd == PRE:
@@ -243,6 +269,7 @@ def _issue(now, cmd, ch, fr, fg, fb, b, cfg, rules, req, nxt, bank, rank, chan, 
             bank[fb, B_CLOSE] = 0
             chan[ch, C_CLOSE] -= 1
         _close_bank(now, fb, fr, bank, rank)
+        _forget_ready(qs, chan, req, ch, fr, fb)
     elif cmd == PREA:
         nba = cfg[K_NBA]
         for f in range(fr * nba, fr * nba + nba):
@@ -250,6 +277,7 @@ def _issue(now, cmd, ch, fr, fg, fb, b, cfg, rules, req, nxt, bank, rank, chan, 
                 bank[f, B_CLOSE] = 0
                 chan[ch, C_CLOSE] -= 1
             _close_bank(now, f, fr, bank, rank)
+        _forget_ready(qs, chan, req, ch, fr, -1)
     elif cmd == REF:
         rank[fr, R_REF_PENDING] -= 1
     else:  # RD / WR: the request is served
@@ -262,11 +290,11 @@ def _issue(now, cmd, ch, fr, fg, fb, b, cfg, rules, req, nxt, bank, rank, chan, 
             bank[fb, B_ACTIVATED] -= 1
             rank[fr, R_ACTIVATED] -= 1
         if req[b, Q_WR]:
-            _remove_value(qs[ch, QS_WRITE], chan[ch, C_WQ], b)
+            _dequeue(qs, ch, QS_WRITE, chan[ch, C_WQ], b)
             chan[ch, C_WQ] -= 1
             req[b, Q_DONE] = now + cfg[K_NCWL] + cfg[K_NBL]
         else:
-            _remove_value(qs[ch, QS_READ], chan[ch, C_RQ], b)
+            _dequeue(qs, ch, QS_READ, chan[ch, C_RQ], b)
             chan[ch, C_RQ] -= 1
             req[b, Q_DONE] = now + cfg[K_NCL] + cfg[K_NBL]
         scal[S_SERVED] += 1
@@ -351,15 +379,14 @@ def _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank, chan, qs, heap,
     elif nw > 0 and (nw > cfg[K_WHI] or nr == 0):
         chan[ch, C_WMODE] = 1
     qk = QS_WRITE if chan[ch, C_WMODE] else QS_READ
-    queue = qs[ch, qk]
-    pick(now, cfg[K_SCHED], ch, queue, chan[ch, C_RQ + qk], req, bank, rank, nxt, off_rk,
+    pick(now, cfg[K_SCHED], ch, qs, qk, chan[ch, C_RQ + qk], req, bank, rank, nxt, off_rk,
          off_bg, off_bk, nFAW, dual, pick_out)
     if pick_out[2] < wake:
         wake = pick_out[2]
     j = pick_out[0]
     if j < 0:
         return False, wake
-    b = queue[j]
+    b = qs[ch, qk, j]
     _issue(now, pick_out[1], ch, req[b, Q_FR], req[b, Q_FG], req[b, Q_FB], b, cfg, rules, req,
            nxt, bank, rank, chan, qs, heap, scal, log)
     return True, now + 1
@@ -387,6 +414,7 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
             if now >= rank[fr, R_REF_DUE]:
                 rank[fr, R_REF_PENDING] += 1
                 rank[fr, R_REF_DUE] += cfg[K_NREFI]
+                chan[fr // cfg[K_NRK], C_WAKE] = 0
         # admit requests in order while their queue has room
         while scal[S_NEXT] < n:
             b = scal[S_NEXT]
@@ -399,7 +427,9 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
             if chan[ch, C_RQ + qk] >= cfg[K_RQCAP + qk]:
                 break
             qs[ch, qk, chan[ch, C_RQ + qk]] = b
+            qs[ch, QS_T + qk, chan[ch, C_RQ + qk]] = 0
             chan[ch, C_RQ + qk] += 1
+            chan[ch, C_WAKE] = 0
             fb = req[b, Q_FB]
             if bank[fb, B_OPEN_ROW] == req[b, Q_ROW]:
                 bank[fb, B_HITS] += 1
@@ -412,14 +442,23 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
         scal[S_ITERS] += 1
         wake = INF
         for ch in range(nch):
+            if now < chan[ch, C_WAKE]:  # its last pass still holds: nothing ready before then
+                if chan[ch, C_WAKE] < wake:
+                    wake = chan[ch, C_WAKE]
+                continue
+            issued_here = False
             for _ in range(2 if cfg[K_DUAL] else 1):
                 issued, w = _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank, chan,
                                               qs, heap, scal, log, pick_out)
-                if w < wake:
-                    wake = w
                 if not issued:
                     break
+                issued_here = True
+            if issued_here:
                 issued_any = True
+                w = now + 1
+            chan[ch, C_WAKE] = w
+            if w < wake:
+                wake = w
         if scal[S_SERVED] != served_before:
             served_before = scal[S_SERVED]
             scal[S_IDLE] = now  # last cycle a request was served

@@ -34,6 +34,7 @@ from .state import (
     Q_FR,
     Q_ROW,
     Q_WR,
+    QS_T,
     R_ACT_PTR,
     R_HIST,
     R_REF_PENDING,
@@ -108,24 +109,36 @@ def cached_ready(now, b, cmd, ch, req, nxt, bank, rank, off_rk, off_bg, off_bk, 
 
 
 @njit(cache=True)
-def pick(now, policy, ch, queue, qlen, req, bank, rank, nxt, off_rk, off_bg, off_bk, nFAW,
+def pick(now, policy, ch, qs, qk, qlen, req, bank, rank, nxt, off_rk, off_bg, off_bk, nFAW,
          dual, out):
-    """Choose from ``queue[:qlen]``. Writes ``out[0]`` = queue slot or -1, ``out[1]`` = the
-    command, ``out[2]`` = earliest cycle any candidate becomes ready (a wake-up hint)."""
+    """Choose from queue ``qs[ch, qk, :qlen]``. Writes ``out[0]`` = queue slot or -1, ``out[1]``
+    = the command, ``out[2]`` = earliest cycle any candidate becomes ready (a wake-up hint).
+
+    ``qs[ch, QS_T + qk, j]`` caches when slot ``j``'s next command becomes legal. Legal times
+    only grow while the bank's row state is unchanged (the controller zeroes the cache of a
+    bank's requests when it changes), so a cached cycle still in the future proves the command
+    is not ready without recomputing it.
+    """
     best_hit = -1
     best_any = -1
     best_any_cmd = -1
     wake = INF
     for j in range(qlen):
-        b = queue[j]
-        if req[b, Q_ACTIVATED] or rank[req[b, Q_FR], R_REF_PENDING] > 0:
-            continue  # served from the active set / waits for the refresh
-        if req[b, Q_CVER] == bank[req[b, Q_FB], B_VERSION] and req[b, Q_CT] > now:
-            cmd = req[b, Q_CCMD]  # cached: not ready yet (see cached_ready)
-            t = req[b, Q_CT]
-        else:
-            cmd, t = cached_ready(now, b, -1, ch, req, nxt, bank, rank, off_rk, off_bg, off_bk,
-                                  nFAW, dual)
+        t = qs[ch, QS_T + qk, j]
+        if t > now:  # cached lower bound still in the future: not ready
+            if t < wake:
+                wake = t
+            continue
+        b = qs[ch, qk, j]
+        if req[b, Q_ACTIVATED]:
+            qs[ch, QS_T + qk, j] = INF  # served from the active set
+            continue
+        if rank[req[b, Q_FR], R_REF_PENDING] > 0:
+            continue  # waits for the refresh
+        cmd = next_command(b, req, bank)
+        t = ready_at(cmd, ch, req[b, Q_FR], req[b, Q_FG], req[b, Q_FB], nxt, rank, off_rk,
+                     off_bg, off_bk, nFAW, dual)
+        qs[ch, QS_T + qk, j] = t
         if cmd == PRE and policy == CLASSIC and bank[req[b, Q_FB], B_ACTIVATED] > 0:
             continue  # the row was opened for a request that has not read it yet
         if t > now:
@@ -145,10 +158,10 @@ def pick(now, policy, ch, queue, qlen, req, bank, rank, nxt, off_rk, off_bg, off
     out[2] = wake
     if policy == CLASSIC and best_hit >= 0:
         out[0] = best_hit
-        out[1] = WR if req[queue[best_hit], Q_WR] else RD
+        out[1] = WR if req[qs[ch, qk, best_hit], Q_WR] else RD
         return
     if best_any >= 0:
-        if best_any_cmd == PRE and bank[req[queue[best_any], Q_FB], B_ACTIVATED] > 0:
+        if best_any_cmd == PRE and bank[req[qs[ch, qk, best_any], Q_FB], B_ACTIVATED] > 0:
             out[0] = -1  # Ramulator: never close a row an activated request still needs
             out[1] = -1
             out[2] = now + 1

@@ -11,7 +11,9 @@ named by the constants below, one row per hardware object:
   ACTs, and a version bumped whenever the row state changes (for the scheduler's cache).
 - ``rank[fr, R_*]``: open banks, refresh bookkeeping, last four ACT times (tFAW), active-standby
   time (energy) and command counts.
-- ``chan[ch, C_*]``: queue lengths and write-drain mode.
+- ``chan[ch, C_*]``: queue lengths, write-drain mode, and the cycle before which a channel's
+  last scheduling pass stays valid (nothing can issue there until then unless a request
+  arrives or a refresh falls due).
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ N_B = 7
 R_CMD = R_HIST + 4  # six command counters follow the four-entry ACT history
 N_R = R_CMD + len(CMDS)
 
-C_RQ, C_WQ, C_WMODE, C_ACTL, C_CLOSE = range(5)
-N_C = 5
+C_RQ, C_WQ, C_WMODE, C_ACTL, C_CLOSE, C_WAKE = range(6)
+N_C = 6
 
-# queues: qs[ch, Q_*, slot] holds burst indices in arrival order
-QS_READ, QS_WRITE, QS_ACTIVE = range(3)
+# queues: qs[ch, QS_*, slot] holds burst indices in arrival order; qs[ch, QS_T + k, slot] a
+# lower bound on the cycle the next command of read (k=0) / write (k=1) slot may issue
+QS_READ, QS_WRITE, QS_ACTIVE, QS_T = range(4)
 
 # per-burst table req[b, Q_*]: inputs (mapped coordinates, arrival) and results
 (Q_CH, Q_FR, Q_FG, Q_FB, Q_ROW, Q_WR, Q_TIME, Q_ACTIVATED, Q_KIND, Q_ENQ, Q_DONE, Q_CCMD, Q_CT,
@@ -95,7 +98,7 @@ class ControllerState:
     bank: np.ndarray
     rank: np.ndarray
     chan: np.ndarray
-    qs: np.ndarray  # [channel, read/write/active, slot]
+    qs: np.ndarray  # [channel, read/write/active/read-ready/write-ready, slot]
     heap: np.ndarray  # completion times of outstanding requests (min-heap), if bounded
     scal: np.ndarray  # now, next burst, outstanding, heap size, served, log length, status,
     # last cycle with progress, loop iterations
@@ -112,8 +115,8 @@ class ControllerState:
         return cls(
             nxt=np.zeros((n_ent, N_NXT), np.int64), bank=bank, rank=rank,
             chan=np.zeros((layout.channels, N_C), np.int64),
-            qs=np.zeros((layout.channels, 3, max(rq_cap, wq_cap, layout.ranks * layout.banks)),
-                        np.int64),
+            qs=np.zeros((layout.channels, QS_T + 2,
+                         max(rq_cap, wq_cap, layout.ranks * layout.banks)), np.int64),
             heap=np.zeros(max(heap_cap, 1), np.int64), scal=np.zeros(9, np.int64),
         )
 
