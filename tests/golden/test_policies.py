@@ -1,0 +1,410 @@
+"""Attention policies on the NumPy encoder: contracts, traces, the pruning unit's commands.
+
+Most tests run a tiny random BERT written by ``test_model.write_tiny``; the SpAtten floor
+test runs MiniLM on the report's default corpus.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_model import ids_for, write_tiny
+
+from psa.golden.cascade import CascadeConfig, dense_trace
+from psa.golden.experiment import (
+    accuracy,
+    coalesce,
+    concat_traces,
+    cosines,
+    retrieval_agreement,
+    run_policy,
+)
+from psa.golden.model import BertEncoder, DensePolicy, LayerView, fetch_trace
+from psa.golden.policies import (
+    FP32_BITS,
+    POLICY_NAMES,
+    ProgressivePolicy,
+    SpAttenPolicy,
+    TopKPolicy,
+    WindowGlobalPolicy,
+    make_policy,
+    parse_policies,
+    policy_layout,
+    progressive_schedule,
+    spatten_preset,
+)
+from psa.golden.pruning import PruningState
+from psa.golden.quant import split_quantize
+from psa.golden.trace import AccessTrace, Plane
+
+SEED = 4321
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_bert_policies")
+    write_tiny(folder, num_hidden_layers=4)
+    return BertEncoder(folder)
+
+
+def _encode(model, policy, n=30, seed=SEED):
+    return model.encode(ids_for(model, n, seed), policy)
+
+
+def _planes(trace: AccessTrace, planes) -> AccessTrace:
+    sel = np.isin(trace.plane, [int(p) for p in planes])
+    return AccessTrace(trace.addr[sel], trace.size[sel], layer=trace.layer[sel],
+                       plane=trace.plane[sel])
+
+
+def _same(a: AccessTrace, b: AccessTrace) -> bool:
+    return (len(a) == len(b) and np.array_equal(a.addr, b.addr)
+            and np.array_equal(a.size, b.size) and np.array_equal(a.plane, b.plane))
+
+
+# --------------------------------------------------------------------------------------------
+# SpAtten
+# --------------------------------------------------------------------------------------------
+
+CASES = [
+    CascadeConfig(token_keep={0: 0.8, 1: 0.5, 2: 5}, head_keep={1: 3, 2: 0.5}),
+    CascadeConfig(token_keep={1: 7}, head_keep={0: 2}, k_msb_bits=6, v_msb_bits=4, v_lsb_bits=2,
+                  refetch_threshold=0.3, prob_bits=8, score_bits=10),
+    CascadeConfig(token_keep={0: 0.5, 2: 0.25}, v_keep=0.5),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("n", [9, 30])
+def test_spatten_replays_on_pruning_state(tiny, case, n):
+    """The recorded commands, replayed on a fresh PruningState (what the RTL bench does with
+    the unit), give the same alive tokens and heads per layer, and the unit's fetch stream
+    equals the policy's K_MSB/V_MSB reads line for line (when v_keep = 1)."""
+    cfg = CASES[case]
+    pol = SpAttenPolicy(cfg, record=True)
+    enc = _encode(tiny, pol, n, SEED + case)
+    layout = policy_layout(pol, tiny.config)
+    trace = fetch_trace(enc.layers, layout)
+    state = PruningState(n, tiny.config.num_attention_heads, cfg.prob_bits, cfg.score_bits,
+                         cfg.head_score_bits)
+    state.start(n)
+    assert len(pol.script) == tiny.config.num_hidden_layers
+    for rec, lrec in zip(pol.script, enc.layers, strict=True):
+        ctx = f"seed={SEED + case} n={n} layer={rec.layer}"
+        np.testing.assert_array_equal(state.alive, lrec.tokens, err_msg=ctx)
+        np.testing.assert_array_equal(state.heads, lrec.heads, err_msg=ctx)
+        np.testing.assert_array_equal(rec.alive, lrec.tokens, err_msg=ctx)
+        golden = _planes(trace, (Plane.K_MSB, Plane.V_MSB))
+        golden_layer = _planes(AccessTrace(golden.addr[golden.layer == rec.layer],
+                                           golden.size[golden.layer == rec.layer],
+                                           layer=rec.layer,
+                                           plane=golden.plane[golden.layer == rec.layer]),
+                               (Plane.K_MSB, Plane.V_MSB))
+        unit = state.fetch_requests(layout, rec.layer)
+        if cfg.v_keep == 1.0:
+            assert _same(unit, golden_layer), ctx
+        else:
+            k_only = _planes(unit, (Plane.K_MSB,))
+            assert _same(k_only, _planes(golden_layer, (Plane.K_MSB,))), ctx
+        assert len(rec.probs) == len(rec.heads)
+        for p in rec.probs:
+            assert p.shape == (len(rec.alive), len(rec.alive)), ctx
+            assert p.max() < 1 << cfg.prob_bits
+            state.add_probs(p)
+        for head, mag in zip(rec.heads, rec.mags, strict=False):
+            state.add_head_magnitude(int(head), mag)
+        if rec.prune_heads is not None:
+            state.prune_heads(rec.prune_heads)
+        if rec.prune is not None:
+            state.prune(rec.prune)
+    np.testing.assert_array_equal(state.alive, enc.tokens)
+
+
+def test_spatten_probs_are_the_units_inputs(tiny):
+    """Recorded rows are the policy's probabilities quantized to UQ0.prob_bits; head
+    magnitudes are floor(sum |P V|) clamped to mag_bits."""
+    pol = SpAttenPolicy(CascadeConfig(token_keep={0: 0.5}, mag_bits=6), record=True)
+    enc = _encode(tiny, pol, 20)
+    rec = pol.script[0]
+    # rows of a softmax: each UQ0.12 row sums to about 2**12 (one rounding per entry)
+    for p in rec.probs:
+        sums = p.sum(axis=1).astype(np.int64)
+        assert np.all(np.abs(sums - 4096) <= p.shape[1])
+    assert all(0 <= m <= 63 for m in rec.mags) and max(rec.mags) == 63
+    assert len(enc.layers[1].tokens) == 10
+
+
+def test_spatten_progressive_quantization(tiny):
+    """threshold 0: MSB planes only; threshold 1: every head refetches its LSB planes and the
+    probabilities are those of the full-precision quantized keys."""
+    ids = ids_for(tiny, 16, SEED)
+    lo = SpAttenPolicy(CascadeConfig(refetch_threshold=0.0))
+    hi = SpAttenPolicy(CascadeConfig(refetch_threshold=1.0))
+    enc_lo, enc_hi = tiny.encode(ids, lo), tiny.encode(ids, hi)
+    for rec in enc_lo.layers:
+        assert set(rec.fetched) == {Plane.K_MSB, Plane.V_MSB}
+    for rec in enc_hi.layers:
+        assert set(rec.fetched) == {Plane.K_MSB, Plane.K_LSB, Plane.V_MSB, Plane.V_LSB}
+        assert all(m.all() for m in rec.fetched.values())
+    assert all(s["refetch_heads"] == s["heads"] for s in hi.layer_stats)
+    assert all(s["refetch_heads"] == 0 for s in lo.layer_stats)
+    # layer 0, head 0 by hand
+    d = tiny.config.d_head
+    x_view = {}
+
+    class Spy(SpAttenPolicy):
+        def attend(self, view):
+            att = super().attend(view)
+            if view.layer == 0:
+                x_view["view"], x_view["att"] = view, att
+            return att
+
+    tiny.encode(ids, Spy(CascadeConfig(refetch_threshold=1.0)))
+    view, att = x_view["view"], x_view["att"]
+    k = split_quantize(view.k[0], 8, 4).full
+    s = view.q[0].astype(np.float64) @ k.T / np.sqrt(d)
+    p = np.exp(s - s.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(att.probs[0], p, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(att.v[0], split_quantize(view.v[0], 8, 4).full, rtol=1e-6,
+                               atol=1e-7)
+    # bytes: 8+4 bit planes, all read, against fp32
+    layout = policy_layout(hi, tiny.config)
+    assert fetch_trace(enc_hi.layers, layout).payload_bytes * 32 == \
+        fetch_trace(tiny.encode(ids).layers, policy_layout(DensePolicy(), tiny.config)) \
+        .payload_bytes * 12
+
+
+def test_spatten_fp32_without_pruning_is_dense(tiny):
+    ids = ids_for(tiny, 25, SEED)
+    pol = SpAttenPolicy(CascadeConfig(k_msb_bits=32, k_lsb_bits=0, v_msb_bits=32, v_lsb_bits=0))
+    a, b = tiny.encode(ids), tiny.encode(ids, pol)
+    np.testing.assert_allclose(a.embedding, b.embedding, atol=2e-6)
+    assert pol.bits() == FP32_BITS
+    layout = policy_layout(pol, tiny.config)
+    assert _same(fetch_trace(a.layers, layout), fetch_trace(b.layers, layout))
+    assert _same(fetch_trace(a.layers, layout), dense_trace(layout, 25))
+
+
+def test_spatten_validation():
+    with pytest.raises(ValueError, match="query_tile"):
+        SpAttenPolicy(CascadeConfig(query_tile=4))
+    with pytest.raises(ValueError, match=r"token_keep\[1\] must keep at least one"):
+        SpAttenPolicy(CascadeConfig(token_keep={1: 0}))
+    with pytest.raises(ValueError, match="head_keep"):
+        SpAttenPolicy(CascadeConfig(head_keep={1: 1.5}))
+    with pytest.raises(ValueError, match="spatten preset"):
+        spatten_preset("nope", 6)
+
+
+def test_spatten_schedule_out_of_range(tiny):
+    with pytest.raises(ValueError, match="token_keep: layer must be in 0..3"):
+        _encode(tiny, SpAttenPolicy(CascadeConfig(token_keep={7: 0.5})))
+
+
+def test_spatten_presets_depth():
+    for preset in ("quant", "tokens", "default", "aggressive"):
+        for layers in (2, 6, 12, 24):
+            cfg = spatten_preset(preset, layers)
+            cfg.validate(layers)
+            assert all(0 <= layer <= layers - 2 for layer in cfg.token_keep)
+            assert all(0 <= layer <= layers - 2 for layer in cfg.head_keep)
+    assert spatten_preset("default", 6).token_keep == {4: 0.8}
+    assert spatten_preset("aggressive", 6).token_keep == {1: 0.8, 2: 0.65, 3: 0.5, 4: 0.4}
+    assert spatten_preset("quant", 6, refetch_threshold=0.2).refetch_threshold == 0.2
+
+
+# --------------------------------------------------------------------------------------------
+# progressive schedule
+# --------------------------------------------------------------------------------------------
+
+
+def test_progressive_schedule():
+    s = progressive_schedule(6, 0.5)
+    assert list(s) == [0, 1, 2, 3, 4]
+    assert s[4] == pytest.approx(0.5)
+    assert all(a > b for a, b in zip(list(s.values()), list(s.values())[1:], strict=False))
+    assert progressive_schedule(6, 0.5, start_layer=3) == {3: pytest.approx(0.5 ** 0.5),
+                                                           4: pytest.approx(0.5)}
+    assert progressive_schedule(1, 0.5) == {}
+    with pytest.raises(ValueError, match="final_keep"):
+        progressive_schedule(6, 0.0)
+
+
+def test_progressive_policy_alive_counts(tiny):
+    n = 30
+    pol = ProgressivePolicy(0.4)
+    enc = _encode(tiny, pol, n)
+    sched = progressive_schedule(tiny.config.num_hidden_layers, 0.4)
+    expect = [n] + [max(1, int(np.floor(sched[layer] * n + 0.5)))
+                    for layer in range(tiny.config.num_hidden_layers - 1)]
+    assert [len(r.tokens) for r in enc.layers] == expect
+    assert all(len(r.heads) == tiny.config.num_attention_heads for r in enc.layers)
+    assert pol.bits() == FP32_BITS
+    with pytest.raises(ValueError, match="start_layer"):
+        ProgressivePolicy(0.5, start_layer=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# static top-k and window + global
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keep", [0.1, 0.25, 0.5])
+@pytest.mark.parametrize("tile", [None, 4])
+def test_topk_rows_and_reads(tiny, keep, tile):
+    n = 23
+    captured = []
+
+    class Spy(TopKPolicy):
+        def attend(self, view):
+            att = super().attend(view)
+            captured.append((view, att))
+            return att
+
+    enc = _encode(tiny, Spy(keep, query_tile=tile), n)
+    k = max(1, int(np.floor(n * keep)))
+    for (view, att), rec in zip(captured, enc.layers, strict=True):
+        assert np.all((att.probs > 0).sum(axis=-1) == k)
+        # exact-k rows are the k largest scores (ties to the lower key)
+        s = view.q.astype(np.float64) @ np.swapaxes(view.k, -1, -2)
+        kept_min = np.where(att.probs > 0, s, np.inf).min(axis=-1)
+        dropped_max = np.where(att.probs > 0, -np.inf, s).max(axis=-1)
+        assert np.all(kept_min >= dropped_max - 1e-5)
+        tiles = [slice(0, n)] if tile is None else [slice(i, min(i + tile, n))
+                                                    for i in range(0, n, tile)]
+        req = rec.requests
+        expect = []
+        for head_i, head in enumerate(view.heads):
+            for rows in tiles:
+                need = np.flatnonzero((att.probs[head_i, rows] > 0).any(axis=0))
+                expect += [(int(Plane.K_MSB), head, t) for t in range(n)]
+                expect += [(int(Plane.V_MSB), head, t) for t in need]
+        np.testing.assert_array_equal(req, np.array(expect))
+
+
+def test_topk_full_keep_is_dense(tiny):
+    ids = ids_for(tiny, 17, SEED)
+    np.testing.assert_allclose(tiny.encode(ids, TopKPolicy(1.0)).embedding,
+                               tiny.encode(ids).embedding, atol=1e-6)
+    with pytest.raises(ValueError, match="keep"):
+        TopKPolicy(0.0)
+    with pytest.raises(ValueError, match="tie_rule"):
+        TopKPolicy(0.5, tie_rule="random")
+    with pytest.raises(ValueError, match="query_tile"):
+        TopKPolicy(0.5, query_tile=0)
+
+
+def test_window_global_mask():
+    pol = WindowGlobalPolicy(window=0.25, global_keep=0.25, dense_layers=1)
+    pol.begin(20, None)
+    pol.importance[:] = np.arange(20) % 7  # tokens 6 and 13 highest, then 5, 12, 19
+    tokens = np.arange(20)
+    view = LayerView(layer=1, n_tokens=20, tokens=tokens, heads=np.arange(2),
+                     q=np.zeros((2, 20, 4), np.float32), k=np.zeros((2, 20, 4), np.float32),
+                     v=np.zeros((2, 20, 4), np.float32))
+    mask = pol.mask(view, np.zeros((2, 20, 20)))
+    w, g = 5, 5
+    glob = {6, 13, 5, 12, 19}
+    for i in range(20):
+        start = min(max(i - w // 2, 0), 20 - w)
+        expect = set(range(start, start + w)) | glob
+        assert set(np.flatnonzero(mask[i])) == expect, i
+    dense_view = LayerView(layer=0, n_tokens=20, tokens=tokens, heads=view.heads, q=view.q,
+                           k=view.k, v=view.v)
+    assert pol.mask(dense_view, np.zeros((2, 20, 20))).all()
+    assert len(glob) == g
+
+
+def test_window_policy_runs_and_reads_union(tiny):
+    n = 24
+    pol = WindowGlobalPolicy(window=0.25, query_tile=6)
+    enc = _encode(tiny, pol, n)
+    # layer 0 dense: every tile reads every row
+    assert enc.layers[0].rows_read(Plane.K_MSB) == tiny.config.num_attention_heads * n * 4
+    # later layers: a tile of 6 rows reads its windows (span <= 6 + 6 - 1) plus 6 global rows
+    for rec in enc.layers[1:]:
+        assert rec.rows_read(Plane.K_MSB) <= tiny.config.num_attention_heads * 4 * (11 + 6)
+        assert rec.rows_read(Plane.K_MSB) == rec.rows_read(Plane.V_MSB)
+    full = WindowGlobalPolicy(window=1.0, global_keep=0.0)
+    ids = ids_for(tiny, n, SEED)
+    np.testing.assert_allclose(tiny.encode(ids, full).embedding, tiny.encode(ids).embedding,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="dense_layers"):
+        WindowGlobalPolicy(dense_layers=-1)
+    with pytest.raises(ValueError, match="global_keep"):
+        WindowGlobalPolicy(global_keep=1.5)
+
+
+# --------------------------------------------------------------------------------------------
+# specs, measures, traces
+# --------------------------------------------------------------------------------------------
+
+
+def test_parse_and_make_policies():
+    specs = parse_policies("spatten=quant/default, topk=0.25,window")
+    assert specs[0] == ("dense", None)
+    assert specs[1:3] == [("spatten", "quant"), ("spatten", "default")]
+    assert ("topk", "0.25") in specs
+    assert [s for s in specs if s[0] == "window"] == [("window", str(v))
+                                                      for v in POLICY_NAMES["window"][1]]
+    assert parse_policies("dense") == [("dense", None)]
+    for name, value in parse_policies("spatten,progressive,topk,window"):
+        p = make_policy(name, value, 6)
+        assert p.name == ("dense" if name == "dense" else f"{name}={value}" if name == "spatten"
+                          else f"{name}={float(value):g}")
+    with pytest.raises(ValueError, match="unknown policy 'bogus'"):
+        parse_policies("dense,bogus")
+    with pytest.raises(ValueError, match="dense' takes no value"):
+        parse_policies("dense=1")
+    with pytest.raises(ValueError, match="must be a number"):
+        make_policy("topk", "lots", 6)
+    with pytest.raises(ValueError, match="empty value"):
+        parse_policies("topk=0.5/")
+
+
+def test_retrieval_agreement_and_cosines():
+    rng = np.random.default_rng(SEED)
+    a = rng.standard_normal((12, 8))
+    assert retrieval_agreement(a, a, 1) == 1.0
+    assert retrieval_agreement(a, a, 5) == 1.0
+    acc = accuracy(a, a)
+    assert acc == {"cosine_mean": pytest.approx(1.0), "cosine_p5": pytest.approx(1.0),
+                   "top1_agreement": 1.0, "top5_agreement": 1.0}
+    # nearest neighbours of 0, 1, 2: (1, 2, 1) under x, (2, 2, 0) under y
+    x = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8]])
+    y = np.array([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])
+    assert retrieval_agreement(x, y, 1) == pytest.approx(1 / 3)
+    assert retrieval_agreement(x, y, 5) == pytest.approx(1.0)  # k capped at N - 1 = 2
+    np.testing.assert_allclose(cosines(x, -x), -1.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        retrieval_agreement(x[:1], x[:1], 1)
+
+
+def test_coalesce():
+    t = AccessTrace([0, 32, 64, 200, 232, 96], [32, 32, 32, 32, 16, 32], layer=[0, 0, 0, 1, 1, 1],
+                    plane=[0, 0, 0, 2, 2, 0])
+    c = coalesce(t)
+    assert c.addr.tolist() == [0, 200, 96]
+    assert c.size.tolist() == [96, 48, 32]
+    assert c.layer.tolist() == [0, 1, 1]
+    assert c.payload_bytes == t.payload_bytes
+    assert len(coalesce(AccessTrace.empty())) == 0
+    w = AccessTrace([0, 32], [32, 32], is_write=[False, True])
+    assert len(coalesce(w)) == 2
+
+
+def test_run_policy_records(tiny):
+    inputs = [ids_for(tiny, n, SEED + n) for n in (8, 20, 31)]
+    dense = run_policy(tiny, inputs, DensePolicy())
+    sp = run_policy(tiny, inputs, SpAttenPolicy(CascadeConfig(token_keep={0: 0.5},
+                                                              head_keep={1: 2})))
+    assert dense.alive.tolist() == [[n] * 4 for n in (8, 20, 31)]
+    assert sp.alive[:, 1].tolist() == [4, 10, 16]
+    assert sp.heads[:, 2].tolist() == [2, 2, 2]
+    assert dense.layer_bytes.sum() == sum(t.payload_bytes for t in dense.traces)
+    assert dense.payload_bytes == 4 * 4 * 2 * 4 * 4 * (8 + 20 + 31)  # layers heads K/V d*4
+    assert 0.0 <= sp.refetch_rate <= 1.0
+    batch = concat_traces(sp.traces)
+    assert batch.payload_bytes == sp.payload_bytes
+    assert len(batch) < sum(len(t) for t in sp.traces)
