@@ -117,6 +117,11 @@ class TopKEngine(wiring.Component):
         return self._signed
 
     @property
+    def ingest_pivots(self) -> int:
+        """Pivots of the round done while the packet streams in (quantiles of beat 0)."""
+        return 3 if self._lanes >= 4 else 1
+
+    @property
     def samples(self) -> int:
         """Pivot sample size of a quick-select round: ``max(lanes, 8)``."""
         return max(self._lanes, 8)
@@ -135,10 +140,12 @@ class TopKEngine(wiring.Component):
             m.submodules[name] = mem
             return mem
 
-        # Buffers. packet[3]: Ingest -> Emit. cand[2][side]: Ingest -> Select.
-        # scratch[2][side]: Select's own ping-pong. side 0 = greater, 1 = smaller than pivot.
+        # Buffers. packet[3]: Ingest -> Emit. cand[2][bucket]: Ingest -> Select.
+        # scratch[2][side]: Select's own ping-pong. Buckets and sides run from the largest
+        # values down (side 0 = greater, 1 = smaller than the pivot).
+        kp = self.ingest_pivots
         packet = [memory(f"packet{i}") for i in range(3)]
-        cand = [[memory(f"cand{i}_{side}") for side in range(2)] for i in range(2)]
+        cand = [[memory(f"cand{i}_{side}") for side in range(kp + 1)] for i in range(2)]
         scratch = [[memory(f"scratch{i}_{side}") for side in range(2)] for i in range(2)]
 
         # Packets done per stage (mod 8): Ingest may start packet a if a - emitted < 3
@@ -150,12 +157,15 @@ class TopKEngine(wiring.Component):
         a_packet = Signal(range(3))
         a_cand = Signal(1)
         a_n, a_k = Signal(range(n_max + 1)), Signal(range(n_max + 1))
-        a_pivot, a_eq = Signal(vshape), Signal(range(n_max + 1))
+        a_pivot = [Signal(vshape, name=f"a_pivot{t}") for t in range(kp)]
+        a_eq = [Signal(range(n_max + 1), name=f"a_eq{t}") for t in range(kp)]
         a_overflowed = Signal()
         slot_k = Array(Signal(range(n_max + 1), name=f"slot{i}_k") for i in range(2))
         slot_n = Array(Signal(range(n_max + 1), name=f"slot{i}_n") for i in range(2))
-        slot_pivot = Array(Signal(vshape, name=f"slot{i}_pivot") for i in range(2))
-        slot_eq = Array(Signal(range(n_max + 1), name=f"slot{i}_eq") for i in range(2))
+        slot_pivot = [Array(Signal(vshape, name=f"slot{i}_pivot{t}") for i in range(2))
+                      for t in range(kp)]
+        slot_eq = [Array(Signal(range(n_max + 1), name=f"slot{i}_eq{t}") for i in range(2))
+                   for t in range(kp)]
 
         can_start = (((ingested - emitted)[:3] < 3) & ((ingested - selected)[:3] < 2))
         a_idle = Signal()
@@ -167,9 +177,14 @@ class TopKEngine(wiring.Component):
         taken = Mux(count > space, space, count)
         in_mask = lane_mask(taken, p)
 
-        m.submodules.first_pivot = first_pivot = RankSelect(p, vshape)
-        m.d.comb += [first_pivot.i_data.eq(i_pl.data), first_pivot.i_mask.eq(in_mask),
-                     first_pivot.rank.eq((taken + 1) >> 1)]
+        # Round-1 pivots: the (t+1)/(kp+1) quantiles of the first beat, largest first.
+        first_pivots = []
+        for t in range(kp):
+            sel = RankSelect(p, vshape)
+            m.submodules[f"first_pivot{t}"] = sel
+            m.d.comb += [sel.i_data.eq(i_pl.data), sel.i_mask.eq(in_mask),
+                         sel.rank.eq((taken * (t + 1) + kp) // (kp + 1))]
+            first_pivots.append(sel)
 
         s1_data, s1_mask, s1_valid = Signal(row), Signal(p), Signal()
         m.d.sync += s1_valid.eq(accept)
@@ -180,15 +195,17 @@ class TopKEngine(wiring.Component):
         with m.If(accept & (count > space) & ~(a_overflowed & ~a_idle)):
             m.d.sync += [self.overflow.eq(1), a_overflowed.eq(1)]
         with m.If(first):
-            m.d.sync += [a_k.eq(i_pl.k), a_pivot.eq(first_pivot.value), a_overflowed.eq(0)]
+            m.d.sync += [a_k.eq(i_pl.k), a_overflowed.eq(0)]
+            m.d.sync += [a_pivot[t].eq(first_pivots[t].value) for t in range(kp)]
 
-        m.submodules.ingest_part = a_part = Partition(p, vshape)
-        m.d.comb += [a_part.i_data.eq(s1_data), a_part.i_mask.eq(s1_mask),
-                     a_part.pivot.eq(a_pivot)]
-        with m.If(first):
-            m.d.sync += a_eq.eq(0)
-        with m.Elif(s1_valid):
-            m.d.sync += a_eq.eq(a_eq + a_part.eq_count)
+        m.submodules.ingest_part = a_part = Partition(p, vshape, kp)
+        m.d.comb += [a_part.i_data.eq(s1_data), a_part.i_mask.eq(s1_mask)]
+        m.d.comb += [a_part.pivots[t].eq(a_pivot[t]) for t in range(kp)]
+        for t in range(kp):
+            with m.If(first):
+                m.d.sync += a_eq[t].eq(0)
+            with m.Elif(s1_valid):
+                m.d.sync += a_eq[t].eq(a_eq[t] + a_part.eq_count[t])
 
         a_flush = Signal()
         m.submodules.packet_writer = pw = SideWriter(p, vshape, rows)
@@ -201,7 +218,8 @@ class TopKEngine(wiring.Component):
         cand_writers = []
         for i in range(2):
             pair = []
-            for side, mask in enumerate((a_part.gt, a_part.lt)):
+            for side in range(kp + 1):
+                mask = a_part.bucket[side]
                 w = SideWriter(p, vshape, rows, s)
                 m.submodules[f"cand_writer{i}_{side}"] = w
                 mine = a_cand == i
@@ -231,7 +249,8 @@ class TopKEngine(wiring.Component):
                 m.next = "COMMIT"
             with m.State("COMMIT"):     # the last rows are written this cycle
                 m.d.sync += [slot_k[a_cand].eq(a_k), slot_n[a_cand].eq(a_n),
-                             slot_pivot[a_cand].eq(a_pivot), slot_eq[a_cand].eq(a_eq),
+                             *[slot_pivot[t][a_cand].eq(a_pivot[t]) for t in range(kp)],
+                             *[slot_eq[t][a_cand].eq(a_eq[t]) for t in range(kp)],
                              a_cand.eq(~a_cand), ingested.eq(ingested + 1),
                              a_packet.eq(Mux(a_packet == 2, 0, a_packet + 1))]
                 m.next = "IDLE"
@@ -243,7 +262,7 @@ class TopKEngine(wiring.Component):
         b_m = Signal(range(n_max + 1))
         b_keff, b_n = Signal(range(n_max + 1)), Signal(range(n_max + 1))
         b_from_ingest = Signal()        # the round result to decide on is Ingest's
-        b_side = Signal(1)
+        b_side = Signal(range(kp + 1))
         b_write_q = Signal(1)           # scratch buffer the current round writes
         b_read_cand = Signal()          # the round reads cand[b_cand] (else scratch)
         b_read_q = Signal(1)
@@ -273,21 +292,26 @@ class TopKEngine(wiring.Component):
                              wp.en.eq(w.w_en & (b_write_q == q))]
 
         # The result of the last partition: Ingest's round 1 or Select's latest round.
-        res_gt, res_lt = Signal(range(n_max + 1)), Signal(range(n_max + 1))
-        res_eq, res_pivot = Signal(range(n_max + 1)), Signal(vshape)
+        # Buckets 0..kp with ties between them, in value order from the largest; Select's
+        # own rounds fill buckets 0 and 1 and one tie count.
+        res_count = [Signal(range(n_max + 1), name=f"res_count{b}") for b in range(kp + 1)]
+        res_eq = [Signal(range(n_max + 1), name=f"res_eq{t}") for t in range(kp)]
+        res_pivot = [Signal(vshape, name=f"res_pivot{t}") for t in range(kp)]
         with m.If(b_from_ingest):
-            m.d.comb += [res_gt.eq(Array(w[0].count for w in cand_writers)[b_cand]),
-                         res_lt.eq(Array(w[1].count for w in cand_writers)[b_cand]),
-                         res_eq.eq(slot_eq[b_cand]), res_pivot.eq(slot_pivot[b_cand])]
+            m.d.comb += [res_count[b].eq(Array(w[b].count for w in cand_writers)[b_cand])
+                         for b in range(kp + 1)]
+            m.d.comb += [res_eq[t].eq(slot_eq[t][b_cand]) for t in range(kp)]
+            m.d.comb += [res_pivot[t].eq(slot_pivot[t][b_cand]) for t in range(kp)]
         with m.Else():
-            m.d.comb += [res_gt.eq(select_writers[0].count), res_lt.eq(select_writers[1].count),
-                         res_eq.eq(b_eq), res_pivot.eq(b_pivot)]
+            m.d.comb += [res_count[0].eq(select_writers[0].count),
+                         res_count[1].eq(select_writers[1].count),
+                         res_eq[0].eq(b_eq), res_pivot[0].eq(b_pivot)]
 
         # Samples of the chosen side.
         sm_first, sm_first_count = Signal(row), Signal(range(p + 1))
         sm_sample, sm_n_sample = Signal(data.ArrayLayout(vshape, s)), Signal(range(s + 1))
         sources = [(b_from_ingest & (b_cand == i) & (b_side == side), cand_writers[i][side])
-                   for i in range(2) for side in range(2)]
+                   for i in range(2) for side in range(kp + 1)]
         sources += [(~b_from_ingest & (b_side == side), select_writers[side])
                     for side in range(2)]
         for cond, w in sources:
@@ -306,12 +330,26 @@ class TopKEngine(wiring.Component):
         ranks = [((j <= c_sample) & ((2 * j - 1) * b_m <= target)) for j in range(1, s + 1)]
         quantile = Signal(range(s + 1))
         m.d.comb += quantile.eq(sum(ranks))
+        # Aim past the target, toward the median, by about two standard deviations of the
+        # sample quantile (c/8 ranks), so that the k-th largest lands on the smaller side.
+        half = c_sample >> 1
+        margin = Mux(c_sample >= 16, c_sample >> 3, 1)
+        aimed = Signal(range(s + 1))
+        with m.If(quantile + margin <= half):
+            m.d.comb += aimed.eq(quantile + margin)
+        with m.Elif(quantile < half):
+            m.d.comb += aimed.eq(half)
+        with m.Elif(quantile >= half + margin):
+            m.d.comb += aimed.eq(quantile - margin)
+        with m.Else():
+            m.d.comb += aimed.eq(half)
 
         # Round read pipeline: address b_row -> data next cycle in stage r1.
         read_ports = {}
         for i in range(2):
-            for side in range(2):
+            for side in range(kp + 1):
                 read_ports[("cand", i, side)] = cand[i][side].read_port()
+            for side in range(2):
                 read_ports[("scratch", i, side)] = scratch[i][side].read_port()
         r1_data = Signal(row)
         for (kind, i, side), rp in read_ports.items():
@@ -325,15 +363,16 @@ class TopKEngine(wiring.Component):
         r1_mask = Mux(r1_last, lane_mask(b_last_count, p), (1 << p) - 1)
         m.submodules.select_part = b_part = Partition(p, vshape)
         m.d.comb += [b_part.i_data.eq(r1_data), b_part.i_mask.eq(r1_mask),
-                     b_part.pivot.eq(b_pivot)]
-        for side, mask in enumerate((b_part.gt, b_part.lt)):
+                     b_part.pivots[0].eq(b_pivot)]
+        for side in range(2):
+            mask = b_part.bucket[side]
             w = select_writers[side]
             m.d.comb += [w.i_data.eq(r1_data), w.i_mask.eq(mask), w.i_valid.eq(r1_valid),
                          w.i_flush.eq(b_flush), w.clear.eq(b_clear)]
         with m.If(b_clear):
             m.d.sync += b_eq.eq(0)
         with m.Elif(r1_valid):
-            m.d.sync += b_eq.eq(b_eq + b_part.eq_count)
+            m.d.sync += b_eq.eq(b_eq + b_part.eq_count[0])
         m.d.sync += [r1_valid.eq(0), r1_last.eq(0)]
 
         def finish(mode, threshold, need):
@@ -359,15 +398,20 @@ class TopKEngine(wiring.Component):
                     m.next = "DECIDE"
             with m.State("DECIDE"):
                 m.d.sync += [b_read_cand.eq(b_from_ingest), b_read_q.eq(b_write_q)]
-                with m.If(b_k_rem <= res_gt):
-                    m.d.sync += [b_side.eq(0), b_m.eq(res_gt)]
-                    m.next = "PIVOT"
-                with m.Elif(b_k_rem <= res_gt + res_eq):
-                    finish(_MODE_THRESHOLD, res_pivot, b_k_rem - res_gt)
-                with m.Else():
-                    m.d.sync += [b_side.eq(1), b_m.eq(res_lt),
-                                 b_k_rem.eq(b_k_rem - res_gt - res_eq)]
-                    m.next = "PIVOT"
+                # Walk buckets and ties from the largest values: the k-th largest is in the
+                # first whose running count reaches k_rem.
+                above = Const(0, range(n_max + 1))
+                for b in range(kp + 1):
+                    cond = (b_k_rem <= above + res_count[b])
+                    with (m.If if b == 0 else m.Elif)(cond):
+                        m.d.sync += [b_side.eq(b), b_m.eq(res_count[b]),
+                                     b_k_rem.eq(b_k_rem - above)]
+                        m.next = "PIVOT"
+                    above = above + res_count[b]
+                    if b < kp:
+                        with m.Elif(b_k_rem <= above + res_eq[b]):
+                            finish(_MODE_THRESHOLD, res_pivot[b], b_k_rem - above)
+                        above = above + res_eq[b]
             with m.State("PIVOT"):
                 m.d.comb += [rank_sel.i_data.eq(first_padded),
                              rank_sel.i_mask.eq(lane_mask(sm_first_count, s)),
@@ -375,7 +419,7 @@ class TopKEngine(wiring.Component):
                 with m.If(b_m <= p):
                     finish(_MODE_THRESHOLD, rank_sel.value, b_k_rem - rank_sel.greater)
                 with m.Else():
-                    m.d.sync += [b_rank.eq(Mux(quantile == 0, 1, quantile)),
+                    m.d.sync += [b_rank.eq(Mux(aimed == 0, 1, aimed)),
                                  b_use_first.eq(use_first)]
                     m.next = "PIVOT2"
             with m.State("PIVOT2"):

@@ -7,9 +7,10 @@ their inputs are presented; :class:`Packer` and :class:`SideWriter` register the
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Elaboratable, Module, Shape, ShapeLike, Signal
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Shape, ShapeLike, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for
 
 __all__ = ["Compactor", "Packer", "SideWriter", "Partition", "TieFilter", "RankSelect",
            "lane_mask"]
@@ -96,8 +97,8 @@ class Packer(wiring.Component):
 
         residue = Signal(data.ArrayLayout(self._shape, p))
         held = Signal(range(p + 1))
-        merged = Signal(data.ArrayLayout(self._shape, 2 * p))
-        for j in range(2 * p):
+        merged = Signal(data.ArrayLayout(self._shape, 2 * p - 1))
+        for j in range(2 * p - 1):
             with m.Switch(held):
                 for r in range(p):
                     with m.Case(r):
@@ -108,7 +109,7 @@ class Packer(wiring.Component):
         total = held + comp.o_count
         lane_bits = Shape.cast(self._shape).width
         low = merged.as_value()[:p * lane_bits]
-        high = merged.as_value()[p * lane_bits:]
+        high = Cat(merged.as_value()[p * lane_bits:], Const(0, lane_bits))
 
         m.d.sync += self.o_valid.eq(0)
         with m.If(self.clear):
@@ -201,35 +202,43 @@ class SideWriter(wiring.Component):
 
 
 class Partition(wiring.Component):
-    """P comparators against a pivot: ``gt``/``lt`` masks and the count of equal elements.
+    """P lanes of comparators against ``pivots`` descending pivots: bucket masks, tie counts.
 
-    Combinational. Lanes outside ``i_mask`` are in neither mask and not counted.
+    With pivots ``p0 >= p1 >= ...`` a masked lane goes to the first class it matches in the
+    order ``v > p0`` (bucket 0), ``v == p0`` (tie 0), ``v > p1`` (bucket 1), ``v == p1``
+    (tie 1), ..., else bucket ``pivots``. So buckets and ties follow value order, from the
+    largest. ``bucket[b]`` is the lane mask of bucket ``b``; ``eq_count[i]`` counts ties with
+    pivot ``i`` (tied lanes are in no bucket). Combinational.
     """
 
-    def __init__(self, lanes: int, shape: ShapeLike):
+    def __init__(self, lanes: int, shape: ShapeLike, pivots: int = 1):
         _check_lanes("Partition", lanes)
+        if not isinstance(pivots, int) or not 1 <= pivots <= 7:
+            raise ValueError(f"Partition: pivots must be an integer in 1..7, got {pivots!r}")
         super().__init__({
             "i_data": In(data.ArrayLayout(shape, lanes)),
             "i_mask": In(lanes),
-            "pivot": In(shape),
-            "gt": Out(lanes),
-            "lt": Out(lanes),
-            "eq_count": Out(range(lanes + 1)),
+            "pivots": In(data.ArrayLayout(shape, pivots)),
+            "bucket": Out(data.ArrayLayout(unsigned(lanes), pivots + 1)),
+            "eq_count": Out(data.ArrayLayout(unsigned(bits_for(lanes)), pivots)),
         })
-        self._lanes = lanes
+        self._lanes, self._pivots = lanes, pivots
 
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
-        p = self._lanes
-        eq = Signal(p)
+        p, k = self._lanes, self._pivots
+        ties = [Signal(p, name=f"tie{t}") for t in range(k)]
         for i in range(p):
             v = self.i_data[i]
-            m.d.comb += [
-                self.gt[i].eq(self.i_mask[i] & (v > self.pivot)),
-                self.lt[i].eq(self.i_mask[i] & (v < self.pivot)),
-                eq[i].eq(self.i_mask[i] & (v == self.pivot)),
-            ]
-        m.d.comb += self.eq_count.eq(sum(eq[i] for i in range(p)))
+            rest = self.i_mask[i]
+            for t in range(k):
+                pivot = self.pivots[t]
+                m.d.comb += [self.bucket[t][i].eq(rest & (v > pivot)),
+                             ties[t][i].eq(rest & (v == pivot))]
+                rest = rest & (v < pivot)
+            m.d.comb += self.bucket[k][i].eq(rest)
+        for t in range(k):
+            m.d.comb += self.eq_count[t].eq(sum(ties[t][i] for i in range(p)))
         return m
 
 

@@ -119,7 +119,8 @@ class TopKTB:
         k = min(k, (1 << n_max.bit_length()) - 1)
         kept = np.asarray(values[:n_max], dtype=np.int64)
         result = topk(kept, k)
-        self.scoreboard.expect(list(zip(result.indices.tolist(), result.values.tolist())),
+        self.scoreboard.expect(list(zip(result.indices.tolist(), result.values.tolist(),
+                                                strict=True)),
                                f"{tag} n={len(values)} k={k}")
         beats = [values[i:i + p] for i in range(0, len(values), p)] or [[]]
         for i, chunk in enumerate(beats):

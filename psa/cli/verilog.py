@@ -1,0 +1,110 @@
+"""``psa verilog DESIGN [params] -o FILE [--lint]``: write the flat Verilog top of a design.
+
+One subcommand per design of :mod:`psa.hw.designs`, its hardware parameters as options, so
+new designs (the pruner) appear without touching this module:
+
+    psa verilog topk --lanes 16 --width 16 --max-n 1024 --signed -o topk.v --lint
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import click
+
+from psa.cli import UserError
+from psa.hw.designs import Design, all_designs
+
+__all__ = ["verilog", "lint_verilog"]
+
+_LINT_FLAGS = ["--lint-only", "-Wall", "-Wno-fatal"]
+
+
+class _DesignGroup(click.Group):
+    """Subcommands generated from the design registry."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(all_designs())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        designs = all_designs()
+        return _design_command(designs[name]) if name in designs else None
+
+    def resolve_command(self, ctx, args):
+        if args and not args[0].startswith("-") and args[0] not in all_designs():
+            raise click.UsageError(
+                f"unknown design {args[0]!r}; choose one of {', '.join(sorted(all_designs()))}",
+                ctx)
+        return super().resolve_command(ctx, args)
+
+
+@click.group("verilog", cls=_DesignGroup)
+def verilog() -> None:
+    """Write the Verilog of a hardware block (one module, named as its datasheet says).
+
+    Example: psa verilog topk --lanes 16 --width 16 --max-n 1024 -o topk.v --lint
+    """
+
+
+def _param_option(p) -> click.Option:
+    if p.type is bool:
+        name = p.flag[2:]
+        return click.Option([f"--{name}/--no-{name}", p.name], default=p.default,
+                            show_default=True, help=p.help)
+    return click.Option([p.flag, p.name], type=p.type, default=p.default, show_default=True,
+                        help=p.help)
+
+
+def lint_verilog(path: Path, toplevel: str) -> list[str]:
+    """Verilator ``--lint-only -Wall`` warnings for ``path`` (one line each, ``%Warning-...``).
+
+    Raises RuntimeError if Verilator reports an error (not just warnings).
+    """
+    from psa.verif.runner import verilator_env
+
+    verilator_env()
+    cmd = ["verilator", *_LINT_FLAGS, "--top-module", toplevel, str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = proc.stderr.splitlines()
+    if proc.returncode != 0 or any(line.startswith("%Error") for line in lines):
+        raise RuntimeError("verilator lint failed:\n" + "\n".join(lines[:40]))
+    return [line for line in lines if re.match(r"%Warning-[A-Z]+", line)]
+
+
+def _design_command(design: Design) -> click.Command:
+    def run(output: Path, lint: bool, **params: Any) -> None:
+        text = design.verilog(**params)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        shown = " ".join(f"{k}={v}" for k, v in params.items())
+        click.echo(f"wrote {output}: module {design.toplevel} ({shown}), "
+                   f"{text.count(chr(10))} lines")
+        if lint:
+            try:
+                warnings = lint_verilog(output, design.toplevel)
+            except RuntimeError as e:
+                raise UserError(str(e)) from e
+            kinds: dict[str, int] = {}
+            for line in warnings:
+                kind = line.split(":", 1)[0].removeprefix("%Warning-")
+                kinds[kind] = kinds.get(kind, 0) + 1
+            report = output.with_name(output.name + ".lint.txt")
+            report.write_text("\n".join(warnings) + "\n")
+            click.echo(f"verilator --lint-only -Wall: {len(warnings)} warning(s), no errors; "
+                       f"all listed in {report}")
+            for kind, n in sorted(kinds.items()):
+                example = next(w for w in warnings if w.startswith(f"%Warning-{kind}:"))
+                click.echo(f"  {kind:<15} x{n:<6} e.g. {example.split(': ', 2)[-1][:90]}")
+
+    params = [
+        click.Option(["-o", "--output"], type=click.Path(dir_okay=False, path_type=Path),
+                     required=True, help="Verilog file to write."),
+        click.Option(["--lint"], is_flag=True,
+                     help="Run Verilator --lint-only -Wall on the output and list warnings."),
+        *[_param_option(p) for p in design.params],
+    ]
+    return click.Command(design.name, callback=run, params=params,
+                         help=f"{design.summary}. Writes module {design.toplevel!r}.")
