@@ -10,6 +10,7 @@ from psa.golden.trace import AccessTrace
 from psa.sim import ControllerConfig, list_presets, load_preset, simulate
 from psa.sim.checker import check_log
 from psa.sim.spec import ACT, CMDS, REF
+from psa.sim.validation import random_read_bound, run_validation
 
 DDR4 = load_preset("ddr4-2400")
 SEED = 20240611
@@ -153,17 +154,14 @@ def test_sequential_reads_reach_90_percent_of_peak_with_default_mapping():
 @pytest.mark.parametrize("preset", ["ddr4-2400", "hbm2", "hbm2-legacy"])
 def test_random_reads_stay_under_the_activate_bound(preset):
     spec = load_preset(preset)
-    t, o = spec.timing, spec.org
+    o = spec.org
     rng = np.random.default_rng(SEED)
     n = 40_000
     s = simulate(AccessTrace(rng.integers(0, o.capacity_bytes // 64, n).astype(np.uint64) * 64,
                              64), spec)
-    # each random read needs its own ACT: per rank (pseudo-channel) at most 4 per tFAW,
-    # one per tRRD_S; on HBM2 an ACT holds the channel's row bus 2 cycles and a PRE 1
-    acts_per_cycle = o.channels * o.ranks * min(4 / t.nFAW, 1 / t.nRRDS)
-    if spec.dual_command_bus:
-        acts_per_cycle = min(acts_per_cycle, o.channels / 3)
-    bound = acts_per_cycle * o.burst_bytes / spec.peak_bytes_per_cycle
+    # each random read needs its own ACT: per rank (pseudo-channel) at most 4 per tFAW and one
+    # per tRRD_S; per channel 3 command(-row)-bus cycles per read
+    bound = random_read_bound(spec)
     assert s.row_hit_rate < 0.01
     assert s.bandwidth_fraction <= bound + 1e-9, (s.bandwidth_fraction, bound)
     assert s.bandwidth_fraction >= 0.8 * bound, (s.bandwidth_fraction, bound)
@@ -239,3 +237,11 @@ def test_energy_counts_commands():
     assert abs(sum(v for k, v in e.items() if k != "total") - s.energy_nJ) < 1e-6
     seq = simulate(AccessTrace(np.arange(4000, dtype=np.uint64) * 64, 64), DDR4)
     assert seq.energy_breakdown_nJ["act_pre"] < e["act_pre"] / 5
+
+
+@pytest.mark.slow
+def test_full_validation_anchors():
+    """The 1M-request Ramulator 2.1 anchor and the bounds (python -m psa.sim.validation)."""
+    checks = run_validation(1_000_000)
+    failed = [c for c in checks if not c.passed]
+    assert not failed, failed
