@@ -338,6 +338,14 @@ class SynthResult:
         d.update(lut4=self.lut4, ff=self.ff, ccu2c=self.ccu2c, bram=self.bram, dsp=self.dsp)
         return d
 
+    def row(self) -> dict[str, Any]:
+        """Flat figures for a table or CSV: parameters, then counts, Fmax (MHz) and fit."""
+        comb = self.utilization.get("TRELLIS_COMB", {}).get("used")
+        return {**self.params, "device": self.device, "lut4": self.lut4, "ccu2c": self.ccu2c,
+                "ff": self.ff, "bram": self.bram, "dsp": self.dsp, "placed_comb": comb,
+                "port_register_ffs": self.port_register_ffs, "generic_cells": self.generic_cells,
+                "fmax_mhz": self.fmax_mhz, "fits": self.fits}
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SynthResult:
         names = cls.__dataclass_fields__

@@ -207,6 +207,13 @@ def test_adder_figures_follow_its_structure(adder8):
     assert r.tools == tool_versions() and r.abc9 and r.fits and r.pnr_error is None
 
 
+def test_flat_row_for_tables(adder8):
+    row = adder8.row()
+    assert row["width"] == 8 and row["ff"] == 9 and row["ccu2c"] == 5
+    assert row["fmax_mhz"] == adder8.fmax_mhz and row["fits"] is True
+    assert SynthResult.from_dict(json.loads(json.dumps(adder8.to_dict()))) == adder8
+
+
 def test_device_changes_capacity_not_the_design(cache_root, adder8):
     r = synthesize("adder", {"width": 8}, device="ecp5-85k", cache_root=cache_root)
     assert r.part == "LFE5U-85F-6CABGA381"
