@@ -37,12 +37,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "DEVICES", "Device", "Port", "SynthError", "SynthResult", "synthesize", "run_flow",
-    "cache_dir",
-    "cache_key", "tool_versions", "yowasp_cache_dir", "parse_ports", "port_register_wrapper",
-    "parse_yosys_stat", "parse_memory_bits", "parse_nextpnr_report", "parse_nextpnr_log",
-    "overflow", "WRAPPER_TOP", "FLOW_VERSION",
-    "KEY_CELLS",
+    "synthesize", "run_flow", "SynthResult", "SynthError", "DEVICES", "Device",
+    "cache_dir", "cache_key", "tool_versions", "yowasp_cache_dir",
+    "Port", "parse_ports", "port_register_wrapper", "parse_yosys_stat", "parse_memory_bits",
+    "parse_nextpnr_report", "parse_nextpnr_log", "overflow",
+    "WRAPPER_TOP", "FLOW_VERSION", "KEY_CELLS",
 ]
 
 #: Bumped whenever the scripts, the wrapper or the result format change (invalidates caches).
@@ -303,7 +302,7 @@ class SynthResult:
     seed: int
     abc9: bool
     critical_path: dict[str, Any] | None
-    fits: bool
+    fits: bool | None
     pnr_error: str | None
     tools: dict[str, str]
     verilog_sha256: str
@@ -376,11 +375,13 @@ def tool_versions() -> dict[str, str]:
 
 
 def cache_key(design: str, params: Mapping[str, Any], device: str, target_mhz: float, seed: int,
-              verilog: str, tools: Mapping[str, str] | None = None, *, abc9: bool = True) -> str:
+              verilog: str, tools: Mapping[str, str] | None = None, *, abc9: bool = True,
+              place: bool = True) -> str:
     """SHA-256 over everything that determines a result (the Verilog text covers RTL edits)."""
     blob = json.dumps({
         "design": design, "params": dict(params), "device": device, "target_mhz": target_mhz,
-        "seed": seed, "abc9": abc9, "tools": dict(tools if tools is not None else tool_versions()),
+        "seed": seed, "abc9": abc9, "place": place,
+        "tools": dict(tools if tools is not None else tool_versions()),
         "flow": FLOW_VERSION, "verilog": hashlib.sha256(verilog.encode()).hexdigest(),
     }, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -470,7 +471,7 @@ def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True)
 
 
 def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
-             target_mhz: float = 200.0, seed: int = 1, abc9: bool = True,
+             target_mhz: float = 200.0, seed: int = 1, abc9: bool = True, place: bool = True,
              work_dir: Path | None = None, timeout_s: float | None = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Wrap, synthesise and place the Verilog module ``toplevel`` (no cache).
@@ -480,7 +481,8 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
     ``generic_memory_bits``, ``utilization``, ``fmax_mhz``, ``fmax_by_clock``,
     ``critical_path``, ``fits``, ``pnr_error``) and ``elapsed_s``. A design that needs more
     of some resource than the part has is returned with ``fits=False`` and no Fmax; any other
-    tool failure raises :class:`SynthError`. Arguments as for :func:`synthesize`.
+    tool failure raises :class:`SynthError`. With ``place=False`` nextpnr does not run
+    (``fits`` None, no utilisation, no Fmax). Arguments as for :func:`synthesize`.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {sorted(DEVICES)}, got {device!r}")
@@ -508,25 +510,15 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
         cells, wrapper_cells = parse_yosys_stat((wd / "ecp5_stat.json").read_text(),
                                                 WRAPPER_TOP, toplevel)
 
-        say(f"nextpnr-ecp5: place and route on {dev.part}")
         t0 = time.perf_counter()
-        try:
-            _run_tool("nextpnr-ecp5", _NEXTPNR, [
-                dev.flag, "--package", dev.package, "--speed", str(dev.speed),
-                "--out-of-context", "--json", "netlist.json", "--report", "report.json",
-                "--log", "nextpnr.log", "--freq", f"{target_mhz:g}", "--seed", str(seed),
-                "--timing-allow-fail", "-q",
-            ], wd, wd / "nextpnr.log", timeout_s)
-            pnr = parse_nextpnr_report((wd / "report.json").read_text())
-            pnr_error = None
-        except SynthError as e:
-            # A design too big for the part is a result (area known, no Fmax), not a failure.
-            util, pnr_error = parse_nextpnr_log((wd / "nextpnr.log").read_text(errors="replace"))
-            if e.returncode is None or not overflow(util):
-                raise
+        if not place:
             pnr = {"fmax_mhz": None, "fmax_by_clock": {}, "critical_path": None,
-                   "utilization": util}
-        elapsed["nextpnr"] = time.perf_counter() - t0
+                   "utilization": {}}
+            pnr_error = None
+        else:
+            say(f"nextpnr-ecp5: place and route on {dev.part}")
+            pnr, pnr_error = _place_and_route(dev, target_mhz, seed, wd, timeout_s)
+            elapsed["nextpnr"] = time.perf_counter() - t0
 
     shown = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")
     return {
@@ -537,14 +529,36 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
         "utilization": {k: v for k, v in pnr["utilization"].items()
                         if v["used"] or k in shown},
         "fmax_mhz": pnr["fmax_mhz"], "fmax_by_clock": pnr["fmax_by_clock"],
-        "critical_path": pnr["critical_path"], "fits": pnr_error is None,
+        "critical_path": pnr["critical_path"],
+        "fits": (pnr_error is None) if place else None,
         "pnr_error": pnr_error, "elapsed_s": elapsed,
     }
 
 
+def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
+                     timeout_s: float | None) -> tuple[dict[str, Any], str | None]:
+    """nextpnr on ``wd/netlist.json``: (parsed report, None), or (overflow, error) if too big."""
+    try:
+        _run_tool("nextpnr-ecp5", _NEXTPNR, [
+            dev.flag, "--package", dev.package, "--speed", str(dev.speed),
+            "--out-of-context", "--json", "netlist.json", "--report", "report.json",
+            "--log", "nextpnr.log", "--freq", f"{target_mhz:g}", "--seed", str(seed),
+            "--timing-allow-fail", "-q",
+        ], wd, wd / "nextpnr.log", timeout_s)
+    except SynthError as e:
+        # A design too big for the part is a result (area known, no Fmax), not a failure.
+        util, error = parse_nextpnr_log((wd / "nextpnr.log").read_text(errors="replace"))
+        if e.returncode is None or not overflow(util):
+            raise
+        return ({"fmax_mhz": None, "fmax_by_clock": {}, "critical_path": None,
+                 "utilization": util}, error)
+    return parse_nextpnr_report((wd / "report.json").read_text()), None
+
+
 def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
                device: str = "ecp5-25k", target_mhz: float = 200.0, seed: int = 1,
-               abc9: bool = True, use_cache: bool = True, cache_root: Path | None = None,
+               abc9: bool = True, place: bool = True, use_cache: bool = True,
+               cache_root: Path | None = None,
                work_dir: Path | None = None, timeout_s: float | None = None,
                progress: Callable[[str], None] | None = None) -> SynthResult:
     """Synthesise and place ``design`` (a name from :mod:`psa.hw.designs`) for an ECP5 part.
@@ -566,6 +580,9 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
         ``abc -lut 4:7`` instead: Yosys runs about 20x faster on large designs, at the price of
         about 10% more LUT4 and a few % lower Fmax (top-k, lanes=2: 2909 vs 2605 LUT4,
         44.4 vs 46.1 MHz).
+    place
+        Run nextpnr; ``False`` stops after Yosys (cell counts only: ``fits`` None, no
+        utilisation, no Fmax), minutes faster on large designs.
     use_cache
         Return a cached result when one exists; ``False`` reruns the tools and refreshes it.
     cache_root
@@ -595,13 +612,15 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
     verilog = spec.verilog(**full)
     t_verilog = time.perf_counter() - t0
     tools = tool_versions()
-    key = cache_key(design, full, device, target_mhz, seed, verilog, tools, abc9=abc9)
+    key = cache_key(design, full, device, target_mhz, seed, verilog, tools, abc9=abc9,
+                    place=place)
     path = _cache_file(design, device, key, cache_root)
     if use_cache and (hit := _load_cached(path)) is not None:
         return hit
 
     measured = run_flow(verilog, spec.toplevel, device=device, target_mhz=target_mhz, seed=seed,
-                        abc9=abc9, work_dir=work_dir, timeout_s=timeout_s, progress=progress)
+                        abc9=abc9, place=place, work_dir=work_dir, timeout_s=timeout_s,
+                        progress=progress)
     elapsed = {"verilog": t_verilog, **measured.pop("elapsed_s")}
     result = SynthResult(
         design=design, params=full, device=device, target_mhz=target_mhz, seed=seed, abc9=abc9,

@@ -70,9 +70,9 @@ def _param_option(p) -> click.Option:
 
 def _design_command(design: Design) -> click.Command:
     def run(device: str, json_out: Path | None, no_cache: bool, target_mhz: float, seed: int,
-            abc9: bool, work_dir: Path | None, **params: Any) -> None:
+            abc9: bool, place: bool, work_dir: Path | None, **params: Any) -> None:
         _run(design, params, device=device, json_out=json_out, use_cache=not no_cache,
-             target_mhz=target_mhz, seed=seed, abc9=abc9, work_dir=work_dir)
+             target_mhz=target_mhz, seed=seed, abc9=abc9, place=place, work_dir=work_dir)
 
     common = [
         click.Option(["--device"], type=click.Choice(sorted(DEVICES)), default="ecp5-25k",
@@ -89,6 +89,9 @@ def _design_command(design: Design) -> click.Command:
                      help="LUT mapping: ABC9 as synth_ecp5 does, or classic 'abc -lut 4:7' "
                           "(about 20x faster Yosys on large designs, ~10% more LUT4, a few % "
                           "lower Fmax)."),
+        click.Option(["--place/--no-place"], default=True, show_default=True,
+                     help="Place and route with nextpnr; --no-place stops after Yosys "
+                          "(cell counts only, no Fmax)."),
         click.Option(["--work-dir"], type=click.Path(file_okay=False, path_type=Path),
                      help="Keep Verilog, scripts, netlist, logs and reports in this folder."),
     ]
@@ -99,7 +102,7 @@ def _design_command(design: Design) -> click.Command:
 
 
 def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path | None,
-         use_cache: bool, target_mhz: float, seed: int, abc9: bool,
+         use_cache: bool, target_mhz: float, seed: int, abc9: bool, place: bool,
          work_dir: Path | None) -> None:
     out, err = Console(), Console(stderr=True)
     try:
@@ -112,7 +115,8 @@ def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path 
         task = bar.add_task(f"{design.name}: starting")
         try:
             result = synthesize(design.name, params, device=device, target_mhz=target_mhz,
-                                seed=seed, abc9=abc9, use_cache=use_cache, work_dir=work_dir,
+                                seed=seed, abc9=abc9, place=place, use_cache=use_cache,
+                                work_dir=work_dir,
                                 progress=lambda s: bar.update(task,
                                                               description=f"{design.name}: {s}"))
         except SynthError as e:
@@ -155,7 +159,9 @@ def render(r: SynthResult) -> Table:
         table.add_row("TRELLIS_RAMW  distributed RAM", "", *placed("TRELLIS_RAMW"))
     mem = f" + {r.generic_memory_bits} RAM bits" if r.generic_memory_bits else ""
     table.add_row("Yosys generic cells (synth; stat)", f"{r.generic_cells}{mem}", "", "")
-    if not r.fits:
+    if r.fits is None:
+        fmax = "not placed (--no-place)"
+    elif not r.fits:
         fmax = "does not fit: " + ", ".join(
             f"{bel} {used}/{avail}" for bel, (used, avail) in overflow(r.utilization).items())
     elif r.fmax_mhz is None:
@@ -171,7 +177,7 @@ def notes(r: SynthResult, wall_s: float) -> list[str]:
     lines = [f"Port registers: a wrapper registers every input and output bit "
              f"({r.port_register_ffs} FFs, in the placed totals only), so Fmax covers "
              f"register-to-register paths inside the design."]
-    if not r.fits:
+    if r.fits is False:
         lines.append(f"[bold red]Does not fit {r.part}[/]: nextpnr stopped with "
                      f"{escape(repr(r.pnr_error))}; the design counts stand, Fmax is unknown. "
                      f"Try --device ecp5-85k or a smaller configuration.")

