@@ -245,3 +245,15 @@ def test_full_validation_anchors():
     checks = run_validation(1_000_000)
     failed = [c for c in checks if not c.passed]
     assert not failed, failed
+
+
+def test_write_drain_follows_watermarks():
+    # 6 writes then 200 reads; write queue of 8 drains above 4 (high) until below 2 (low)
+    addrs = np.arange(206, dtype=np.uint64) * 64
+    trace = AccessTrace(addrs, 64, is_write=np.arange(206) < 6)
+    s = run(trace, write_queue=8, write_high=0.5, write_low=0.25)
+    log = s.command_log
+    col = log[(log[:, 1] == CMDS.index("RD")) | (log[:, 1] == CMDS.index("WR"))]
+    kinds = "".join("W" if c == CMDS.index("WR") else "R" for c in col[:, 1])
+    # drain to 1 write left (below low = 2), serve the reads, the last write when reads run out
+    assert kinds == "W" * 5 + "R" * 200 + "W", kinds
