@@ -123,22 +123,23 @@ def pick(now, policy, ch, qs, qk, qlen, req, bank, rank, nxt, off_rk, off_bg, of
     best_any = -1
     best_any_cmd = -1
     wake = INF
+    ids = qs[ch, qk]
+    ready = qs[ch, QS_T + qk]
     for j in range(qlen):
-        t = qs[ch, QS_T + qk, j]
+        t = ready[j]
         if t > now:  # cached lower bound still in the future: not ready
-            if t < wake:
-                wake = t
+            wake = min(wake, t)
             continue
-        b = qs[ch, qk, j]
+        b = ids[j]
         if req[b, Q_ACTIVATED]:
-            qs[ch, QS_T + qk, j] = INF  # served from the active set
+            ready[j] = INF  # served from the active set
             continue
         if rank[req[b, Q_FR], R_REF_PENDING] > 0:
             continue  # waits for the refresh
         cmd = next_command(b, req, bank)
         t = ready_at(cmd, ch, req[b, Q_FR], req[b, Q_FG], req[b, Q_FB], nxt, rank, off_rk,
                      off_bg, off_bk, nFAW, dual)
-        qs[ch, QS_T + qk, j] = t
+        ready[j] = t
         if cmd == PRE and policy == CLASSIC and bank[req[b, Q_FB], B_ACTIVATED] > 0:
             continue  # the row was opened for a request that has not read it yet
         if t > now:
