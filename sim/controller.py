@@ -43,6 +43,8 @@ from .state import (
     COL_BUS,
     Q_ACTIVATED,
     Q_CH,
+    Q_CT,
+    Q_CVER,
     Q_DONE,
     Q_ENQ,
     Q_FB,
@@ -317,9 +319,11 @@ def _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank, chan, qs, heap,
     best = -1
     for j in range(chan[ch, C_ACTL]):
         b = qs[ch, QS_ACTIVE, j]
-        cmd = WR if req[b, Q_WR] else RD
-        cmd, t = cached_ready(now, b, cmd, ch, req, nxt, bank, rank, off_rk, off_bg, off_bk,
-                              nFAW, dual)
+        t = req[b, Q_CT]
+        if req[b, Q_CVER] != bank[req[b, Q_FB], B_VERSION] or t <= now:
+            cmd = WR if req[b, Q_WR] else RD
+            cmd, t = cached_ready(now, b, cmd, ch, req, nxt, bank, rank, off_rk, off_bg,
+                                  off_bk, nFAW, dual)
         if t <= now:
             if best < 0 or b < best:
                 best = b
