@@ -38,6 +38,7 @@ from psa.golden.corpus import chunks, fingerprint
 from psa.golden.experiment import (
     PolicyResult,
     accuracy,
+    coalesce,
     concat_traces,
     dense_traces,
     run_policy,
@@ -62,43 +63,63 @@ def _stats_dict(s) -> dict:
 
 
 def _reduction(base: dict, other: dict) -> dict:
-    return {"dram_bytes": _ratio(base["dram_bytes"], other["dram_bytes"]),
-            "cycles": _ratio(base["cycles"], other["cycles"]),
+    return {"cycles": _ratio(base["cycles"], other["cycles"]),
             "energy": _ratio(base["energy_nJ"], other["energy_nJ"])}
 
 
 def simulate_dram(results: list[PolicyResult], presets: list[str], n_texts: int,
                   progress=None) -> dict[str, dict]:
-    """DRAM figures of each policy on each preset, over the first ``n_texts`` inputs run back
-    to back (coalesced traces), with reductions against dense fp32 (``results[0]``, which
+    """DRAM figures of each policy on each preset, against dense fp32 (``results[0]``, which
     must be dense) and against dense at the policy's own plane widths.
 
-    Returns ``{policy name: {preset: {"stats", "vs_fp32", "vs_same_bits"}}}``.
+    Bytes: every input's coalesced trace rounded out to the preset's bursts (what the
+    simulator counts as ``dram_bytes``), summed over all inputs. Cycles and energy: the
+    simulator on the first ``n_texts`` inputs run back to back.
+
+    Returns ``{policy name: {preset: {...}}}`` with keys ``dram_bytes`` and
+    ``same_bits_dense_bytes`` (all inputs), ``sim`` and ``same_bits_dense_sim`` (subset
+    statistics), ``vs_fp32`` and ``vs_same_bits`` (reduction factors: ``dram_bytes``,
+    ``cycles``, ``energy``).
     """
-    from psa.sim import simulate
+    from psa.sim import load_preset, simulate
 
     dense = results[0]
     if dense.bits != FP32_BITS or dense.params:
         raise ValueError("simulate_dram: the first result must be dense fp32")
-    lengths = dense.lengths[:n_texts]
-    same_bits: dict[tuple, dict[str, dict]] = {}
+    specs = {p: load_preset(p) for p in presets}
+    lengths = dense.lengths
+    baseline: dict[tuple, dict[str, dict]] = {}
+
+    def burst_bytes(traces, preset: str) -> int:
+        return sum(coalesce(t).burst_bytes(specs[preset].org.burst_bytes) for t in traces)
+
     out: dict[str, dict] = {}
     for r in results:
-        trace = concat_traces(r.traces[:n_texts])
         out[r.name] = {}
-        if r.bits not in same_bits:
-            base = concat_traces(dense_traces(r.layout, lengths)) if r.bits != FP32_BITS \
-                else trace
-            same_bits[r.bits] = {p: _stats_dict(simulate(base, p)) for p in presets}
+        if r.bits not in baseline:
+            base = dense_traces(r.layout, lengths) if r.bits != FP32_BITS else r.traces
+            batch = concat_traces(base[:n_texts])
+            baseline[r.bits] = {p: {"bytes": burst_bytes(base, p),
+                                    "sim": _stats_dict(simulate(batch, specs[p]))}
+                                for p in presets}
+        batch = concat_traces(r.traces[:n_texts])
         for p in presets:
-            st = _stats_dict(simulate(trace, p))
-            out[r.name][p] = {"stats": st, "same_bits_dense": same_bits[r.bits][p]}
+            out[r.name][p] = {
+                "dram_bytes": burst_bytes(r.traces, p),
+                "same_bits_dense_bytes": baseline[r.bits][p]["bytes"],
+                "sim": _stats_dict(simulate(batch, specs[p])),
+                "same_bits_dense_sim": baseline[r.bits][p]["sim"],
+            }
             if progress is not None:
                 progress()
     for per in out.values():
         for p, d in per.items():
-            d["vs_fp32"] = _reduction(out[dense.name][p]["stats"], d["stats"])
-            d["vs_same_bits"] = _reduction(d["same_bits_dense"], d["stats"])
+            ref = out[dense.name][p]
+            d["vs_fp32"] = {"dram_bytes": _ratio(ref["dram_bytes"], d["dram_bytes"]),
+                            **_reduction(ref["sim"], d["sim"])}
+            d["vs_same_bits"] = {"dram_bytes": _ratio(d["same_bits_dense_bytes"],
+                                                      d["dram_bytes"]),
+                                 **_reduction(d["same_bits_dense_sim"], d["sim"])}
     return out
 
 
@@ -149,9 +170,10 @@ def _markdown(doc: dict) -> str:
         f"{doc['model']['heads']} heads, d_head {doc['model']['d_head']}). Corpus: "
         f"{c['n_texts']} chunks of Python {c['python']} standard-library docstrings, "
         f"{c['min_tokens']}..{c['max_tokens']} tokens (mean {c['mean_tokens']:.0f}), seed "
-        f"{c['seed']}, fingerprint `{c['fingerprint']}`. DRAM: the first "
-        f"{doc['dram']['texts']} inputs back to back, coalesced K/V row reads, presets "
-        f"{', '.join(presets)}.",
+        f"{c['seed']}, fingerprint `{c['fingerprint']}`. DRAM presets "
+        f"{', '.join(presets)}: bytes are every input's coalesced K/V reads rounded to "
+        f"bursts; cycles and energy simulate the first {doc['dram']['texts']} inputs back "
+        "to back.",
         "",
         f"Command: `{doc['command']}`",
         "",
@@ -184,12 +206,12 @@ def _markdown(doc: dict) -> str:
                     f"{_fmt(d['vs_same_bits']['dram_bytes'])}x | {_fmt(d['vs_fp32']['cycles'])}x"
                     f" | {_fmt(d['vs_fp32']['energy'])}x |")
         lines.append(row)
-    lines += ["", "## Absolute DRAM figures", "",
+    lines += ["", f"## Simulated DRAM figures (first {doc['dram']['texts']} inputs)", "",
               "| policy | preset | DRAM bytes | cycles | time (us) | energy (uJ) | row hits |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for p in doc["policies"]:
         for pr in presets:
-            s = p["dram"][pr]["stats"]
+            s = p["dram"][pr]["sim"]
             lines.append(f"| {p['name']} | {pr} | {s['dram_bytes']:,} | {s['cycles']:,} | "
                          f"{s['ns'] / 1e3:.1f} | {s['energy_nJ'] / 1e3:.1f} | "
                          f"{s['row_hit_rate']:.2f} |")
@@ -277,8 +299,18 @@ def _plots(doc: dict, out: Path) -> list[str]:
     return written
 
 
-def _command_line(argv: list[str]) -> str:
-    return " ".join(["psa", "report", *argv])
+def _command_line(ctx: click.Context) -> str:
+    """``psa report`` with the options given on the command line (not the defaults)."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    parts = ["psa", "report"]
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) is not ParameterSource.COMMANDLINE:
+            continue
+        parts += [param.opts[0], shlex.quote(str(ctx.params[param.name]))]
+    return " ".join(parts)
 
 
 @click.command()
@@ -298,8 +330,9 @@ def _command_line(argv: list[str]) -> str:
 @click.option("--max-tokens", type=click.IntRange(3, 512), default=256, show_default=True,
               help="Longest input in tokens.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Corpus seed.")
-@click.option("--dram-texts", type=click.IntRange(1, 400), default=6, show_default=True,
-              help="Inputs whose traces run through the DRAM simulator (the first ones).")
+@click.option("--dram-texts", type=click.IntRange(1, 400), default=4, show_default=True,
+              help="Inputs whose traces run through the DRAM simulator for cycles and energy "
+                   "(the first ones); bytes count every input.")
 @click.option("--dram", "dram_presets", default=DEFAULT_PRESETS, show_default=True,
               help="Comma-separated DRAM presets; the first gives the headline reductions.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -331,11 +364,11 @@ def report(model_name, model_dir, policies, n_texts, min_tokens, max_tokens, see
     cfg = model.config
     if max_tokens > model.max_tokens:
         raise ValueError(f"--max-tokens must be <= {model.max_tokens} for this model")
+    pols = [make_policy(name, value, cfg.num_hidden_layers) for name, value in specs]
     corpus = chunks(model.tokenizer, n_texts, seed=seed, min_tokens=min_tokens,
                     max_tokens=max_tokens)
     inputs = [c.ids for c in corpus]
     dram_texts = min(dram_texts, n_texts)
-    pols = [make_policy(name, value, cfg.num_hidden_layers) for name, value in specs]
 
     results: list[PolicyResult] = []
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
@@ -353,9 +386,8 @@ def report(model_name, model_dir, policies, n_texts, min_tokens, max_tokens, see
                              progress=lambda: bar.advance(sim_task))
         t_dram = time.perf_counter() - t1
 
-    argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "report" else []
     meta = {
-        "command": _command_line(argv),
+        "command": _command_line(click.get_current_context()),
         "model": {"name": model_name if model_dir is None else str(model_dir),
                   "layers": cfg.num_hidden_layers, "heads": cfg.num_attention_heads,
                   "d_head": cfg.d_head, "hidden": cfg.hidden_size},

@@ -6,6 +6,9 @@ test runs MiniLM on the report's default corpus.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from test_model import ids_for, write_tiny
@@ -35,7 +38,7 @@ from psa.golden.policies import (
 )
 from psa.golden.pruning import PruningState
 from psa.golden.quant import split_quantize
-from psa.golden.trace import AccessTrace, Plane
+from psa.golden.trace import AccessTrace, KVLayout, Plane
 
 SEED = 4321
 
@@ -209,7 +212,7 @@ def test_spatten_presets_depth():
             cfg.validate(layers)
             assert all(0 <= layer <= layers - 2 for layer in cfg.token_keep)
             assert all(0 <= layer <= layers - 2 for layer in cfg.head_keep)
-    assert spatten_preset("default", 6).token_keep == {4: 0.8}
+    assert spatten_preset("default", 6).token_keep == {4: 0.9}
     assert spatten_preset("aggressive", 6).token_keep == {1: 0.8, 2: 0.65, 3: 0.5, 4: 0.4}
     assert spatten_preset("quant", 6, refetch_threshold=0.2).refetch_threshold == 0.2
 
@@ -408,3 +411,107 @@ def test_run_policy_records(tiny):
     batch = concat_traces(sp.traces)
     assert batch.payload_bytes == sp.payload_bytes
     assert len(batch) < sum(len(t) for t in sp.traces)
+
+
+# --------------------------------------------------------------------------------------------
+# hardware cross-check: the pruning unit replays MiniLM policy commands
+# --------------------------------------------------------------------------------------------
+
+REPLAY_POLICIES = ("spatten=default", "spatten=aggressive", "progressive=0.3")
+
+
+def replay_case(n_tokens: int = 32, seed: int = 0) -> tuple[dict, dict]:
+    """Record the pruning-unit commands of each SpAtten-style policy on one MiniLM input of
+    ``n_tokens`` tokens; returns the bench's JSON case and the unit parameters."""
+    from psa.golden.corpus import chunks
+    from psa.golden.model import load_model
+
+    model = load_model("minilm")
+    chunk = next(c for c in chunks(model.tokenizer, 40, seed=seed, min_tokens=16,
+                                   max_tokens=n_tokens) if len(c) == n_tokens)
+    cfg = model.config
+    sequences = []
+    prob_bits = score_bits = head_score_bits = mag_bits = None
+    for spec in REPLAY_POLICIES:
+        name, _, value = spec.partition("=")
+        pol = make_policy(name, value, cfg.num_hidden_layers)
+        pol.record = True
+        enc = model.encode(chunk.ids, pol)
+        layout = policy_layout(pol, cfg)
+        trace = fetch_trace(enc.layers, layout)
+        c = pol.config
+        prob_bits, score_bits, head_score_bits, mag_bits = (c.prob_bits, c.score_bits,
+                                                            c.head_score_bits, c.mag_bits)
+        layers = []
+        for li, rec in enumerate(pol.script):
+            sel = (trace.layer == li) & np.isin(trace.plane, [int(Plane.K_MSB),
+                                                              int(Plane.V_MSB)])
+            golden = AccessTrace(trace.addr[sel], trace.size[sel], layer=li,
+                                 plane=trace.plane[sel])
+            nxt = enc.layers[li + 1] if li + 1 < len(enc.layers) else None
+            layers.append({
+                "layer": li, "fetch_lines": list(golden.lines()),
+                "fetch_planes": golden.plane.tolist(),
+                "heads": rec.heads.tolist(), "probs": [p.tolist() for p in rec.probs],
+                "mags": list(rec.mags), "prune_heads": rec.prune_heads, "prune": rec.prune,
+                "heads_after": None if nxt is None else nxt.heads.tolist(),
+                "alive_after": None if nxt is None else nxt.tokens.tolist(),
+            })
+        sequences.append({
+            "policy": pol.name, "input": chunk.module, "n": len(chunk.ids),
+            "layout": {"n_layers": layout.n_layers, "n_heads": layout.n_heads,
+                       "max_tokens": layout.max_tokens, "d_head": layout.d_head,
+                       "k_msb_bits": layout.k_msb_bits, "k_lsb_bits": layout.k_lsb_bits,
+                       "v_msb_bits": layout.v_msb_bits, "v_lsb_bits": layout.v_lsb_bits},
+            "layers": layers})
+    params = dict(max_tokens=n_tokens, n_heads=cfg.num_attention_heads, lanes=8,
+                  prob_bits=prob_bits, score_bits=score_bits, mag_bits=mag_bits,
+                  head_score_bits=head_score_bits)
+    return {"seed": seed + 1, "idle": 0.1, "stall": 0.2, "sequences": sequences}, params
+
+
+def test_replay_case_is_consistent():
+    """The recorded case exercises token and head pruning, and its golden fetch lines are the
+    PruningState's fetch stream (what the RTL bench compares the unit with)."""
+    case, params = replay_case()
+    kinds = set()
+    for seq in case["sequences"]:
+        lay = seq["layout"]
+        layout = KVLayout(**lay)
+        state = PruningState(params["max_tokens"], params["n_heads"], params["prob_bits"],
+                             params["score_bits"], params["head_score_bits"])
+        state.start(seq["n"])
+        for layer in seq["layers"]:
+            assert list(state.fetch_requests(layout, layer["layer"]).lines()) == \
+                layer["fetch_lines"], (seq["policy"], layer["layer"])
+            for rows in layer["probs"]:
+                state.add_probs(np.asarray(rows, dtype=np.uint64))
+            for head, mag in zip(layer["heads"], layer["mags"], strict=False):
+                state.add_head_magnitude(head, mag)
+            if layer["prune_heads"] is not None:
+                kinds.add("heads")
+                assert state.prune_heads(layer["prune_heads"]).tolist() == layer["heads_after"]
+            if layer["prune"] is not None:
+                kinds.add("tokens")
+                assert state.prune(layer["prune"]).tolist() == layer["alive_after"]
+    assert kinds == {"heads", "tokens"}
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_rtl_replays_policies(sim_build_root, tmp_path):
+    """The Verilated pruning unit, driven with the commands SpAtten/progressive policies
+    issue on a MiniLM input, fetches exactly the policy's K_MSB/V_MSB rows, line for line."""
+    from psa.hw.designs import get_design
+    from psa.verif.pruner_cases import PrunerParams
+    from psa.verif.runner import run_cocotb
+
+    case, kw = replay_case()
+    params = PrunerParams(**kw)
+    path = tmp_path / "replay.json"
+    path.write_text(json.dumps(case))
+    run_cocotb(get_design("pruner").verilog(**params.kwargs()), "pruning_unit",
+               "policy_replay_bench", sim_build_root / f"pruner_{params.tag}",
+               extra_env={"PSA_PRUNER_PARAMS": json.dumps(params.kwargs()),
+                          "PSA_REPLAY": str(path)},
+               test_dirs=[Path(__file__).parent], quiet=True)

@@ -1,0 +1,144 @@
+"""``psa report``: files, JSON schema, consistency of the DRAM figures, errors.
+
+Runs MiniLM on a handful of short inputs (and a tiny random BERT via ``--model-dir``), so the
+default run stays in seconds after the DRAM model's one-time JIT compile.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from psa.cli import cli
+from psa.cli.report import SCHEMA_VERSION, simulate_dram
+from psa.golden.experiment import coalesce, concat_traces, run_policy
+from psa.golden.model import DensePolicy, load_model
+from psa.golden.policies import make_policy
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
+from test_model import write_tiny  # noqa: E402
+
+KEYS = ("name", "params", "dram_bytes_reduction", "cycles_reduction", "energy_reduction",
+        "cosine_mean", "cosine_p5", "top1_agreement", "top5_agreement")
+PNGS = ("alive_tokens.png", "dram_bytes_per_layer.png", "pareto.png")
+
+
+def run(args: list[str]):
+    result = CliRunner().invoke(cli, ["report", *args])
+    return result
+
+
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    result = run(["--n-texts", "5", "--min-tokens", "16", "--max-tokens", "40",
+                  "--dram-texts", "1", "--policies", "spatten=default/quant,topk=0.5",
+                  "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, json.loads((out / "report.json").read_text()), result.output
+
+
+def test_report_files_and_schema(small_report):
+    out, doc, output = small_report
+    assert doc["schema_version"] == SCHEMA_VERSION
+    names = [p["name"] for p in doc["policies"]]
+    assert names == ["dense", "spatten=default", "spatten=quant", "topk=0.5"]
+    for p in doc["policies"]:
+        for key in KEYS:
+            assert key in p, key
+        assert set(p["dram"]) == {"hbm2", "ddr4-2400"}
+        assert len(p["alive_fraction_per_layer"]) == doc["model"]["layers"] == 6
+    for png in PNGS:
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert doc["plots"] == list(PNGS)
+    md = (out / "report.md").read_text()
+    assert "| policy | DRAM bytes | cycles | energy | cosine mean |" in md
+    assert "| spatten=default |" in md
+    assert doc["command"].startswith("psa report --policies spatten=default/quant,topk=0.5")
+    assert "--n-texts 5" in doc["command"]
+    assert doc["corpus"]["n_texts"] == 5 and doc["dram"]["texts"] == 1
+    assert "spatten=d" in output
+
+
+def test_report_figures(small_report):
+    _, doc, _ = small_report
+    pol = {p["name"]: p for p in doc["policies"]}
+    dense = pol["dense"]
+    for key in KEYS[2:]:
+        assert dense[key] == pytest.approx(1.0)
+    assert dense["alive_fraction_per_layer"] == [1.0] * 6
+    sp = pol["spatten=default"]
+    # quantization to 8+4 bit planes alone is at least 32/12 fewer bytes
+    assert sp["dram"]["hbm2"]["vs_fp32"]["dram_bytes"] >= 32 / 12
+    # the same-bits baseline reads every plane at 8+4 bits: 12/32 of fp32 up to burst rounding
+    for preset in ("hbm2", "ddr4-2400"):
+        d = sp["dram"][preset]
+        fp32 = dense["dram"][preset]["dram_bytes"]
+        assert d["same_bits_dense_bytes"] == pytest.approx(fp32 * 12 / 32, rel=0.1)
+        assert d["vs_same_bits"]["dram_bytes"] > 1.0
+        assert d["vs_fp32"]["dram_bytes"] == pytest.approx(
+            d["vs_same_bits"]["dram_bytes"] * fp32 / d["same_bits_dense_bytes"])
+        assert d["sim"]["cycles"] > 0 and d["sim"]["energy_nJ"] > 0
+    assert pol["spatten=quant"]["alive_fraction_per_layer"] == [1.0] * 6
+    assert pol["spatten=quant"]["cosine_mean"] > 0.99
+    assert sp["alive_fraction_per_layer"][-1] < 1.0
+    assert sp["heads_per_layer"][-1] == 11
+    assert 0.0 <= pol["spatten=quant"]["refetch_rate"] <= 1.0
+    assert pol["topk=0.5"]["dram_bytes_reduction"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_simulate_dram_bytes_match_simulator():
+    """Bytes over all inputs (burst-rounded coalesced traces) agree with the simulator's
+    dram_bytes when the subset is every input."""
+    model = load_model()
+    inputs = [np.asarray(ids_for_minilm(model, n)) for n in (20, 33)]
+    results = [run_policy(model, inputs, DensePolicy()),
+               run_policy(model, inputs, make_policy("spatten", "aggressive", 6))]
+    dram = simulate_dram(results, ["hbm2"], n_texts=2)
+    for r in results:
+        d = dram[r.name]["hbm2"]
+        assert d["dram_bytes"] == d["sim"]["dram_bytes"]
+        assert d["dram_bytes"] == concat_traces(r.traces).burst_bytes(32)
+        assert d["dram_bytes"] == sum(coalesce(t).burst_bytes(32) for t in r.traces)
+    assert dram["dense"]["hbm2"]["vs_fp32"] == {"dram_bytes": 1.0, "cycles": 1.0, "energy": 1.0}
+    with pytest.raises(ValueError, match="dense fp32"):
+        simulate_dram(results[1:], ["hbm2"], 1)
+
+
+def ids_for_minilm(model, n: int) -> np.ndarray:
+    return model.tokenize(" ".join(["the quick brown fox jumps over the lazy dog"] * 8), n)
+
+
+def test_report_model_dir(tmp_path):
+    folder = tmp_path / "tiny"
+    write_tiny(folder, num_hidden_layers=3)
+    out = tmp_path / "out"
+    result = run(["--model-dir", str(folder), "--n-texts", "4", "--min-tokens", "10",
+                  "--max-tokens", "30", "--dram-texts", "1", "--dram", "ddr4-2400",
+                  "--policies", "spatten=aggressive,progressive=0.5,window=0.5", "--out",
+                  str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["model"]["layers"] == 3 and doc["primary_preset"] == "ddr4-2400"
+    assert [p["name"] for p in doc["policies"]] == ["dense", "spatten=aggressive",
+                                                     "progressive=0.5", "window=0.5"]
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--policies", "dense,bogus"], "unknown policy 'bogus'"),
+    (["--policies", "topk=lots"], "keep must be a number"),
+    (["--policies", "spatten=huge"], "spatten preset must be one of"),
+    (["--dram", "sdram-66"], "unknown preset 'sdram-66'"),
+    (["--min-tokens", "300", "--max-tokens", "200"], "--min-tokens"),
+    (["--n-texts", "1"], "n-texts"),
+])
+def test_report_errors(tmp_path, args, match):
+    result = run([*args, "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2, result.output
+    assert match in result.output
+    assert not (tmp_path / "x" / "report.json").exists()

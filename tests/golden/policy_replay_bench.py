@@ -1,0 +1,62 @@
+"""cocotb bench: replay a real-model policy's pruning-unit commands on ``pruning_unit``.
+
+``PSA_REPLAY`` names a JSON file written by ``test_policies.py::test_rtl_replays_policies``:
+sequences of per-layer commands recorded by :class:`psa.golden.policies.SpAttenPolicy` (and
+its subclasses) on MiniLM, with the golden fetch lines (the policy's own ``K_MSB``/``V_MSB``
+reads as trace lines), kept heads and alive tokens. Per layer the bench issues ``FETCH`` and
+compares the captured stream line for line, sends every head's probability rows and
+magnitude, then ``PRUNE_HEADS`` / ``PRUNE`` and compares their outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cocotb
+import numpy as np
+
+from psa.golden.trace import KVLayout
+from psa.hw.pruner import Op
+from psa.verif.benches.tb_pruner import PrunerTB
+from psa.verif.pruner_cases import requests_to_trace
+
+
+@cocotb.test()
+async def replay_policy(dut):
+    case = json.loads(Path(os.environ["PSA_REPLAY"]).read_text())
+    tb = PrunerTB(dut, case["seed"], case["idle"], case["stall"])
+    await tb.reset()
+    for seq in case["sequences"]:
+        who = f"{seq['policy']} input {seq['input']}"
+        tb.set_layout(KVLayout(**seq["layout"]))
+        await tb.command(Op.START.value, seq["n"])
+        for layer in seq["layers"]:
+            li = layer["layer"]
+            got = requests_to_trace(await tb.command(Op.FETCH.value, li), li)
+            lines = list(got.lines())
+            if lines != layer["fetch_lines"]:
+                first = next((i for i, (a, b) in enumerate(
+                    zip(lines, layer["fetch_lines"], strict=False)) if a != b),
+                    min(len(lines), len(layer["fetch_lines"])))
+                raise AssertionError(
+                    f"{who} layer {li}: hardware fetch stream has {len(lines)} lines, golden "
+                    f"{len(layer['fetch_lines'])}; first difference at line {first}: "
+                    f"{lines[first:first + 2]} vs {layer['fetch_lines'][first:first + 2]}")
+            assert got.plane.tolist() == layer["fetch_planes"], f"{who} layer {li}: planes"
+            for rows in layer["probs"]:
+                await tb.send_rows(np.asarray(rows, dtype=np.int64))
+            for head, mag in zip(layer["heads"], layer["mags"], strict=False):
+                await tb.send_magnitude(head, mag)
+            if layer["prune_heads"] is not None:
+                out = await tb.command(Op.PRUNE_HEADS.value, layer["prune_heads"])
+                assert [int(b["id"]) for b in out] == layer["heads_after"], \
+                    f"{who} layer {li}: prune_heads"
+            if layer["prune"] is not None:
+                out = await tb.command(Op.PRUNE.value, layer["prune"])
+                assert [int(b["id"]) for b in out] == layer["alive_after"], \
+                    f"{who} layer {li}: prune"
+        assert not int(dut.error.value), f"{who}: error flag raised"
+    dut._log.info("%d policy sequences replayed, fetch streams equal to golden",
+                  len(case["sequences"]))
