@@ -1,0 +1,323 @@
+"""Sub-blocks of the top-k engine on Amaranth's simulator against small Python models, the
+engine itself on a few packets, parameter validation, and ``psa verilog topk``."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed, unsigned
+from amaranth.sim import Simulator
+from click.testing import CliRunner
+
+from psa.cli import cli
+from psa.golden.topk import topk
+from psa.hw.topk import TopKEngine
+from psa.hw.topk_blocks import Compactor, Packer, Partition, RankSelect, SideWriter, TieFilter
+from psa.hw.topk_top import TopKTop
+
+
+def run(dut, bench, clocked: bool = True) -> None:
+    sim = Simulator(dut)
+    if clocked:
+        sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def rand_row(rng: random.Random, lanes: int, lo: int, hi: int) -> list[int]:
+    return [rng.randint(lo, hi) for _ in range(lanes)]
+
+
+@pytest.mark.parametrize("lanes,seed", [(1, 1), (4, 2), (16, 3), (32, 4)])
+def test_compactor_packs_masked_lanes_in_order(lanes, seed):
+    rng = random.Random(seed)
+    dut = Compactor(lanes, unsigned(8))
+
+    async def bench(ctx):
+        for trial in range(60):
+            data = rand_row(rng, lanes, 0, 255)
+            mask = 0 if trial == 0 else (1 << lanes) - 1 if trial == 1 else \
+                rng.getrandbits(lanes)
+            ctx.set(dut.i_data, data)
+            ctx.set(dut.i_mask, mask)
+            await ctx.delay(1e-9)
+            kept = [d for j, d in enumerate(data) if mask >> j & 1]
+            assert ctx.get(dut.o_count) == len(kept), f"seed {seed} trial {trial}"
+            got = [ctx.get(dut.o_data[j]) for j in range(len(kept))]
+            assert got == kept, f"seed {seed} trial {trial}: mask {mask:b}"
+
+    run(dut, bench, clocked=False)
+
+
+@pytest.mark.parametrize("lanes,seed", [(1, 5), (4, 6), (8, 7)])
+def test_packer_emits_dense_rows_and_flushes_residue(lanes, seed):
+    """Random masks over many beats: the rows out, concatenated, are the masked lanes in
+    order; every row but the flushed one is full."""
+    rng = random.Random(seed)
+    dut = Packer(lanes, unsigned(8))
+
+    async def bench(ctx):
+        for packet in range(6):
+            want, got, counts = [], [], []
+            ctx.set(dut.clear, 1)
+            await ctx.tick()
+            ctx.set(dut.clear, 0)
+            beats = rng.randint(0, 12)
+            for b in range(beats + 2):
+                if b < beats:
+                    data = rand_row(rng, lanes, 0, 255)
+                    mask = rng.getrandbits(lanes)
+                    want += [d for j, d in enumerate(data) if mask >> j & 1]
+                    ctx.set(dut.i_data, data)
+                    ctx.set(dut.i_mask, mask)
+                ctx.set(dut.i_valid, b < beats)
+                ctx.set(dut.i_flush, b == beats)
+                _, _, valid, count, row = await ctx.tick().sample(dut.o_valid, dut.o_count,
+                                                                  dut.o_data)
+                if valid:
+                    counts.append(count)
+                    got += [row[j] for j in range(count)]
+            ctx.set(dut.i_flush, 0)
+            _, _, valid, count, row = await ctx.tick().sample(dut.o_valid, dut.o_count,
+                                                              dut.o_data)
+            if valid:
+                counts.append(count)
+                got += [row[j] for j in range(count)]
+            assert got == want, f"seed {seed} packet {packet}"
+            assert all(c == lanes for c in counts[:-1]), f"seed {seed}: counts {counts}"
+
+    run(dut, bench)
+
+
+def sample_model(rows: int, slots: int) -> list[int]:
+    """Rows whose lane 0 the sampler holds: stride doubles, every other dropped, when full."""
+    kept, stride = [], 1
+    for r in range(rows):
+        if r % stride == 0:
+            if len(kept) == slots:
+                kept, stride = kept[::2], stride * 2
+            kept.append(r)
+    return kept
+
+
+def test_side_writer_sample_is_evenly_spaced():
+    """Lane 0 of rows 0, s, 2s, ...: with 8 slots and 40 rows, rows 0, 8, .., 32."""
+    lanes, rows = 4, 64
+    dut = SideWriter(lanes, unsigned(16), rows, samples=8)
+
+    async def bench(ctx):
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        ctx.set(dut.i_mask, 0b1111)
+        ctx.set(dut.i_valid, 1)
+        addrs = []
+        for r in range(40):
+            ctx.set(dut.i_data, [r * 10 + j for j in range(lanes)])
+            _, _, en, addr = await ctx.tick().sample(dut.w_en, dut.w_addr)
+            if en:
+                addrs.append(addr)
+        ctx.set(dut.i_valid, 0)
+        for _ in range(3):
+            _, _, en, addr = await ctx.tick().sample(dut.w_en, dut.w_addr)
+            if en:
+                addrs.append(addr)
+        assert addrs == list(range(40))
+        assert ctx.get(dut.rows) == 40 and ctx.get(dut.count) == 160
+        assert ctx.get(dut.first_count) == lanes
+        assert [ctx.get(dut.first[j]) for j in range(lanes)] == [0, 1, 2, 3]
+        n = ctx.get(dut.n_sample)
+        assert sample_model(40, 8) == [0, 8, 16, 24, 32]
+        assert [ctx.get(dut.sample[j]) for j in range(n)] == [r * 10 for r in sample_model(40, 8)]
+
+    run(dut, bench)
+
+
+@pytest.mark.parametrize("pivots,is_signed,seed", [(1, False, 8), (3, True, 9), (3, False, 10)])
+def test_partition_buckets_follow_value_order(pivots, is_signed, seed):
+    lanes = 8
+    rng = random.Random(seed)
+    lo, hi = (-8, 7) if is_signed else (0, 15)
+    dut = Partition(lanes, signed(4) if is_signed else unsigned(4), pivots)
+
+    async def bench(ctx):
+        for trial in range(80):
+            data = rand_row(rng, lanes, lo, hi)
+            mask = rng.getrandbits(lanes)
+            pv = sorted(rand_row(rng, pivots, lo, hi), reverse=True)
+            ctx.set(dut.i_data, data)
+            ctx.set(dut.i_mask, mask)
+            ctx.set(dut.pivots, pv)
+            await ctx.delay(1e-9)
+            buckets = [[] for _ in range(pivots + 1)]
+            ties = [0] * pivots
+            for j, v in enumerate(data):
+                if not mask >> j & 1:
+                    continue
+                for t, p in enumerate(pv):
+                    if v > p:
+                        buckets[t].append(j)
+                        break
+                    if v == p:
+                        ties[t] += 1
+                        break
+                else:
+                    buckets[pivots].append(j)
+            for b in range(pivots + 1):
+                want = sum(1 << j for j in buckets[b])
+                assert ctx.get(dut.bucket[b]) == want, f"seed {seed} trial {trial} bucket {b}"
+            assert [ctx.get(dut.eq_count[t]) for t in range(pivots)] == ties
+
+    run(dut, bench, clocked=False)
+
+
+def test_tie_filter_keeps_greater_and_first_ties():
+    lanes, rng = 8, random.Random(11)
+    dut = TieFilter(lanes, unsigned(3), 64)
+
+    async def bench(ctx):
+        for trial in range(100):
+            data = rand_row(rng, lanes, 0, 7)
+            mask = rng.getrandbits(lanes)
+            t, need, before = rng.randint(0, 7), rng.randint(0, 6), rng.randint(0, 4)
+            keep_all = trial % 10 == 0
+            ctx.set(dut.i_data, data)
+            ctx.set(dut.i_mask, mask)
+            ctx.set(dut.threshold, t)
+            ctx.set(dut.need, need)
+            ctx.set(dut.ties_before, before)
+            ctx.set(dut.keep_all, keep_all)
+            await ctx.delay(1e-9)
+            want, seen = 0, before
+            for j, v in enumerate(data):
+                if not mask >> j & 1:
+                    continue
+                if keep_all or v > t or (v == t and seen < need):
+                    want |= 1 << j
+                seen += v == t
+            assert ctx.get(dut.keep) == want, f"trial {trial}"
+            assert ctx.get(dut.ties) == seen - before
+
+    run(dut, bench, clocked=False)
+
+
+@pytest.mark.parametrize("lanes,seed", [(4, 12), (16, 13)])
+def test_rank_select_finds_rank_th_largest(lanes, seed):
+    rng = random.Random(seed)
+    dut = RankSelect(lanes, signed(5))
+
+    async def bench(ctx):
+        for trial in range(80):
+            data = rand_row(rng, lanes, -16, 15) if trial % 2 else rand_row(rng, lanes, 0, 2)
+            mask = rng.getrandbits(lanes)
+            valid = sorted((d for j, d in enumerate(data) if mask >> j & 1), reverse=True)
+            rank = rng.randint(0, lanes)
+            ctx.set(dut.i_data, data)
+            ctx.set(dut.i_mask, mask)
+            ctx.set(dut.rank, rank)
+            await ctx.delay(1e-9)
+            found = 1 <= rank <= len(valid)
+            assert ctx.get(dut.found) == found, f"seed {seed} trial {trial}"
+            if found:
+                value = valid[rank - 1]
+                assert ctx.get(dut.value) == value
+                assert ctx.get(dut.greater) == sum(v > value for v in valid)
+
+    run(dut, bench, clocked=False)
+
+
+@pytest.mark.parametrize("lanes,max_n,is_signed,seed", [(4, 32, True, 14), (1, 12, False, 15)])
+def test_engine_matches_golden_on_simulator(lanes, max_n, is_signed, seed):
+    """The whole engine on Amaranth's simulator: ragged beats, ties, k > n, empty packets."""
+    rng = random.Random(seed)
+    width = 6
+    lo, hi = (-32, 31) if is_signed else (0, 63)
+    dut = TopKEngine(lanes, width, max_n, is_signed)
+    packets = []
+    for i in range(24):
+        n = [0, max_n, 1][i] if i < 3 else rng.randint(0, max_n)
+        values = [rng.randint(lo, hi) if i % 3 else rng.randint(0, 2) for _ in range(n)]
+        packets.append((values, rng.randint(0, n + 2)))
+    got = []
+
+    async def source(ctx):
+        for values, k in packets:
+            beats, pos = [], 0
+            while pos < len(values):        # ragged: any count 1..P mid-packet
+                c = rng.randint(1, lanes)
+                beats.append(values[pos:pos + c])
+                pos += c
+            beats = beats or [[]]
+            for b, chunk in enumerate(beats):
+                ctx.set(dut.i_stream.valid, 1)
+                ctx.set(dut.i_stream.payload, {"data": chunk + [0] * (lanes - len(chunk)),
+                                               "count": len(chunk), "k": k,
+                                               "last": b == len(beats) - 1})
+                await ctx.tick().until(dut.i_stream.ready)
+            ctx.set(dut.i_stream.valid, 0)
+
+    async def sink(ctx):
+        items = []
+        while len(got) < len(packets):
+            ready = rng.random() > 0.3
+            ctx.set(dut.o_stream.ready, ready)
+            _, _, valid, beat = await ctx.tick().sample(dut.o_stream.valid,
+                                                       dut.o_stream.payload)
+            if valid and ready:
+                items += [(beat.index[j], beat.data[j]) for j in range(beat.count)]
+                if beat.last:
+                    got.append(items)
+                    items = []
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
+    sim.run_until(1e-8 * 20000)
+    assert len(got) == len(packets), f"seed {seed}: {len(got)} of {len(packets)} packets"
+    for i, ((values, k), items) in enumerate(zip(packets, got, strict=True)):
+        want = topk(np.asarray(values, dtype=np.int64), k)
+        assert items == list(zip(want.indices.tolist(), want.values.tolist(), strict=True)), \
+            f"seed {seed} packet {i}: n={len(values)} k={k}"
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lanes=3), "lanes must be a power of two in 1..64"),
+    (dict(lanes=128), "lanes must be a power of two in 1..64"),
+    (dict(width=0), "width must be an integer in 1..32"),
+    (dict(width=33), "width must be an integer in 1..32"),
+    (dict(lanes=16, max_n=8), r"max_n must be an integer in lanes..65536 \(16..65536\)"),
+    (dict(max_n=65537), "max_n must be an integer in lanes..65536"),
+    (dict(signed=1), "signed must be a bool"),
+])
+def test_bad_parameters_raise_at_elaboration(kwargs, match):
+    params = dict(lanes=4, width=8, max_n=64, signed=False) | kwargs
+    with pytest.raises(ValueError, match=match):
+        TopKEngine(**params)
+    with pytest.raises(ValueError, match=match):
+        TopKTop(**params)
+
+
+def test_psa_verilog_topk_writes_the_datasheet_ports(tmp_path):
+    out = tmp_path / "topk.v"
+    res = CliRunner().invoke(cli, ["verilog", "topk", "--lanes", "4", "--width", "8",
+                                   "--max-n", "48", "--signed", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    header = text[text.index("module topk_engine("):text.index(");")]
+    ports = {name.strip() for name in header.split("(", 1)[1].split(",")}
+    assert ports == {"clk", "rst", "in_valid", "in_ready", "in_data", "in_count", "in_last",
+                     "in_k", "out_valid", "out_ready", "out_data", "out_index", "out_count",
+                     "out_last", "overflow"}
+    for decl in ("input [31:0] in_data;", "input [2:0] in_count;", "input [5:0] in_k;",
+                 "output [23:0] out_index;", "output [2:0] out_count;"):
+        assert decl in text
+
+
+def test_psa_verilog_rejects_bad_parameters(tmp_path):
+    res = CliRunner().invoke(cli, ["verilog", "topk", "--lanes", "6", "-o",
+                                   str(tmp_path / "x.v")])
+    assert res.exit_code == 2
+    assert "lanes must be a power of two in 1..64, got 6" in res.output
