@@ -237,6 +237,7 @@ def _markdown(doc: dict) -> str:
 
 def _plots(doc: dict, out: Path) -> list[str]:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -245,34 +246,28 @@ def _plots(doc: dict, out: Path) -> list[str]:
     layers = np.arange(doc["model"]["layers"])
     written = []
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for p in pols:
-        ax.plot(layers, p["alive_fraction_per_layer"], marker="o", label=p["name"])
-    ax.set_xlabel("layer")
-    ax.set_ylabel("alive tokens (fraction of input)")
-    ax.set_ylim(0, 1.05)
-    ax.set_title("Tokens alive per layer (mean over the corpus)")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "alive_tokens.png", dpi=120)
-    plt.close(fig)
-    written.append("alive_tokens.png")
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    width = 0.8 / len(pols)
-    for i, p in enumerate(pols):
-        ax.bar(layers + (i - len(pols) / 2 + 0.5) * width,
-               np.asarray(p["kv_bytes_per_layer"]) / 1e3, width, label=p["name"])
-    ax.set_xlabel("layer")
-    ax.set_ylabel("K/V bytes read per input (kB)")
-    ax.set_title("DRAM K/V bytes per layer (mean over the corpus)")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(out / "dram_bytes_per_layer.png", dpi=120)
-    plt.close(fig)
-    written.append("dram_bytes_per_layer.png")
+    colors = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
+    styles = [dict(color=colors[i % 20], marker="os^vD"[i % 5]) for i in range(len(pols))]
+    for key, ylabel, title, scale, fname in (
+            ("alive_fraction_per_layer", "alive tokens (fraction of input)",
+             "Tokens alive per layer (mean over the corpus)", 1.0, "alive_tokens.png"),
+            ("kv_bytes_per_layer", "K/V bytes read per input (kB)",
+             "DRAM K/V bytes per layer (payload, mean over the corpus)", 1e-3,
+             "dram_bytes_per_layer.png")):
+        fig, ax = plt.subplots(figsize=(8.5, 4.4))
+        for p, style in zip(pols, styles, strict=True):
+            ax.plot(layers, np.asarray(p[key]) * scale, label=p["name"], **style)
+        ax.set_xlabel("layer")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(layers)
+        ax.set_ylim(0, None)
+        ax.set_title(title)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=120)
+        plt.close(fig)
+        written.append(fname)
 
     fig, ax = plt.subplots(figsize=(7, 4.6))
     families: dict[str, list[dict]] = {}
@@ -287,6 +282,8 @@ def _plots(doc: dict, out: Path) -> list[str]:
                         fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.axhline(0.95, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
     ax.set_xlabel(f"DRAM bytes reduction vs dense fp32 ({doc['primary_preset']}, log)")
     ax.set_ylabel("cosine to dense embedding (mean)")
     ax.set_title("Accuracy against DRAM traffic")

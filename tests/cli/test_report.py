@@ -142,3 +142,20 @@ def test_report_errors(tmp_path, args, match):
     assert result.exit_code == 2, result.output
     assert match in result.output
     assert not (tmp_path / "x" / "report.json").exists()
+
+
+@pytest.mark.slow
+def test_spatten_floor_on_default_corpus(tmp_path):
+    """The issue's floor: SpAtten (token + head pruning + progressive quantization) reads at
+    least 3x fewer DRAM bytes than dense fp32 at mean cosine >= 0.95 on the default corpus."""
+    result = run(["--policies", "spatten=default", "--dram-texts", "1", "--out",
+                  str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["corpus"]["n_texts"] == 40 and doc["corpus"]["max_tokens"] == 256
+    sp = doc["policies"][1]
+    assert sp["name"] == "spatten=default"
+    assert sp["params"]["token_keep"] and sp["params"]["head_keep"] and sp["bits"]["k_lsb"] > 0
+    for preset in ("hbm2", "ddr4-2400"):
+        assert sp["dram"][preset]["vs_fp32"]["dram_bytes"] >= 3.0, preset
+    assert sp["cosine_mean"] >= 0.95
