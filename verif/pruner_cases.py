@@ -52,9 +52,10 @@ class PrunerParams:
                 f"_sb{self.score_bits}_hb{self.head_score_bits}")
 
 
-#: The parameter sets of the RTL suite: main, saturating narrow scores, wide P=16.
+#: The parameter sets of the RTL suite: main (scores narrow enough to saturate in the ``max``
+#: sequences), saturating narrow 8-bit probabilities with P=4, wide P=16.
 PARAM_SETS: dict[str, PrunerParams] = {
-    "main": PrunerParams(64, 4, 8, 12, 24, 24, 32),
+    "main": PrunerParams(64, 4, 8, 12, 16, 24, 20),
     "saturate": PrunerParams(128, 3, 4, 8, 10, 12, 12),
     "wide": PrunerParams(256, 6, 16, 12, 20, 24, 24),
 }
@@ -76,7 +77,7 @@ class SequenceSpec:
     head_keep: Mapping[int, int] = field(default_factory=dict)
     rows: int | None = 2
     probs: str = "softmax"
-    mag_max: int = 1 << 20
+    mag_max: int = 1 << 14
     seed: int = 0
 
     def to_json(self) -> str:

@@ -1,0 +1,94 @@
+"""Pruning-unit cycles on Verilator: accumulation against the streaming floor, prune latency
+and fetch time per alive count.
+
+For each ``P`` in ``--lanes`` one design with ``max_tokens = max(--n)`` is built; for each
+sequence length ``n`` and keep fraction the cocotb ``cycles`` test (verif/benches/tb_pruner.py)
+starts a sequence of ``n`` tokens, streams ``--rows`` query rows with no input gaps and no
+back-pressure, prunes to ``k = round(keep * n)`` and fetches the next layer's K/V rows.
+
+- ``acc_cycles``: first to last accepted probability beat; the floor is ``probs / P``;
+  ``acc_eff = probs / (P * acc_cycles)`` (1.0 = P probabilities per cycle; rows whose length
+  is not a multiple of P waste lanes of their last beat).
+- ``prune_cycles``: PRUNE accepted to the last token of the new alive list delivered.
+- ``fetch_cycles``: FETCH accepted to the last request delivered (``2 * heads * k`` requests).
+- ``layer_cycles``: one layer of ``heads * rows`` query rows, then a prune and the next fetch,
+  from the measured parts: ``heads * acc_cycles + prune_cycles + fetch_cycles``.
+
+Usage: ``python bench/pruner_cycles.py [--lanes 8 16] [--n 256 1024] [--out PATH]``.
+Writes JSON (default bench/results/pruner_cycles.json) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from psa.hw.designs import get_design
+from psa.verif.pruner_cases import PrunerParams
+from psa.verif.runner import run_cocotb
+
+ROOT = Path(__file__).resolve().parents[1]
+KEEPS = (0.9, 0.5, 0.1)
+
+
+def measure(lanes: int, ns: list[int], rows: int, heads: int, build_root: Path) -> list[dict]:
+    """Run the ``cycles`` test on one design; returns one record per (n, keep) point."""
+    params = PrunerParams(max_tokens=max(ns), n_heads=heads, lanes=lanes)
+    points = [[n, rows, max(1, round(keep * n))] for n in ns for keep in KEEPS]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cycles.json"
+        run_cocotb(get_design("pruner").verilog(**params.kwargs()), "pruning_unit",
+                   "psa.verif.benches.tb_pruner", build_root / f"pruner_bench_{params.tag}",
+                   testcase="cycles", quiet=True,
+                   extra_env={"PSA_PRUNER_PARAMS": json.dumps(params.kwargs()),
+                              "PSA_BENCH_POINTS": json.dumps(points),
+                              "PSA_BENCH_OUT": str(out)})
+        records = json.loads(out.read_text())
+    for r in records:
+        r["heads"] = heads
+        r["floor_cycles"] = r["probs"] / lanes
+        r["acc_eff"] = r["probs"] / (lanes * r["acc_cycles"])
+        r["layer_cycles"] = heads * r["acc_cycles"] + r["prune_cycles"] + r["fetch_cycles"]
+        r["layer_floor"] = heads * r["floor_cycles"]
+        r["max_tokens"] = params.max_tokens
+    return records
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lanes", type=int, nargs="+", default=[8, 16])
+    ap.add_argument("--n", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--rows", type=int, default=8, help="query rows per head (default 8)")
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pruner_cycles.json")
+    ap.add_argument("--build-root", type=Path, default=ROOT / "sim_build")
+    args = ap.parse_args(argv)
+
+    records = []
+    for lanes in args.lanes:
+        records += measure(lanes, args.n, args.rows, args.heads, args.build_root)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"rows_per_head": args.rows, "heads": args.heads,
+                                    "points": records}, indent=1) + "\n")
+
+    table = Table(title=f"pruning unit cycles ({args.heads} heads x {args.rows} rows per "
+                        f"layer; Verilator)")
+    for col in ("P", "n", "k", "probs/head", "acc cyc", "floor", "acc eff", "prune cyc",
+                "fetch req", "fetch cyc", "layer cyc", "layer floor"):
+        table.add_column(col, justify="right")
+    for r in records:
+        table.add_row(str(r["lanes"]), str(r["n"]), str(r["k"]), str(r["probs"]),
+                      str(r["acc_cycles"]), f"{r['floor_cycles']:.0f}", f"{r['acc_eff']:.3f}",
+                      str(r["prune_cycles"]), str(r["fetch_requests"]), str(r["fetch_cycles"]),
+                      str(r["layer_cycles"]), f"{r['layer_floor']:.0f}")
+    Console().print(table)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
