@@ -129,7 +129,7 @@ def _heap_pop(heap, n):
     return n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _apply_timing(now, cmd, ch, fr, fg, fb, cfg, rules, nxt):
     """Push the earliest legal issue time of every command ``cmd`` constrains."""
     for k in range(cfg[K_PTR + cmd], cfg[K_PTR + cmd + 1]):
@@ -158,7 +158,7 @@ def _apply_timing(now, cmd, ch, fr, fg, fb, cfg, rules, nxt):
             nxt[e, nx] = t
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _close_bank(now, fb, fr, bank, rank):
     if bank[fb, B_OPEN_ROW] >= 0:
         bank[fb, B_OPEN_ROW] = -1
@@ -169,13 +169,13 @@ def _close_bank(now, fb, fr, bank, rank):
             rank[fr, R_ACTIVE_CYCLES] += now - rank[fr, R_ACTIVE_SINCE]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _remove(queue, qlen, j):
     for i in range(j, qlen - 1):
         queue[i] = queue[i + 1]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _remove_value(queue, qlen, b):
     for j in range(qlen):
         if queue[j] == b:
@@ -183,7 +183,7 @@ def _remove_value(queue, qlen, b):
             return
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _dequeue(qs, ch, qk, qlen, b):
     """Drop request ``b`` from read/write queue ``qk``, with its cached ready cycle."""
     for j in range(qlen):
@@ -193,7 +193,7 @@ def _dequeue(qs, ch, qk, qlen, b):
             return
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _forget_ready(qs, chan, req, ch, fr, fb):
     """The row state of bank ``fb`` (all banks of rank ``fr`` if ``fb`` < 0) changed: the next
     command of requests queued for it changes too, so drop their cached ready cycles."""
@@ -204,7 +204,7 @@ def _forget_ready(qs, chan, req, ch, fr, fb):
                 qs[ch, QS_T + qk, j] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _issue(now, cmd, ch, fr, fg, fb, b, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal,
            log):
     """Issue ``cmd`` at ``now`` for request ``b`` (-1 for refresh and closed-page PREs)."""
@@ -307,10 +307,15 @@ def _issue(now, cmd, ch, fr, fg, fb, b, cfg, rules, req, nxt, bank, rank, chan, 
             chan[ch, C_CLOSE] += 1
 
 
-@njit(cache=True)
-def _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log,
-                      pick_out):
-    """Issue at most one command on channel ``ch`` at ``now``; return (issued, wake-up hint)."""
+# slots of the scheduling decision (``out``): pick() uses 0-2, _choose 3-7
+O_CMD, O_RANK, O_BG, O_BANK, O_REQ = range(3, 8)
+N_OUT = 8
+
+
+@njit(cache=True, inline="always")
+def _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out):
+    """Choose at most one command for channel ``ch`` at ``now``. Returns (found, wake-up hint);
+    the command and its target are left in ``out[O_*]``."""
     off_rk, off_bg, off_bk = cfg[K_OFF_RK], cfg[K_OFF_BG], cfg[K_OFF_BK]
     nFAW, dual, nba = cfg[K_NFAW], cfg[K_DUAL], cfg[K_NBA]
     wake = INF
@@ -330,11 +335,8 @@ def _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank, chan, qs, heap,
         elif t < wake:
             wake = t
     if best >= 0:
-        b = best
-        cmd = WR if req[b, Q_WR] else RD
-        _issue(now, cmd, ch, req[b, Q_FR], req[b, Q_FG], req[b, Q_FB], b, cfg, rules, req, nxt,
-               bank, rank, chan, qs, heap, scal, log)
-        return True, now + 1
+        return _chosen(out, WR if req[best, Q_WR] else RD, req[best, Q_FR], req[best, Q_FG],
+                       req[best, Q_FB], best), now + 1
 
     # 2. refresh
     nrk = cfg[K_NRK]
@@ -349,9 +351,7 @@ def _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank, chan, qs, heap,
             cmd = REF
         t = ready_at(cmd, ch, fr, -1, -1, nxt, rank, off_rk, off_bg, off_bk, nFAW, dual)
         if t <= now:
-            _issue(now, cmd, ch, fr, -1, -1, -1, cfg, rules, req, nxt, bank, rank, chan, qs,
-                   heap, scal, log)
-            return True, now + 1
+            return _chosen(out, cmd, fr, -1, -1, -1), now + 1
         if t < wake:
             wake = t
 
@@ -369,9 +369,7 @@ def _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank, chan, qs, heap,
                 fg = fr * cfg[K_NBG] + (fb - fr * nba) // bpg
                 t = ready_at(PRE, ch, fr, fg, fb, nxt, rank, off_rk, off_bg, off_bk, nFAW, dual)
                 if t <= now:
-                    _issue(now, PRE, ch, fr, fg, fb, -1, cfg, rules, req, nxt, bank, rank, chan,
-                           qs, heap, scal, log)
-                    return True, now + 1
+                    return _chosen(out, PRE, fr, fg, fb, -1), now + 1
                 if t < wake:
                     wake = t
 
@@ -384,16 +382,35 @@ def _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank, chan, qs, heap,
         chan[ch, C_WMODE] = 1
     qk = QS_WRITE if chan[ch, C_WMODE] else QS_READ
     pick(now, cfg[K_SCHED], ch, qs, qk, chan[ch, C_RQ + qk], req, bank, rank, nxt, off_rk,
-         off_bg, off_bk, nFAW, dual, pick_out)
-    if pick_out[2] < wake:
-        wake = pick_out[2]
-    j = pick_out[0]
+         off_bg, off_bk, nFAW, dual, out)
+    if out[2] < wake:
+        wake = out[2]
+    j = out[0]
     if j < 0:
         return False, wake
     b = qs[ch, qk, j]
-    _issue(now, pick_out[1], ch, req[b, Q_FR], req[b, Q_FG], req[b, Q_FB], b, cfg, rules, req,
-           nxt, bank, rank, chan, qs, heap, scal, log)
-    return True, now + 1
+    return _chosen(out, out[1], req[b, Q_FR], req[b, Q_FG], req[b, Q_FB], b), now + 1
+
+
+@njit(cache=True, inline="always")
+def _chosen(out, cmd, fr, fg, fb, b):
+    out[O_CMD] = cmd
+    out[O_RANK] = fr
+    out[O_BG] = fg
+    out[O_BANK] = fb
+    out[O_REQ] = b
+    return True
+
+
+@njit(cache=True, inline="always")
+def _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log,
+                      out):
+    """Issue at most one command on channel ``ch`` at ``now``; return (issued, wake-up hint)."""
+    found, wake = _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out)
+    if found:
+        _issue(now, out[O_CMD], ch, out[O_RANK], out[O_BG], out[O_BANK], out[O_REQ], cfg, rules,
+               req, nxt, bank, rank, chan, qs, heap, scal, log)
+    return found, wake
 
 
 @njit(cache=True)
@@ -403,7 +420,7 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
     n = req.shape[0]
     nch = cfg[K_NCH]
     n_ranks = nch * cfg[K_NRK]
-    pick_out = np.zeros(3, np.int64)
+    pick_out = np.zeros(N_OUT, np.int64)
     now = scal[S_NOW]
     served_before = scal[S_SERVED]
     while scal[S_SERVED] < n:

@@ -46,7 +46,7 @@ CLASSIC, RAMULATOR = 0, 1
 INF = 1 << 62
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ready_at(cmd, ch, fr, fg, fb, nxt, rank, off_rk, off_bg, off_bk, nFAW, dual):
     """Earliest cycle ``cmd`` may issue; ``fg``/``fb`` < 0 for rank-wide commands."""
     t = nxt[ch, cmd]
@@ -75,7 +75,7 @@ def ready_at(cmd, ch, fr, fg, fb, nxt, rank, off_rk, off_bg, off_bk, nFAW, dual)
     return t
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def next_command(b, req, bank):
     """The next command request ``b`` needs given its bank's state."""
     open_row = bank[req[b, Q_FB], B_OPEN_ROW]
@@ -86,7 +86,7 @@ def next_command(b, req, bank):
     return PRE
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cached_ready(now, b, cmd, ch, req, nxt, bank, rank, off_rk, off_bg, off_bk, nFAW, dual):
     """``(cmd, cycle)`` for request ``b``; ``cmd`` < 0 lets the bank state decide it.
 
@@ -108,7 +108,7 @@ def cached_ready(now, b, cmd, ch, req, nxt, bank, rank, off_rk, off_bg, off_bk, 
     return cmd, t
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def pick(now, policy, ch, qs, qk, qlen, req, bank, rank, nxt, off_rk, off_bg, off_bk, nFAW,
          dual, out):
     """Choose from queue ``qs[ch, qk, :qlen]``. Writes ``out[0]`` = queue slot or -1, ``out[1]``
