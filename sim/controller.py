@@ -423,6 +423,7 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
     pick_out = np.zeros(N_OUT, np.int64)
     now = scal[S_NOW]
     served_before = scal[S_SERVED]
+    ref_next = rank[:, R_REF_DUE].min()  # earliest refresh deadline of any rank
     while scal[S_SERVED] < n:
         if scal[S_NEXT] >= stop_burst and stop_burst < n:
             break
@@ -431,11 +432,14 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
             scal[S_HEAP] = _heap_pop(heap, scal[S_HEAP])
             scal[S_OUT] -= 1
         # refresh deadlines
-        for fr in range(n_ranks):
-            if now >= rank[fr, R_REF_DUE]:
-                rank[fr, R_REF_PENDING] += 1
-                rank[fr, R_REF_DUE] += cfg[K_NREFI]
-                chan[fr // cfg[K_NRK], C_WAKE] = 0
+        if now >= ref_next:
+            ref_next = INF
+            for fr in range(n_ranks):
+                if now >= rank[fr, R_REF_DUE]:
+                    rank[fr, R_REF_PENDING] += 1
+                    rank[fr, R_REF_DUE] += cfg[K_NREFI]
+                    chan[fr // cfg[K_NRK], C_WAKE] = 0
+                ref_next = min(ref_next, rank[fr, R_REF_DUE])
         # admit requests in order while their queue has room
         while scal[S_NEXT] < n:
             b = scal[S_NEXT]
@@ -497,9 +501,8 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
             if cfg[K_MAXOUT] > 0 and scal[S_OUT] >= cfg[K_MAXOUT] and scal[S_HEAP] > 0:
                 if heap[0] < wake:
                     wake = heap[0]
-        for fr in range(n_ranks):
-            if rank[fr, R_REF_DUE] < wake:
-                wake = rank[fr, R_REF_DUE]
+        if ref_next < wake:
+            wake = ref_next
         if wake <= now:
             wake = now + 1
         if wake >= INF:
