@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
                   "(default mapping MOP4CLXOR, FR-FCFS, refresh on)", title_justify="left")
     for col in ("preset", "pattern", "req/s (CPU)", "req/s (wall)", "cycles", "% of peak",
                 "row hits"):
-        table.add_column(col, justify="right" if col not in ("preset", "pattern") else "left")
+        table.add_column(col, justify="right" if col not in ("preset", "pattern") else "left",
+                         no_wrap=True)
     for r in rows:
         table.add_row(r["preset"], r["pattern"], f"{r['requests_per_s_cpu'] / 1e3:,.0f}k",
                       f"{r['requests_per_s_wall'] / 1e3:,.0f}k", f"{r['cycles']:,}",
