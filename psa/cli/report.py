@@ -334,8 +334,11 @@ def _command_line(ctx: click.Context) -> str:
               help="Comma-separated DRAM presets; the first gives the headline reductions.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("report"), show_default=True, help="Output folder.")
+@click.option("--traces/--no-traces", default=False, show_default=True,
+              help="Also write each policy's simulated K/V trace (coalesced, the first "
+                   "--dram-texts inputs) as OUT/traces/<policy>.trace, for psa dram.")
 def report(model_name, model_dir, policies, n_texts, min_tokens, max_tokens, seed, dram_texts,
-           dram_presets, out):
+           dram_presets, out, traces):
     """Pruning policies on a real model: accuracy against DRAM bytes, cycles and energy.
 
     Runs every policy over the same corpus with the NumPy encoder, compares its sentence
@@ -403,6 +406,10 @@ def report(model_name, model_dir, policies, n_texts, min_tokens, max_tokens, see
     doc["plots"] = plots
     (out / "report.json").write_text(json.dumps(doc, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(doc))
+    if traces:
+        (out / "traces").mkdir(exist_ok=True)
+        for r in results:
+            concat_traces(r.traces[:dram_texts]).write(out / "traces" / f"{r.name}.trace")
 
     table = Table(title=f"Policies vs dense fp32 on {presets[0]} ({n_texts} inputs, DRAM over "
                         f"{dram_texts})")

@@ -19,6 +19,8 @@ from psa.cli.report import SCHEMA_VERSION, simulate_dram
 from psa.golden.experiment import coalesce, concat_traces, run_policy
 from psa.golden.model import DensePolicy, load_model
 from psa.golden.policies import make_policy
+from psa.golden.trace import read_trace
+from psa.sim import simulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
 from test_model import write_tiny  # noqa: E402
@@ -121,12 +123,19 @@ def test_report_model_dir(tmp_path):
     result = run(["--model-dir", str(folder), "--n-texts", "4", "--min-tokens", "10",
                   "--max-tokens", "30", "--dram-texts", "1", "--dram", "ddr4-2400",
                   "--policies", "spatten=aggressive,progressive=0.5,window=0.5", "--out",
-                  str(out)])
+                  str(out), "--traces"])
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "report.json").read_text())
     assert doc["model"]["layers"] == 3 and doc["primary_preset"] == "ddr4-2400"
     assert [p["name"] for p in doc["policies"]] == ["dense", "spatten=aggressive",
                                                      "progressive=0.5", "window=0.5"]
+    # --traces writes what was simulated
+    for p in doc["policies"]:
+        trace = read_trace(out / "traces" / f"{p['name']}.trace")
+        assert set(trace.layer.tolist()) == {0, 1, 2}
+        sim = simulate(trace, "ddr4-2400")
+        assert sim.cycles == p["dram"]["ddr4-2400"]["sim"]["cycles"]
+        assert sim.dram_bytes == p["dram"]["ddr4-2400"]["sim"]["dram_bytes"]
 
 
 @pytest.mark.parametrize("args,match", [
