@@ -7,14 +7,18 @@ expands a sequence into the command-level script that drives both the golden
 
 :func:`requests_to_trace` turns the requests captured on the unit's ``fetch`` stream into an
 :class:`~psa.golden.trace.AccessTrace`, so that hardware traces can be written in the project
-trace format and fed to the DRAM simulator.
+trace format and fed to the DRAM simulator; :func:`capture_fetch_trace` does it all from plain
+Python: builds the unit, runs a sequence on Verilator (checked against golden) and returns the
+hardware's trace.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -22,11 +26,12 @@ import numpy as np
 from psa.golden.cascade import spatten_token_schedule
 from psa.golden.fixed_point import quantize_unsigned_fraction
 from psa.golden.pruning import PruningState, resolve_keep
-from psa.golden.trace import AccessTrace, KVLayout, Plane
+from psa.golden.trace import AccessTrace, KVLayout, Plane, read_trace
 
 __all__ = ["PrunerParams", "SequenceSpec", "LayerScript", "sequence_script", "make_sequences",
            "kv_layout", "kv_config", "requests_to_trace", "PARAM_SETS", "FetchRequest",
-           "PrunerPort", "run_sequence", "SequenceResult", "Mismatch"]
+           "PrunerPort", "run_sequence", "SequenceResult", "Mismatch", "capture_fetch_trace",
+           "layout_to_json", "layout_from_json"]
 
 
 @dataclass(frozen=True)
@@ -334,3 +339,48 @@ async def run_sequence(port: PrunerPort, spec: SequenceSpec, params: PrunerParam
                      pairs(await port.command(Op.PRUNE.value, script.prune)), tokens())
             result.checks += 1
     return result
+
+
+def layout_to_json(layout: KVLayout) -> str:
+    """JSON of a :class:`KVLayout`'s constructor arguments (for the bench environment)."""
+    names = ("n_layers", "n_heads", "max_tokens", "d_head", "k_msb_bits", "k_lsb_bits",
+             "v_msb_bits", "v_lsb_bits", "bases", "align")
+    return json.dumps({name: getattr(layout, name) for name in names})
+
+
+def layout_from_json(text: str) -> KVLayout:
+    d = json.loads(text)
+    if d.get("bases") is not None:
+        d["bases"] = tuple(d["bases"])
+    return KVLayout(**d)
+
+
+def capture_fetch_trace(params: PrunerParams, spec: SequenceSpec, layout: KVLayout,
+                        build_root: str | os.PathLike, idle: float = 0.0,
+                        stall: float = 0.0) -> AccessTrace:
+    """Run ``spec`` on the Verilated ``pruning_unit`` (checked against golden after every
+    layer) and return the K/V requests it emitted, read back from the trace file it wrote.
+
+    The design is built in ``build_root/pruner_<params.tag>`` (reused while unchanged).
+    ``layout`` must address every token and head of ``params`` (``max_tokens`` and
+    ``n_heads`` at least as large).
+    """
+    from psa.hw.designs import get_design
+    from psa.verif.runner import run_cocotb
+
+    if layout.max_tokens < params.max_tokens or layout.n_heads < params.n_heads:
+        raise ValueError(f"capture_fetch_trace: layout ({layout.max_tokens} tokens, "
+                         f"{layout.n_heads} heads) must cover the unit ({params.max_tokens}, "
+                         f"{params.n_heads})")
+    if layout.n_layers < spec.n_layers:
+        raise ValueError(f"capture_fetch_trace: layout has {layout.n_layers} layers, the "
+                         f"sequence {spec.n_layers}")
+    build = Path(build_root) / f"pruner_{params.tag}"
+    out = build / f"capture_{spec.seed}.trace"
+    run_cocotb(get_design("pruner").verilog(**params.kwargs()), "pruning_unit",
+               "psa.verif.benches.tb_pruner", build, testcase="capture_trace", quiet=True,
+               extra_env={"PSA_PRUNER_PARAMS": json.dumps(params.kwargs()),
+                          "PSA_SEQUENCE": spec.to_json(), "PSA_LAYOUT": layout_to_json(layout),
+                          "PSA_TRACE_OUT": str(out), "PSA_IDLE": str(idle),
+                          "PSA_STALL": str(stall)})
+    return read_trace(out)

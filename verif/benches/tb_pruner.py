@@ -29,8 +29,10 @@ from psa.golden.trace import AccessTrace
 from psa.hw.pruner import Op
 from psa.verif.pruner_cases import (
     PrunerParams,
+    SequenceSpec,
     kv_config,
     kv_layout,
+    layout_from_json,
     make_sequences,
     run_sequence,
 )
@@ -63,6 +65,8 @@ class PrunerTB:
         dut.rst.value = 1
         rng = random.Random(seed)
         self.cmd = StreamSource(dut, "cmd_", ("op", "arg"), rng=random.Random(rng.random()))
+        self.cmd_accepted = 0    # cycle (rising edge count) of the last command transfer
+        self.cmd.on_transfer = lambda beat: setattr(self, "cmd_accepted", self.cycle)
         self.prob = StreamSource(dut, "prob_", ("data", "last"), p.lanes, idle=idle,
                                  rng=random.Random(rng.random()))
         self.prob.on_transfer = lambda beat: self.prob_cycles.append(self.cycle)
@@ -82,7 +86,7 @@ class PrunerTB:
             self.cycle += 1
 
     def _on_packet(self, name: str, beats: list[dict]) -> None:
-        self.last_out[name] = self.cycle
+        self.last_out[name] = self.cycle + 1     # the transfer is at the coming rising edge
         self.packets[name].append([b for b in beats if not b["empty"]])
 
     def set_layout(self, layout) -> None:
@@ -111,7 +115,6 @@ class PrunerTB:
         target = self.cmd.sent + 1
         self.cmd.send({"op": op, "arg": arg})
         await self._until(lambda: self.cmd.sent >= target, what=f"command {op} accepted")
-        self.cmd_accepted = self.cycle
         if op not in OUTPUT_OF:
             return []
         name = OUTPUT_OF[op]
@@ -158,6 +161,21 @@ async def golden_sequences(dut):
             AccessTrace.concat(result.traces).write(os.environ["PSA_TRACE_OUT"])
     dut._log.info("%d sequences, %d layer checks, all equal to golden (seed %d)",
                   len(specs), checks, seed)
+
+
+@cocotb.test()
+async def capture_trace(dut):
+    """Run the sequence ``PSA_SEQUENCE`` (JSON) with the layout ``PSA_LAYOUT`` (JSON), checked
+    against golden, and write the captured fetch trace to ``PSA_TRACE_OUT``."""
+    if "PSA_SEQUENCE" not in os.environ:
+        return
+    spec = SequenceSpec.from_json(os.environ["PSA_SEQUENCE"])
+    layout = layout_from_json(os.environ["PSA_LAYOUT"])
+    tb = PrunerTB(dut, spec.seed, _env_float("PSA_IDLE", 0.0), _env_float("PSA_STALL", 0.0))
+    tb.set_layout(layout)
+    await tb.reset()
+    result = await run_sequence(tb, spec, tb.params, layout)
+    AccessTrace.concat(result.traces).write(os.environ["PSA_TRACE_OUT"])
 
 
 @cocotb.test()
