@@ -257,3 +257,30 @@ def test_write_drain_follows_watermarks():
     kinds = "".join("W" if c == CMDS.index("WR") else "R" for c in col[:, 1])
     # drain to 1 write left (below low = 2), serve the reads, the last write when reads run out
     assert kinds == "W" * 5 + "R" * 200 + "W", kinds
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_random_configurations_never_violate_timing(case):
+    """Random controller settings, timed or not, bounded or not, over random traffic."""
+    rng = np.random.default_rng(SEED + case)
+    preset = ["ddr4-2400", "hbm2", "hbm2-legacy"][case % 3]
+    spec = load_preset(preset).with_overrides(channels=int(rng.choice([1, 2])),
+                                              ranks=int(rng.choice([1, 2])))
+    n = 2500
+    hot = rng.integers(0, spec.org.capacity_bytes // 4096, 64)  # some locality
+    lines = np.where(rng.random(n) < 0.5, rng.choice(hot, n) * 64 + rng.integers(0, 64, n),
+                     rng.integers(0, spec.org.capacity_bytes // 64, n))
+    sizes = rng.choice([32, 64, 100, 256], n)
+    addr = np.minimum(lines.astype(np.uint64) * 64, spec.org.capacity_bytes - 512)
+    times = np.sort(rng.uniform(0, n * 3.0, n)) if rng.random() < 0.5 else None
+    trace = AccessTrace(addr, sizes, is_write=rng.random(n) < rng.uniform(0.1, 0.6),
+                        time_ns=times)
+    cfg = dict(scheduler=str(rng.choice(["frfcfs", "frfcfs-ramulator"])),
+               page_policy=str(rng.choice(["open", "closed"])),
+               mapping=str(rng.choice(["MOP4CLXOR", "RoBaRaCoCh", "RoCoBaRaCh", "ChRaBaRoCo"])),
+               read_queue=int(rng.integers(1, 48)), write_queue=int(rng.integers(2, 48)),
+               max_outstanding=int(rng.choice([0, 1, 4, 64])))
+    s = simulate(trace, spec, log_commands=True, **cfg)
+    v = check_log(s.command_log, spec, end_cycle=s.cycles)
+    assert v == [], f"seed {SEED + case} {preset} {cfg}: " + "; ".join(map(str, v[:5]))
+    assert s.commands["RD"] + s.commands["WR"] == s.bursts
