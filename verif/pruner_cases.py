@@ -375,7 +375,7 @@ def capture_fetch_trace(params: PrunerParams, spec: SequenceSpec, layout: KVLayo
     if layout.n_layers < spec.n_layers:
         raise ValueError(f"capture_fetch_trace: layout has {layout.n_layers} layers, the "
                          f"sequence {spec.n_layers}")
-    build = Path(build_root) / f"pruner_{params.tag}"
+    build = Path(build_root).resolve() / f"pruner_{params.tag}"
     out = build / f"capture_{spec.seed}.trace"
     run_cocotb(get_design("pruner").verilog(**params.kwargs()), "pruning_unit",
                "psa.verif.benches.tb_pruner", build, testcase="capture_trace", quiet=True,
