@@ -10,9 +10,10 @@ import pytest
 from amaranth.sim import Simulator
 
 from psa.golden.fixed_point import saturating_add
-from psa.golden.trace import Plane
+from psa.golden.pruning import PruningState, kv_fetch_trace
+from psa.golden.trace import KVLayout, Plane
 from psa.hw.fetch import FetchAddressGenerator
-from psa.hw.pruner import AliveList, HeadScores, PruningUnit, ScoreMemory
+from psa.hw.pruner import AliveList, HeadScores, Op, PruningUnit, ScoreMemory
 from psa.hw.pruner_top import PrunerTop
 from psa.verif.pruner_cases import (
     PrunerParams,
@@ -331,5 +332,41 @@ def test_unit_matches_golden_on_amaranth_sim(seed):
         port = AmaranthPort(ctx, dut, rng)
         for spec in specs:
             await run_sequence(port, spec, params, layout)
+
+    run(dut, bench)
+
+
+def test_unit_fetch_skips_absent_planes():
+    """A plane with 0 row bytes emits no requests (golden skips 0-bit planes); with both
+    planes absent FETCH returns an empty list."""
+    params = PrunerParams(16, 3, 4, 8, 12, 12, 16)
+    dut = PruningUnit(**params.kwargs())
+    rng = np.random.default_rng(3)
+    layouts = [KVLayout(2, 3, 16, 8, 0, 0, 8, 0), KVLayout(2, 3, 16, 8, 8, 0, 0, 0),
+               KVLayout(2, 3, 16, 8, 0, 0, 0, 0)]
+
+    async def bench(ctx):
+        port = AmaranthPort(ctx, dut, rng)
+        state = PruningState(16, 3, 8, 12, 16)
+        state.start(10)
+        await port.command(Op.START.value, 10)
+        rows = rng.integers(0, 256, size=(3, 10)).astype(np.uint64)
+        await port.send_rows(rows)
+        state.add_probs(rows)
+        for head, mag in ((0, 5), (1, 9), (2, 7)):
+            await port.send_magnitude(head, mag)
+            state.add_head_magnitude(head, mag)
+        await port.command(Op.PRUNE.value, 5)
+        await port.command(Op.PRUNE_HEADS.value, 2)
+        state.prune(5)
+        state.prune_heads(2)
+        for layout in layouts:
+            for f, v in kv_config(layout).items():
+                ctx.set(dut.cfg[f], v)
+            got = requests_to_trace(await port.command(Op.FETCH.value, 1), 1)
+            expect = kv_fetch_trace(layout, 1, state.alive, state.heads)
+            assert list(got.lines()) == list(expect.lines())
+            assert got.plane.tolist() == expect.plane.tolist()
+        assert len(expect) == 0 and len(got) == 0
 
     run(dut, bench)
