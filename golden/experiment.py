@@ -31,7 +31,7 @@ import numpy as np
 from .cascade import dense_trace
 from .model import BertEncoder, Policy, fetch_trace
 from .policies import policy_bits, policy_layout
-from .trace import AccessTrace, KVLayout, Plane
+from .trace import AccessTrace, KVLayout
 
 __all__ = ["PolicyResult", "run_policy", "accuracy", "retrieval_agreement", "cosines",
            "coalesce", "dense_traces", "concat_traces"]
@@ -187,7 +187,3 @@ def concat_traces(traces: Sequence[AccessTrace]) -> AccessTrace:
     """Back-to-back inputs, each coalesced (what one DRAM simulation of a batch runs)."""
     return AccessTrace.concat(coalesce(t) for t in traces)
 
-
-def plane_bytes(trace: AccessTrace) -> dict[str, int]:
-    """Payload bytes per K/V plane name."""
-    return {Plane(p).name: b for p, b in trace.bytes_by("plane").items()}

@@ -225,7 +225,6 @@ class SpAttenPolicy(Policy):
         c.validate(config.num_hidden_layers)
         self._n = n_tokens
         self._n_heads = config.num_attention_heads
-        self._layers = config.num_hidden_layers
         self.state = PruningState(max(n_tokens, 1), config.num_attention_heads, c.prob_bits,
                                   c.score_bits, c.head_score_bits)
         self.state.start(n_tokens)
