@@ -189,7 +189,8 @@ class VerifyResult:
 def verify(design: str, params: Mapping[str, Any] | None = None, *, count: int | None = None,
            seed: int = 1, build_root: str | os.PathLike | None = None, idle: float = 0.2,
            stall: float = 0.3, tests: Sequence[str] | None = None,
-           verilog: str | None = None) -> VerifyResult:
+           verilog: str | None = None,
+           extra_env: Mapping[str, str] | None = None) -> VerifyResult:
     """Run ``design``'s cocotb bench for one configuration on Verilator.
 
     Parameters
@@ -210,6 +211,9 @@ def verify(design: str, params: Mapping[str, Any] | None = None, *, count: int |
     verilog
         Run the bench on this Verilog instead of the generated one (same top and ports; built
         in a folder of its own): e.g. a hand-edited or post-synthesis netlist.
+    extra_env
+        Bench environment variables that override the ones derived from ``params`` (e.g.
+        ``{"PSA_SIGNED": "0"}`` checks a signed build against unsigned expectations).
 
     A bad parameter raises ValueError before anything is built; a failed build or test is
     reported in the result, not raised.
@@ -238,9 +242,10 @@ def verify(design: str, params: Mapping[str, Any] | None = None, *, count: int |
     results = build / f"results_{bench.module.rsplit('.', 1)[-1]}.xml"
     t0 = time.perf_counter()
     error = None
+    env = {**bench.env(full, seed, count, idle, stall), **(extra_env or {})}
     try:
         run_cocotb(verilog if verilog is not None else generated, spec.toplevel, bench.module,
-                   build, extra_env=bench.env(full, seed, count, idle, stall),
+                   build, extra_env=env,
                    testcase=list(tests or bench.tests), seed=seed, quiet=True)
     except CocotbFailure as e:
         if not results.exists():
