@@ -247,15 +247,13 @@ def verify(design: str, params: Mapping[str, Any] | None = None, *, count: int |
         run_cocotb(verilog if verilog is not None else generated, spec.toplevel, bench.module,
                    build, extra_env=env,
                    testcase=list(tests or bench.tests), seed=seed, quiet=True)
-    except CocotbFailure as e:
+    except (Exception, SystemExit) as e:  # failed tests, or the build/simulator failed
         if not results.exists():
-            error = str(e)
-    except (Exception, SystemExit) as e:  # the Verilator build or the simulator failed
-        error = f"{type(e).__name__}: {e}"
-        build_log = build / "build.log"
-        if build_log.exists():
-            tail = build_log.read_text(errors="replace").strip().splitlines()[-15:]
-            error += "\n" + "\n".join(tail)
+            error = str(e) if isinstance(e, CocotbFailure) else f"{type(e).__name__}: {e}"
+            build_log = build / "build.log"
+            if build_log.exists():
+                tail = build_log.read_text(errors="replace").strip().splitlines()[-15:]
+                error += "\n" + "\n".join(tail)
     outcomes = read_outcomes(results) if error is None and results.exists() else []
     passed = error is None and bool(outcomes) and all(t.passed for t in outcomes)
     result = VerifyResult(design, full, seed, count, bench.unit, passed, outcomes, str(build),
