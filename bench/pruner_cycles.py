@@ -67,17 +67,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pruner_cycles.json")
     ap.add_argument("--build-root", type=Path, default=ROOT / "sim_build")
+    ap.add_argument("--show", action="store_true", help="print the table of --out, no runs")
     args = ap.parse_args(argv)
 
-    records = []
-    for lanes in args.lanes:
-        records += measure(lanes, args.n, args.rows, args.heads, args.build_root)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows_per_head": args.rows, "heads": args.heads,
-                                    "points": records}, indent=1) + "\n")
+    if not args.show:
+        records = []
+        for lanes in args.lanes:
+            records += measure(lanes, args.n, args.rows, args.heads, args.build_root)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"rows_per_head": args.rows, "heads": args.heads,
+                                        "points": records}, indent=1) + "\n")
+        print(f"wrote {args.out}")
+    show(json.loads(args.out.read_text()))
 
-    table = Table(title=f"pruning unit cycles ({args.heads} heads x {args.rows} rows per "
-                        f"layer; Verilator)")
+
+def show(result: dict) -> None:
+    """Print the table of a result JSON."""
+    records = result["points"]
+    table = Table(title=f"pruning unit cycles ({result['heads']} heads x "
+                        f"{result['rows_per_head']} rows per head per layer; Verilator)")
     for col in ("P", "n", "k", "probs/head", "acc cyc", "floor", "acc eff", "prune cyc",
                 "fetch req", "fetch cyc", "layer cyc", "layer floor"):
         table.add_column(col, justify="right")
@@ -86,8 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                       str(r["acc_cycles"]), f"{r['floor_cycles']:.0f}", f"{r['acc_eff']:.3f}",
                       str(r["prune_cycles"]), str(r["fetch_requests"]), str(r["fetch_cycles"]),
                       str(r["layer_cycles"]), f"{r['layer_floor']:.0f}")
-    Console().print(table)
-    print(f"wrote {args.out}")
+    Console(width=140).print(table)
 
 
 if __name__ == "__main__":
