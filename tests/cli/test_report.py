@@ -7,12 +7,11 @@ default run stays in seconds after the DRAM model's one-time JIT compile.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tiny_bert import write_tiny
 
 from psa.cli import cli
 from psa.cli.report import SCHEMA_VERSION, simulate_dram
@@ -21,9 +20,6 @@ from psa.golden.model import DensePolicy, load_model
 from psa.golden.policies import make_policy
 from psa.golden.trace import read_trace
 from psa.sim import simulate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
-from test_model import write_tiny  # noqa: E402
 
 KEYS = ("name", "params", "dram_bytes_reduction", "cycles_reduction", "energy_reduction",
         "cosine_mean", "cosine_p5", "top1_agreement", "top5_agreement")

@@ -1,6 +1,6 @@
 """Attention policies on the NumPy encoder: contracts, traces, the pruning unit's commands.
 
-Most tests run a tiny random BERT written by ``test_model.write_tiny``; the SpAtten floor
+Most tests run a tiny random BERT written by ``tiny_bert.write_tiny``; the SpAtten floor
 test runs MiniLM on the report's default corpus.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_model import ids_for, write_tiny
+from tiny_bert import ids_for, write_tiny
 
 from psa.golden.cascade import CascadeConfig, dense_trace
 from psa.golden.experiment import (
