@@ -7,7 +7,8 @@ so an interrupted sweep resumes from the points already done; at the end ``sweep
 ``sweep.csv`` and PNG plots are written (:func:`write_outputs`).
 
 Per point (one flat row; ``status`` is ``ok``, ``invalid`` for a parameter combination the
-design rejects, or ``error`` if a stage failed; ``error`` holds the message):
+design rejects, or ``error`` if a stage failed; ``error`` holds the first line of each failing
+stage's message, ``error_detail`` the full tracebacks with the tools' log tails):
 
 - cycles (Verilator, the bench's ``cycles`` test, fixed seed): for top-k, uniform random
   packets of ``n = max_n`` and ``n = max_n / 4`` elements (``k = n / 4``), input at full rate,
@@ -239,18 +240,20 @@ def evaluate_point(design: str, params: Mapping[str, Any],
     spec = get_design(design)
     full = {**spec.defaults(), **params}
     try:
-        spec.component(**full)
+        spec.component(**full)._MustUse__silence = True  # only validated here
     except (ValueError, TypeError) as e:
         row.update(status="invalid", error=str(e), elapsed_s=0.0)
         return row
-    errors = []
+    errors: list[str] = []
+    details: dict[str, str] = {}
 
     def stage(name: str, fn: Callable[[], dict[str, Any]]) -> None:
         try:
             row.update(fn())
         except Exception as e:  # a stage failure is a result of the point, not of the sweep
-            last = traceback.format_exception_only(type(e), e)[-1].strip()
-            errors.append(f"{name}: {last}")
+            text = str(e).strip()
+            errors.append(f"{name}: {type(e).__name__}: {text.splitlines()[0] if text else ''}")
+            details[name] = "".join(traceback.format_exception(type(e), e, e.__traceback__))
 
     if options.cycles and design in CYCLE_BENCHES:
         stage("cycles", lambda: measure_cycles(design, full, options))
@@ -265,7 +268,7 @@ def evaluate_point(design: str, params: Mapping[str, Any],
         if row.get("fmax_mhz"):
             row["throughput_meps"] = lanes * row["fmax_mhz"] / cpb
     if errors:
-        row.update(status="error", error="; ".join(errors))
+        row.update(status="error", error="; ".join(errors), error_detail=details)
     row["elapsed_s"] = round(time.perf_counter() - t0, 1)
     return row
 
@@ -331,7 +334,8 @@ Evaluator = Callable[[str, Mapping[str, Any], SweepOptions], dict[str, Any]]
 
 def run_sweep(design: str, axes: Mapping[str, Sequence[Any]], out: str | os.PathLike,
               options: SweepOptions = SweepOptions(), *, jobs: int = 1,
-              dask_address: str | None = None, restart: bool = False,
+              dask_address: str | None = None, dask_timeout_s: float = 20.0,
+              restart: bool = False,
               evaluate: Evaluator = evaluate_point,
               on_start: Callable[[int, int], None] | None = None,
               on_point: Callable[[dict[str, Any]], None] | None = None,
@@ -341,10 +345,10 @@ def run_sweep(design: str, axes: Mapping[str, Sequence[Any]], out: str | os.Path
     Points whose row (same :func:`point_key`) is already in ``out/points.jsonl`` with status
     ``ok`` or ``invalid`` are reused unless ``restart``. The rest run on ``jobs`` local
     processes (``jobs == 1``: in this process), or on the Dask scheduler at ``dask_address``
-    (``tcp://host:port``) when given. Each finished row is appended to ``points.jsonl`` at
-    once. ``on_start(total, reused)`` and ``on_point(row)`` report progress. On
-    KeyboardInterrupt the outputs of the finished points are written and the interrupt is
-    re-raised.
+    (``tcp://host:port``, connection timeout ``dask_timeout_s``) when given. Each finished
+    row is appended to ``points.jsonl`` at once. ``on_start(total, reused)`` and
+    ``on_point(row)`` report progress. On KeyboardInterrupt the outputs of the finished points
+    are written and the interrupt is re-raised.
     """
     from psa.hw.designs import get_design
 
@@ -386,7 +390,7 @@ def run_sweep(design: str, axes: Mapping[str, Sequence[Any]], out: str | os.Path
             "grid_points": len(points)}
     try:
         if dask_address:
-            _run_dask(dask_address, design, todo, options, evaluate, finish)
+            _run_dask(dask_address, dask_timeout_s, design, todo, options, evaluate, finish)
         elif jobs == 1 or len(todo) <= 1:
             for _, params in todo:
                 finish(evaluate(design, params, options))
@@ -420,7 +424,7 @@ def _run_pool(jobs: int, design: str, todo: list[tuple[str, dict[str, Any]]],
     pool.shutdown()
 
 
-def _run_dask(address: str, design: str, todo: list[tuple[str, dict[str, Any]]],
+def _run_dask(address: str, timeout_s: float, design: str, todo: list[tuple[str, dict[str, Any]]],
               options: SweepOptions, evaluate: Evaluator,
               finish: Callable[[dict[str, Any]], None]) -> None:
     try:
@@ -429,7 +433,7 @@ def _run_dask(address: str, design: str, todo: list[tuple[str, dict[str, Any]]],
         raise RuntimeError("--dask needs dask[distributed]: pip install 'dask[distributed]'") \
             from None
     try:
-        client = Client(address, timeout="20s")
+        client = Client(address, timeout=f"{timeout_s}s")
     except OSError as e:
         raise RuntimeError(f"cannot reach the Dask scheduler at {address}: {e}") from None
     try:

@@ -123,7 +123,7 @@ def _design_command(design: Design) -> click.Command:
 
 def _run(design: Design, axes: dict[str, list[Any]], out: Path, options: SweepOptions,
          jobs: int, dask: str | None, restart: bool) -> None:
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     names = [p.name for p in design.params]
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=console)

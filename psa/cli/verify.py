@@ -62,7 +62,8 @@ def _design_command(design: Design) -> click.Command:
     def run(packets: int | None, seed: int, idle: float, stall: float, build_root: Path,
             json_out: Path | None, **params: Any) -> None:
         try:
-            design.component(**params)  # bad parameters fail here, before the build
+            # Bad parameters fail here, before the build (the instance is not elaborated).
+            design.component(**params)._MustUse__silence = True
         except (ValueError, TypeError) as e:
             raise UserError(str(e)) from e
         console = Console(stderr=True)
