@@ -118,14 +118,23 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     console = Console()
     rows, cells = [], {}
+
+    def save() -> None:  # after every configuration, so a long run keeps what it measured
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"width": WIDTH, "max_n": MAX_N, "signed": False,
+                                        "packets": args.packets, "seed": args.seed,
+                                        "points": rows, "cells": cells}, indent=1))
+
     for lanes in args.lanes:
         t0 = time.time()
         rows += summarise(measure(lanes, args.packets, args.seed, args.build_root), lanes)
         console.log(f"P={lanes}: cycles measured in {time.time() - t0:.0f} s")
+        save()
         if not args.no_cells:
             t0 = time.time()
             cells[lanes] = generic_cells(lanes)
             console.log(f"P={lanes}: Yosys generic cells in {time.time() - t0:.0f} s")
+            save()
 
     table = Table(title=f"topk_engine cycles (W={WIDTH}, N={MAX_N}, uniform data, "
                         f"{args.packets} packets per point)")
@@ -153,10 +162,7 @@ def main(argv: list[str] | None = None) -> None:
             ct.add_row(str(lanes), str(c["cells"]), str(ffs), str(muxes), str(c["memories"]),
                        str(c["memory_bits"]))
         console.print(ct)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"width": WIDTH, "max_n": MAX_N, "signed": False,
-                                    "packets": args.packets, "seed": args.seed,
-                                    "points": rows, "cells": cells}, indent=1))
+    save()
     console.log(f"wrote {args.out}")
 
 
