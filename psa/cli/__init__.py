@@ -59,6 +59,8 @@ class LazyGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise  # click's own control flow (--help, usage errors) passes through
         except (ValueError, TypeError, OSError, RuntimeError) as e:
             # Bad parameters are reported by the library with the parameter and its range.
             raise UserError(str(e)) from e

@@ -42,3 +42,12 @@ def test_bad_arguments_are_clean_errors():
     res = CliRunner().invoke(cli, ["demo", "--layers", "4", "--token-keep", "9:0.5"])
     assert res.exit_code == 2 and "token_keep: layer must be in 0..3" in res.output
     assert "Traceback" not in res.output
+
+
+def test_every_subcommand_explains_itself():
+    from psa.cli import COMMANDS
+
+    for name in COMMANDS:
+        res = CliRunner().invoke(cli, [name, "--help"])
+        assert res.exit_code == 0, (name, res.output)
+        assert "Usage:" in res.output and "Error" not in res.output, (name, res.output)
