@@ -240,3 +240,20 @@ def test_topk_two_point_grid_with_synthesis_and_verification(tmp_path, sim_build
             p["lanes"] * p["fmax_mhz"] / p["cycles_per_beat"])
     assert rows[1]["lut4"] > rows[0]["lut4"]
     assert rows[1]["interval_cycles"] < rows[0]["interval_cycles"]
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_pruner_cycle_stage(tmp_path, sim_build_root):
+    """The pruner's cycles test through the generic sweep: P probabilities per cycle."""
+    from psa.verif.pruner_cases import PARAM_SETS
+
+    params = {k: [v] for k, v in PARAM_SETS["main"].kwargs().items()}
+    run = run_sweep("pruner", params, tmp_path,
+                    SweepOptions(synth=False, packets=4, build_root=str(sim_build_root)),
+                    plots=False)
+    (row,) = run.rows
+    assert row["status"] == "ok", row["error"]
+    assert (row["n"], row["k"]) == (64, 32)
+    assert row["interval_cycles"] >= 4 * 64 // 8 and row["cycles_per_beat"] >= 1.0
+    assert row["latency_cycles"] == row["prune_cycles"] + row["fetch_cycles"] > 0
