@@ -153,7 +153,7 @@ def run_cascade(workload: SyntheticWorkload, config: CascadeConfig | None = None
         parts = []
         m = len(alive)
         v_count = int(np.ceil(config.v_keep * m))
-        for h in heads:
+        for h in heads if m else ():  # no alive token: the layer reads nothing
             q, k, v = workload.qkv(layer, int(h))
             kq = split_quantize(k, config.k_msb_bits, config.k_lsb_bits)
             vq = split_quantize(v, config.v_msb_bits, config.v_lsb_bits)

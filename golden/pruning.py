@@ -108,6 +108,8 @@ class PruningState:
                              f"got shape {rows.shape}")
         if rows.size and (rows.min() < 0 or rows.max() >= 1 << self.prob_bits):
             raise ValueError(f"add_probs: probabilities must be in 0..{(1 << self.prob_bits) - 1}")
+        if len(self.alive) == 0:
+            return  # nothing alive (after prune(0)): rows are empty, nothing to add
         total = rows.reshape(-1, len(self.alive)).astype(np.uint64).sum(axis=0, dtype=np.uint64)
         self.scores = saturating_add(self.scores, total, self.score_bits)
 

@@ -57,6 +57,8 @@ def test_pruning_state_edges():
     st = PruningState(max_tokens=16, n_heads=4)
     st.start(5)
     assert st.prune(0).tolist() == []            # k = 0 keeps nothing
+    st.add_probs(np.zeros((3, 0), np.uint64))     # rows over no alive token: a no-op
+    assert st.scores.tolist() == []
     st.start(5)
     assert st.prune(9).tolist() == [0, 1, 2, 3, 4]  # k >= alive keeps all
     assert st.prune(2).tolist() == [0, 1]           # no probabilities yet: ties to low ids
@@ -132,6 +134,12 @@ def test_quantize_probabilities():
 
 def test_spatten_schedule():
     assert spatten_token_schedule(12) == {2: 0.9, 5: 0.7, 8: 0.2, 10: 0.1}
+
+
+def test_cascade_down_to_zero_tokens():
+    run = run_cascade(SMALL, CascadeConfig(token_keep={1: 0}))
+    assert [len(s.alive) for s in run.layers] == [96, 96, 0, 0, 0, 0]
+    assert run.layers[3].trace.payload_bytes == 0
 
 
 def test_config_errors():
