@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import subprocess
 import sys
 import tempfile
@@ -81,7 +82,13 @@ def generic_cells(lanes: int) -> dict:
     by_type.pop("$scopeinfo", None)
     mems = by_type.get("$mem_v2", 0)
     return {"cells": sum(by_type.values()), "by_type": by_type, "memories": mems,
-            "memory_bits": module.get("num_memory_bits", 0)}
+            "memory_bits": memory_bits(verilog)}
+
+
+def memory_bits(verilog: str) -> int:
+    """Bits of the RAMs (``reg [w-1:0] name [d-1:0];`` arrays) in the Verilog."""
+    arrays = re.findall(r"^\s*reg \[(\d+):0\] \S+ \[(\d+):0\];", verilog, re.MULTILINE)
+    return sum((int(w) + 1) * (int(d) + 1) for w, d in arrays)
 
 
 def summarise(result: dict, lanes: int) -> list[dict]:
