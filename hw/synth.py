@@ -405,6 +405,7 @@ def _store(path: Path, result: SynthResult) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     with os.fdopen(fd, "w") as f:
         json.dump(result.to_dict() | {"cached": False, "cache_file": None}, f, indent=1)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache entry is an ordinary file
     os.replace(tmp, path)  # atomic: parallel sweeps never see half a file
 
 
