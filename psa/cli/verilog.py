@@ -16,46 +16,20 @@ from typing import Any
 import click
 
 from psa.cli import UserError
-from psa.hw.designs import Design, all_designs
+from psa.cli.designs import DesignGroup, param_option
+from psa.hw.designs import Design
 
 __all__ = ["verilog", "lint_verilog"]
 
 _LINT_FLAGS = ["--lint-only", "-Wall", "-Wno-fatal"]
 
 
-class _DesignGroup(click.Group):
-    """Subcommands generated from the design registry."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(all_designs())
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        designs = all_designs()
-        return _design_command(designs[name]) if name in designs else None
-
-    def resolve_command(self, ctx, args):
-        if args and not args[0].startswith("-") and args[0] not in all_designs():
-            raise click.UsageError(
-                f"unknown design {args[0]!r}; choose one of {', '.join(sorted(all_designs()))}",
-                ctx)
-        return super().resolve_command(ctx, args)
-
-
-@click.group("verilog", cls=_DesignGroup)
+@click.group("verilog", cls=DesignGroup, make_command=lambda d: _design_command(d))
 def verilog() -> None:
     """Write the Verilog of a hardware block (one module, named as its datasheet says).
 
     Example: psa verilog topk --lanes 16 --width 16 --max-n 1024 -o topk.v --lint
     """
-
-
-def _param_option(p) -> click.Option:
-    if p.type is bool:
-        name = p.flag[2:]
-        return click.Option([f"--{name}/--no-{name}", p.name], default=p.default,
-                            show_default=True, help=p.help)
-    return click.Option([p.flag, p.name], type=p.type, default=p.default, show_default=True,
-                        help=p.help)
 
 
 def lint_verilog(path: Path, toplevel: str) -> list[str]:
@@ -104,7 +78,7 @@ def _design_command(design: Design) -> click.Command:
                      required=True, help="Verilog file to write."),
         click.Option(["--lint"], is_flag=True,
                      help="Run Verilator --lint-only -Wall on the output and list warnings."),
-        *[_param_option(p) for p in design.params],
+        *[param_option(p) for p in design.params],
     ]
     return click.Command(design.name, callback=run, params=params,
                          help=f"{design.summary}. Writes module {design.toplevel!r}.")
