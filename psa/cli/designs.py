@@ -28,14 +28,17 @@ def param_option(p: Param) -> click.Option:
 class DesignGroup(click.Group):
     """One subcommand per design, built by ``make_command(design)``.
 
-    ``names`` limits the designs offered (default: every registered design).
+    ``names`` limits the designs offered (default: every registered design); ``unknown`` is
+    the start of the error for any other name.
     """
 
     def __init__(self, *args, make_command: Callable[[Design], click.Command],
-                 names: Callable[[], Iterable[str]] | None = None, **kwargs):
+                 names: Callable[[], Iterable[str]] | None = None,
+                 unknown: str = "unknown design", **kwargs):
         super().__init__(*args, **kwargs)
         self._make_command = make_command
         self._names = names or (lambda: all_designs().keys())
+        self._unknown = unknown
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(self._names())
@@ -45,6 +48,6 @@ class DesignGroup(click.Group):
 
     def resolve_command(self, ctx, args):
         if args and not args[0].startswith("-") and args[0] not in self._names():
-            raise click.UsageError(f"unknown design {args[0]!r}; choose one of "
+            raise click.UsageError(f"{self._unknown} {args[0]!r}; choose one of "
                                    f"{', '.join(sorted(self._names()))}", ctx)
         return super().resolve_command(ctx, args)

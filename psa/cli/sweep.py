@@ -21,29 +21,14 @@ from rich.progress import (
 from rich.table import Table
 
 from psa.cli import UserError
-from psa.hw.designs import Design, all_designs
+from psa.cli.designs import DesignGroup
+from psa.hw.designs import Design
 from psa.hw.sweep import SweepOptions, parse_axis, run_sweep
 from psa.hw.synth import DEVICES
 from psa.verif.verify import default_build_root
 
 
-class _DesignGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(all_designs())
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        designs = all_designs()
-        return _design_command(designs[name]) if name in designs else None
-
-    def resolve_command(self, ctx, args):
-        if args and not args[0].startswith("-") and args[0] not in all_designs():
-            raise click.UsageError(
-                f"unknown design {args[0]!r}; choose one of {', '.join(sorted(all_designs()))}",
-                ctx)
-        return super().resolve_command(ctx, args)
-
-
-@click.group("sweep", cls=_DesignGroup)
+@click.group("sweep", cls=DesignGroup, make_command=lambda d: _design_command(d))
 def sweep() -> None:
     """Design-space sweep: for every point of a grid of hardware parameters, cycles on
     Verilator, ECP5 synthesis (area, Fmax) and optionally verification, in parallel on local

@@ -13,28 +13,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from psa.cli import UserError
-from psa.hw.designs import Design, get_design
+from psa.cli.designs import DesignGroup, param_option
+from psa.hw.designs import Design
 from psa.verif import verify as verif_lib
 from psa.verif.verify import BENCHES, VerifyResult, default_build_root
 
 
-class _BenchGroup(click.Group):
-    """One subcommand per design that has a bench; its parameters become options."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(BENCHES)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        return _design_command(get_design(name)) if name in BENCHES else None
-
-    def resolve_command(self, ctx, args):
-        if args and not args[0].startswith("-") and args[0] not in BENCHES:
-            raise click.UsageError(f"no bench for design {args[0]!r}; choose one of "
-                                   f"{', '.join(sorted(BENCHES))}", ctx)
-        return super().resolve_command(ctx, args)
-
-
-@click.group("verify", cls=_BenchGroup)
+@click.group("verify", cls=DesignGroup, make_command=lambda d: _design_command(d),
+             names=lambda: BENCHES.keys(), unknown="no bench for design")
 def verify_cmd() -> None:
     """Run a block's cocotb bench (the test suite's own) for one configuration on Verilator,
     against the bit-exact golden model; prints pass/fail with the seed, and for a failure the
@@ -45,15 +31,6 @@ def verify_cmd() -> None:
 
 
 verify = verify_cmd  # the name registered in psa.cli.COMMANDS
-
-
-def _param_option(p) -> click.Option:
-    if p.type is bool:
-        name = p.flag[2:]
-        return click.Option([f"--{name}/--no-{name}", p.name], default=p.default,
-                            show_default=True, help=p.help)
-    return click.Option([p.flag, p.name], type=p.type, default=p.default, show_default=True,
-                        help=p.help)
 
 
 def _design_command(design: Design) -> click.Command:
@@ -78,7 +55,7 @@ def _design_command(design: Design) -> click.Command:
             raise SystemExit(1)
 
     options = [
-        *[_param_option(p) for p in design.params],
+        *[param_option(p) for p in design.params],
         click.Option(["--packets", "-n", "packets"], type=click.IntRange(min=1), default=None,
                      help=f"Random {bench.unit} to check [default: {bench.default_count}]."),
         click.Option(["--seed"], type=int, default=1, show_default=True,
