@@ -178,13 +178,10 @@ class TopKEngine(wiring.Component):
         in_mask = lane_mask(taken, p)
 
         # Round-1 pivots: the (t+1)/(kp+1) quantiles of the first beat, largest first.
-        first_pivots = []
-        for t in range(kp):
-            sel = RankSelect(p, vshape)
-            m.submodules[f"first_pivot{t}"] = sel
-            m.d.comb += [sel.i_data.eq(i_pl.data), sel.i_mask.eq(in_mask),
-                         sel.rank.eq((taken * (t + 1) + kp) // (kp + 1))]
-            first_pivots.append(sel)
+        m.submodules.first_pivots = first_sel = RankSelect(p, vshape, ranks=kp)
+        m.d.comb += [first_sel.i_data.eq(i_pl.data), first_sel.i_mask.eq(in_mask)]
+        m.d.comb += [first_sel.rank[t].eq((taken * (t + 1) + kp) // (kp + 1))
+                     for t in range(kp)]
 
         s1_data, s1_mask, s1_valid = Signal(row), Signal(p), Signal()
         m.d.sync += s1_valid.eq(accept)
@@ -196,7 +193,7 @@ class TopKEngine(wiring.Component):
             m.d.sync += [self.overflow.eq(1), a_overflowed.eq(1)]
         with m.If(first):
             m.d.sync += [a_k.eq(i_pl.k), a_overflowed.eq(0)]
-            m.d.sync += [a_pivot[t].eq(first_pivots[t].value) for t in range(kp)]
+            m.d.sync += [a_pivot[t].eq(first_sel.value[t]) for t in range(kp)]
 
         m.submodules.ingest_part = a_part = Partition(p, vshape, kp)
         m.d.comb += [a_part.i_data.eq(s1_data), a_part.i_mask.eq(s1_mask)]
@@ -415,9 +412,9 @@ class TopKEngine(wiring.Component):
             with m.State("PIVOT"):
                 m.d.comb += [rank_sel.i_data.eq(first_padded),
                              rank_sel.i_mask.eq(lane_mask(sm_first_count, s)),
-                             rank_sel.rank.eq(b_k_rem)]
+                             rank_sel.rank[0].eq(b_k_rem)]
                 with m.If(b_m <= p):
-                    finish(_MODE_THRESHOLD, rank_sel.value, b_k_rem - rank_sel.greater)
+                    finish(_MODE_THRESHOLD, rank_sel.value[0], b_k_rem - rank_sel.greater[0])
                 with m.Else():
                     m.d.sync += [b_rank.eq(Mux(aimed == 0, 1, aimed)),
                                  b_use_first.eq(use_first)]
@@ -429,9 +426,9 @@ class TopKEngine(wiring.Component):
                 with m.Else():
                     m.d.comb += [rank_sel.i_data.eq(sm_sample),
                                  rank_sel.i_mask.eq(lane_mask(sm_n_sample, s))]
-                m.d.comb += [rank_sel.rank.eq(b_rank), b_clear.eq(1)]
+                m.d.comb += [rank_sel.rank[0].eq(b_rank), b_clear.eq(1)]
                 n_rows = (b_m + (p - 1)) >> lane_bits
-                m.d.sync += [b_pivot.eq(rank_sel.value), b_row.eq(0), b_rows.eq(n_rows),
+                m.d.sync += [b_pivot.eq(rank_sel.value[0]), b_row.eq(0), b_rows.eq(n_rows),
                              b_last_count.eq(b_m - ((n_rows - 1) << lane_bits)),
                              b_write_q.eq(Mux(b_read_cand, 0, ~b_read_q))]
                 m.next = "ROUND"

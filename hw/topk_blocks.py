@@ -7,7 +7,18 @@ their inputs are presented; :class:`Packer` and :class:`SideWriter` register the
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Shape, ShapeLike, Signal, unsigned
+from amaranth.hdl import (
+    Cat,
+    Const,
+    Elaboratable,
+    Module,
+    Mux,
+    Shape,
+    ShapeLike,
+    Signal,
+    Value,
+    unsigned,
+)
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
@@ -24,13 +35,16 @@ def _check_lanes(owner: str, lanes: int, limit: int = 64) -> None:
 class Compactor(wiring.Component):
     """Zero eliminator: moves the lanes whose mask bit is set to lanes ``0..count-1``.
 
-    Lane order is kept (a prefix sum over the mask gives each kept lane its output position).
+    Lane order is kept. Each kept lane moves down by the number of unmasked lanes below it;
+    the move is done in ``log2(lanes)`` stages of 2:1 multiplexers, stage ``b`` moving by
+    ``2**b`` (least significant first, which never lands two lanes on one place), so the
+    network costs ``lanes * log2(lanes)`` multiplexers rather than ``lanes**2``.
     Combinational. Output lanes at or beyond ``o_count`` are zero.
 
     Parameters
     ----------
     lanes : int
-        Lanes per row, 1..64 (any integer; the engine uses powers of two).
+        Lanes per row, 1..128 (any integer; the engine uses powers of two).
     shape : ShapeLike
         Shape of one lane (a value, or a layout such as value + index).
     """
@@ -52,15 +66,35 @@ class Compactor(wiring.Component):
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
         p = self._lanes
-        pos = [Signal(range(p + 1), name=f"pos{i}") for i in range(p + 1)]
-        m.d.comb += pos[0].eq(0)
+        stages = bits_for(p - 1) if p > 1 else 0
+        # Lane i moves down by the number of unmasked lanes below it (i - kept below it).
+        kept = [Signal(range(p + 1), name=f"kept{i}") for i in range(p + 1)]
+        m.d.comb += kept[0].eq(0)
         for i in range(p):
-            m.d.comb += pos[i + 1].eq(pos[i] + self.i_mask[i])
-        m.d.comb += self.o_count.eq(pos[p])
+            m.d.comb += kept[i + 1].eq(kept[i] + self.i_mask[i])
+        m.d.comb += self.o_count.eq(kept[p])
+
+        # Per stage, each lane holds (valid, remaining move, element).
+        valid = [self.i_mask[i] for i in range(p)]
+        move = [Const(i, range(p)) - kept[i] for i in range(p)]
+        elem = [Value.cast(self.i_data[i]) for i in range(p)]
+        width = Shape.cast(self._shape).width
+        for b in range(stages):
+            step = 1 << b
+            n_valid = [Signal(name=f"s{b}_valid{i}") for i in range(p)]
+            n_move = [Signal(range(p), name=f"s{b}_move{i}") for i in range(p)]
+            n_elem = [Signal(width, name=f"s{b}_elem{i}") for i in range(p)]
+            for i in range(p):
+                with m.If(valid[i] & ~move[i][b]):          # stays
+                    m.d.comb += [n_valid[i].eq(1), n_move[i].eq(move[i]),
+                                 n_elem[i].eq(elem[i])]
+                if i + step < p:
+                    with m.Elif(valid[i + step] & move[i + step][b]):  # arrives from above
+                        m.d.comb += [n_valid[i].eq(1), n_move[i].eq(move[i + step]),
+                                     n_elem[i].eq(elem[i + step])]
+            valid, move, elem = n_valid, n_move, n_elem
         for j in range(p):
-            for i in range(j, p):
-                with m.If(self.i_mask[i] & (pos[i] == j)):
-                    m.d.comb += self.o_data[j].eq(self.i_data[i])
+            m.d.comb += self.o_data[j].eq(Mux(valid[j], elem[j], 0))
         return m
 
 
@@ -97,19 +131,21 @@ class Packer(wiring.Component):
 
         residue = Signal(data.ArrayLayout(self._shape, p))
         held = Signal(range(p + 1))
-        merged = Signal(data.ArrayLayout(self._shape, 2 * p - 1))
-        for j in range(2 * p - 1):
-            with m.Switch(held):
-                for r in range(p):
-                    with m.Case(r):
-                        if j < r:
-                            m.d.comb += merged[j].eq(residue[j])
-                        elif j - r < p:
-                            m.d.comb += merged[j].eq(comp.o_data[j - r])
-        total = held + comp.o_count
         lane_bits = Shape.cast(self._shape).width
-        low = merged.as_value()[:p * lane_bits]
-        high = Cat(merged.as_value()[p * lane_bits:], Const(0, lane_bits))
+        # merged = residue lanes 0..held-1, then the compacted lanes: the compacted row
+        # shifted up by `held` lanes (log2(lanes) stages) OR the residue, whose lanes at or
+        # past `held` are masked off (a clear or flush leaves stale lanes there).
+        merged = Signal(2 * p * lane_bits)
+        shifted = Cat(comp.o_data.as_value(), Const(0, p * lane_bits))
+        for b in range(bits_for(p - 1) if p > 1 else 0):
+            stage = Signal(2 * p * lane_bits, name=f"shift{b}")
+            m.d.comb += stage.eq(Mux(held[b], shifted << ((1 << b) * lane_bits), shifted))
+            shifted = stage
+        old = Cat(*[Mux(held > j, Value.cast(residue[j]), 0) for j in range(p)])
+        m.d.comb += merged.eq(shifted | old)
+        total = held + comp.o_count
+        low = merged[:p * lane_bits]
+        high = merged[p * lane_bits:]
 
         m.d.sync += self.o_valid.eq(0)
         with m.If(self.clear):
@@ -283,42 +319,59 @@ class TieFilter(wiring.Component):
 
 
 class RankSelect(wiring.Component):
-    """The ``rank``-th largest masked lane (1-based, duplicates counted) and how many exceed it.
+    """The ``rank[t]``-th largest masked lane (1-based, duplicates counted), for ``ranks`` ranks.
 
     For each lane it counts the masked lanes strictly greater and greater-or-equal; the lane
-    with ``greater < rank <= greater_equal`` holds the answer (lanes^2 comparators).
-    ``found`` is low when ``rank`` is 0 or above the number of masked lanes. Combinational.
+    with ``greater < rank <= greater_equal`` holds the answer. The counts are shared by all
+    ranks, and each pair of lanes is compared once (``lanes*(lanes-1)/2`` comparators, one
+    ``>`` and one ``==`` each). ``value[t]`` is the answer, ``greater[t]`` how many masked
+    lanes exceed it; ``found[t]`` is low when ``rank[t]`` is 0 or above the number of masked
+    lanes. Combinational.
     """
 
-    def __init__(self, lanes: int, shape: ShapeLike):
+    def __init__(self, lanes: int, shape: ShapeLike, ranks: int = 1):
         _check_lanes("RankSelect", lanes)
+        if not isinstance(ranks, int) or not 1 <= ranks <= 7:
+            raise ValueError(f"RankSelect: ranks must be an integer in 1..7, got {ranks!r}")
         super().__init__({
             "i_data": In(data.ArrayLayout(shape, lanes)),
             "i_mask": In(lanes),
-            "rank": In(range(lanes + 1)),
-            "value": Out(shape),
-            "greater": Out(range(lanes + 1)),
-            "found": Out(1),
+            "rank": In(data.ArrayLayout(range(lanes + 1), ranks)),
+            "value": Out(data.ArrayLayout(shape, ranks)),
+            "greater": Out(data.ArrayLayout(range(lanes + 1), ranks)),
+            "found": Out(ranks),
         })
-        self._lanes = lanes
+        self._lanes, self._ranks = lanes, ranks
 
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
-        p = self._lanes
-        hits = []
+        p, d, mask = self._lanes, self.i_data, self.i_mask
+        # above[i][j]: lane j holds a larger value than lane i; same[i][j]: an equal one.
+        above = [[None] * p for _ in range(p)]
+        same = [[None] * p for _ in range(p)]
         for i in range(p):
-            gt = [self.i_mask[j] & (self.i_data[j] > self.i_data[i]) for j in range(p)]
-            eq = [self.i_mask[j] & (self.i_data[j] == self.i_data[i]) for j in range(p)]
-            n_gt = Signal(range(p + 1), name=f"gt{i}")
-            n_ge = Signal(range(p + 1), name=f"ge{i}")
-            m.d.comb += [n_gt.eq(sum(gt)), n_ge.eq(n_gt + sum(eq))]
-            hit = Signal(name=f"hit{i}")
-            m.d.comb += hit.eq(self.i_mask[i] & (n_gt < self.rank) & (self.rank <= n_ge))
-            hits.append((hit, n_gt))
-        for i, (hit, n_gt) in reversed(list(enumerate(hits))):
-            with m.If(hit):
-                m.d.comb += [self.value.eq(self.i_data[i]), self.greater.eq(n_gt),
-                             self.found.eq(1)]
+            for j in range(i + 1, p):
+                gt, eq = Signal(name=f"gt{i}_{j}"), Signal(name=f"eq{i}_{j}")
+                m.d.comb += [gt.eq(d[i] > d[j]), eq.eq(d[i] == d[j])]
+                above[j][i], same[j][i] = gt, eq
+                above[i][j], same[i][j] = ~(gt | eq), eq
+        counts = []
+        for i in range(p):
+            others = [j for j in range(p) if j != i]
+            n_gt = Signal(range(p + 1), name=f"n_gt{i}")
+            n_ge = Signal(range(p + 1), name=f"n_ge{i}")
+            m.d.comb += [
+                n_gt.eq(sum(mask[j] & above[i][j] for j in others) if others else 0),
+                n_ge.eq(n_gt + 1 + (sum(mask[j] & same[i][j] for j in others) if others else 0)),
+            ]
+            counts.append((n_gt, n_ge))
+        for t in range(self._ranks):
+            rank = self.rank[t]
+            for i in reversed(range(p)):    # the lowest lane wins (same value and count)
+                n_gt, n_ge = counts[i]
+                with m.If(mask[i] & (n_gt < rank) & (rank <= n_ge)):
+                    m.d.comb += [self.value[t].eq(d[i]), self.greater[t].eq(n_gt),
+                                 self.found[t].eq(1)]
         return m
 
 

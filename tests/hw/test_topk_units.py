@@ -30,7 +30,7 @@ def rand_row(rng: random.Random, lanes: int, lo: int, hi: int) -> list[int]:
     return [rng.randint(lo, hi) for _ in range(lanes)]
 
 
-@pytest.mark.parametrize("lanes,seed", [(1, 1), (4, 2), (16, 3), (32, 4)])
+@pytest.mark.parametrize("lanes,seed", [(1, 1), (3, 17), (4, 2), (16, 3), (32, 4)])
 def test_compactor_packs_masked_lanes_in_order(lanes, seed):
     rng = random.Random(seed)
     dut = Compactor(lanes, unsigned(8))
@@ -45,13 +45,15 @@ def test_compactor_packs_masked_lanes_in_order(lanes, seed):
             await ctx.delay(1e-9)
             kept = [d for j, d in enumerate(data) if mask >> j & 1]
             assert ctx.get(dut.o_count) == len(kept), f"seed {seed} trial {trial}"
-            got = [ctx.get(dut.o_data[j]) for j in range(len(kept))]
-            assert got == kept, f"seed {seed} trial {trial}: mask {mask:b}"
+            got = [ctx.get(dut.o_data[j]) for j in range(lanes)]
+            # Kept lanes in order, then zeros (the contract for lanes past o_count).
+            assert got == kept + [0] * (lanes - len(kept)), \
+                f"seed {seed} trial {trial}: mask {mask:b}"
 
     run(dut, bench, clocked=False)
 
 
-@pytest.mark.parametrize("lanes,seed", [(1, 5), (4, 6), (8, 7)])
+@pytest.mark.parametrize("lanes,seed", [(1, 5), (2, 18), (4, 6), (8, 7)])
 def test_packer_emits_dense_rows_and_flushes_residue(lanes, seed):
     """Random masks over many beats: the rows out, concatenated, are the masked lanes in
     order; every row but the flushed one is full."""
@@ -203,27 +205,30 @@ def test_tie_filter_keeps_greater_and_first_ties():
     run(dut, bench, clocked=False)
 
 
-@pytest.mark.parametrize("lanes,seed", [(4, 12), (16, 13)])
-def test_rank_select_finds_rank_th_largest(lanes, seed):
+@pytest.mark.parametrize("lanes,ranks,seed", [(1, 1, 11), (4, 1, 12), (16, 1, 13), (8, 3, 16)])
+def test_rank_select_finds_rank_th_largest(lanes, ranks, seed):
     rng = random.Random(seed)
-    dut = RankSelect(lanes, signed(5))
+    dut = RankSelect(lanes, signed(5), ranks)
 
     async def bench(ctx):
         for trial in range(80):
             data = rand_row(rng, lanes, -16, 15) if trial % 2 else rand_row(rng, lanes, 0, 2)
             mask = rng.getrandbits(lanes)
             valid = sorted((d for j, d in enumerate(data) if mask >> j & 1), reverse=True)
-            rank = rng.randint(0, lanes)
+            wanted = [rng.randint(0, lanes) for _ in range(ranks)]
             ctx.set(dut.i_data, data)
             ctx.set(dut.i_mask, mask)
-            ctx.set(dut.rank, rank)
+            for t, rank in enumerate(wanted):
+                ctx.set(dut.rank[t], rank)
             await ctx.delay(1e-9)
-            found = 1 <= rank <= len(valid)
-            assert ctx.get(dut.found) == found, f"seed {seed} trial {trial}"
-            if found:
-                value = valid[rank - 1]
-                assert ctx.get(dut.value) == value
-                assert ctx.get(dut.greater) == sum(v > value for v in valid)
+            for t, rank in enumerate(wanted):
+                found = 1 <= rank <= len(valid)
+                where = f"seed {seed} trial {trial} rank[{t}] = {rank}"
+                assert ctx.get(dut.found[t]) == found, where
+                if found:
+                    value = valid[rank - 1]
+                    assert ctx.get(dut.value[t]) == value, where
+                    assert ctx.get(dut.greater[t]) == sum(v > value for v in valid), where
 
     run(dut, bench, clocked=False)
 
