@@ -34,7 +34,15 @@ from .layouts import (
     topk_out_signature,
     value_shape,
 )
-from .topk_blocks import Packer, Partition, RankSelect, SideWriter, TieFilter, lane_mask
+from .topk_blocks import (
+    Packer,
+    Partition,
+    RankSelect,
+    SideLog,
+    SideWriter,
+    TieFilter,
+    lane_mask,
+)
 
 __all__ = ["TopKEngine", "validate_topk_params"]
 
@@ -174,14 +182,17 @@ class TopKEngine(wiring.Component):
         n_before = Mux(a_idle, 0, a_n)
         count = Mux(i_pl.count > p, p, i_pl.count)
         space = n_max - n_before
-        taken = Mux(count > space, space, count)
+        taken = Signal(range(p + 1))   # elements of this beat that fit in the packet
+        m.d.comb += taken.eq(Mux(count > space, space, count))
         in_mask = lane_mask(taken, p)
 
         # Round-1 pivots: the (t+1)/(kp+1) quantiles of the first beat, largest first.
         m.submodules.first_pivots = first_sel = RankSelect(p, vshape, ranks=kp)
         m.d.comb += [first_sel.i_data.eq(i_pl.data), first_sel.i_mask.eq(in_mask)]
-        m.d.comb += [first_sel.rank[t].eq((taken * (t + 1) + kp) // (kp + 1))
-                     for t in range(kp)]
+        for t in range(kp):     # rank round(taken * (t+1) / (kp+1)), from a table (no divider)
+            table = Array(Const((c * (t + 1) + kp) // (kp + 1), range(p + 1))
+                          for c in range(p + 1))
+            m.d.comb += first_sel.rank[t].eq(table[taken])
 
         s1_data, s1_mask, s1_valid = Signal(row), Signal(p), Signal()
         m.d.sync += s1_valid.eq(accept)
@@ -212,21 +223,25 @@ class TopKEngine(wiring.Component):
             wp = mem.write_port()
             m.d.comb += [wp.addr.eq(pw.w_addr), wp.data.eq(pw.w_data),
                          wp.en.eq(pw.w_en & (a_packet == i))]
-        cand_writers = []
-        for i in range(2):
-            pair = []
-            for side in range(kp + 1):
-                mask = a_part.bucket[side]
-                w = SideWriter(p, vshape, rows, s)
-                m.submodules[f"cand_writer{i}_{side}"] = w
+        # One packer per bucket; a log per (candidate slot, bucket) keeps what Select needs
+        # (counts, first row, samples) while Ingest already fills the other slot.
+        cand_writers = [[] for _ in range(2)]
+        for side in range(kp + 1):
+            packer = Packer(p, vshape)
+            m.submodules[f"cand_packer{side}"] = packer
+            m.d.comb += [packer.i_data.eq(s1_data), packer.i_mask.eq(a_part.bucket[side]),
+                         packer.i_valid.eq(s1_valid), packer.i_flush.eq(a_flush),
+                         packer.clear.eq(first)]
+            for i in range(2):
                 mine = a_cand == i
-                m.d.comb += [w.i_data.eq(s1_data), w.i_mask.eq(mask),
-                             w.i_valid.eq(s1_valid & mine), w.i_flush.eq(a_flush & mine),
-                             w.clear.eq(first & mine)]
+                log = SideLog(p, vshape, rows, s)
+                m.submodules[f"cand_log{i}_{side}"] = log
+                m.d.comb += [log.i_data.eq(packer.o_data), log.i_count.eq(packer.o_count),
+                             log.i_valid.eq(packer.o_valid & mine), log.clear.eq(first & mine)]
                 wp = cand[i][side].write_port()
-                m.d.comb += [wp.addr.eq(w.w_addr), wp.data.eq(w.w_data), wp.en.eq(w.w_en)]
-                pair.append(w)
-            cand_writers.append(pair)
+                m.d.comb += [wp.addr.eq(log.w_addr), wp.data.eq(log.w_data),
+                             wp.en.eq(log.w_en)]
+                cand_writers[i].append(log)
 
         with m.FSM(name="ingest"):
             with m.State("IDLE"):

@@ -23,7 +23,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
-__all__ = ["Compactor", "Packer", "SideWriter", "Partition", "TieFilter", "RankSelect",
+__all__ = ["Compactor", "Packer", "SideLog", "SideWriter", "Partition", "TieFilter", "RankSelect",
            "lane_mask"]
 
 
@@ -162,31 +162,32 @@ class Packer(wiring.Component):
         return m
 
 
-class SideWriter(wiring.Component):
-    """A :class:`Packer` writing dense rows to a memory, with a sample of what it wrote.
+class SideLog(wiring.Component):
+    """Bookkeeping of the rows a :class:`Packer` writes to one buffer, and a sample of them.
 
-    Rows go to addresses ``0, 1, 2...`` through ``w_addr``/``w_data``/``w_en`` (connect to a
-    write port); ``rows`` and ``count`` are the rows and elements written since ``clear``.
-    ``first``/``first_count`` hold the first row written (all elements when ``count <=
-    lanes``). When ``samples > 0``, ``sample`` holds lane 0 of rows ``0, s, 2s, ...`` with the
-    stride ``s`` doubling (and every other sample dropped) whenever the ``samples`` slots fill
-    up, so ``n_sample`` (``samples/2..samples`` once that many rows exist) evenly spaced
-    elements represent the whole side: the pivot source of the next quick-select round.
+    Each cycle with ``i_valid`` takes one row (``i_data``, ``i_count`` elements) and sends it to
+    addresses ``0, 1, 2...`` through ``w_addr``/``w_data``/``w_en`` (connect to a write port);
+    ``rows`` and ``count`` are the rows and elements written since ``clear``. ``first``/
+    ``first_count`` hold the first row written (all elements when ``count <= lanes``). When
+    ``samples > 0``, ``sample`` holds lane 0 of rows ``0, s, 2s, ...`` with the stride ``s``
+    doubling (and every other sample dropped) whenever the ``samples`` slots fill up, so
+    ``n_sample`` (``samples/2..samples`` once that many rows exist) evenly spaced elements
+    represent the whole side: the pivot source of the next quick-select round. Several logs
+    may share one packer (one per buffer it fills in turn).
     """
 
     def __init__(self, lanes: int, shape: ShapeLike, depth: int, samples: int = 0):
-        _check_lanes("SideWriter", lanes)
+        _check_lanes("SideLog", lanes)
         if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"SideWriter: depth must be a positive integer, got {depth!r}")
+            raise ValueError(f"SideLog: depth must be a positive integer, got {depth!r}")
         if samples and (samples < 2 or samples & (samples - 1)):
-            raise ValueError(f"SideWriter: samples must be 0 or a power of two >= 2, "
+            raise ValueError(f"SideLog: samples must be 0 or a power of two >= 2, "
                              f"got {samples!r}")
         self._lanes, self._shape, self._depth, self._samples = lanes, shape, depth, samples
         ports = {
             "i_data": In(data.ArrayLayout(shape, lanes)),
-            "i_mask": In(lanes),
+            "i_count": In(range(lanes + 1)),
             "i_valid": In(1),
-            "i_flush": In(1),
             "clear": In(1),
             "w_addr": Out(range(depth)),
             "w_data": Out(data.ArrayLayout(shape, lanes)),
@@ -203,14 +204,8 @@ class SideWriter(wiring.Component):
 
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
-        m.submodules.packer = packer = Packer(self._lanes, self._shape)
-        m.d.comb += [
-            packer.i_data.eq(self.i_data), packer.i_mask.eq(self.i_mask),
-            packer.i_valid.eq(self.i_valid), packer.i_flush.eq(self.i_flush),
-            packer.clear.eq(self.clear),
-            self.w_addr.eq(self.rows), self.w_data.eq(packer.o_data),
-            self.w_en.eq(packer.o_valid),
-        ]
+        m.d.comb += [self.w_addr.eq(self.rows), self.w_data.eq(self.i_data),
+                     self.w_en.eq(self.i_valid)]
         s = self._samples
         if s:
             stride_mask = Signal(range(self._depth + 1))
@@ -218,12 +213,12 @@ class SideWriter(wiring.Component):
             m.d.sync += [self.rows.eq(0), self.count.eq(0), self.first_count.eq(0)]
             if s:
                 m.d.sync += [self.n_sample.eq(0), stride_mask.eq(0)]
-        with m.Elif(packer.o_valid):
-            m.d.sync += [self.rows.eq(self.rows + 1), self.count.eq(self.count + packer.o_count)]
+        with m.Elif(self.i_valid):
+            m.d.sync += [self.rows.eq(self.rows + 1), self.count.eq(self.count + self.i_count)]
             with m.If(self.rows == 0):
-                m.d.sync += [self.first.eq(packer.o_data), self.first_count.eq(packer.o_count)]
+                m.d.sync += [self.first.eq(self.i_data), self.first_count.eq(self.i_count)]
             if s:
-                pick = packer.o_data[0]
+                pick = self.i_data[0]
                 with m.If((self.rows & stride_mask) == 0):
                     with m.If(self.n_sample == s):
                         m.d.sync += [self.sample[j].eq(self.sample[2 * j]) for j in range(s // 2)]
@@ -234,6 +229,45 @@ class SideWriter(wiring.Component):
                             with m.If(self.n_sample == j):
                                 m.d.sync += self.sample[j].eq(pick)
                         m.d.sync += self.n_sample.eq(self.n_sample + 1)
+        return m
+
+
+class SideWriter(wiring.Component):
+    """A :class:`Packer` feeding a :class:`SideLog`: masked lanes in, dense rows to a memory.
+
+    Inputs as :class:`Packer` (``i_data``, ``i_mask``, ``i_valid``, ``i_flush``; ``clear``
+    also clears the log); outputs as :class:`SideLog`. A row reaches the write port one cycle
+    after its last element came in.
+    """
+
+    def __init__(self, lanes: int, shape: ShapeLike, depth: int, samples: int = 0):
+        self._log = SideLog(lanes, shape, depth, samples)  # validates the parameters
+        self._lanes, self._shape = lanes, shape
+        ports = {
+            "i_data": In(data.ArrayLayout(shape, lanes)),
+            "i_mask": In(lanes),
+            "i_valid": In(1),
+            "i_flush": In(1),
+            "clear": In(1),
+        }
+        ports.update({name: member for name, member in self._log.signature.members.items()
+                      if member.flow == wiring.Out})
+        super().__init__(ports)
+
+    def elaborate(self, platform) -> Elaboratable:
+        m = Module()
+        m.submodules.packer = packer = Packer(self._lanes, self._shape)
+        m.submodules.log = log = self._log
+        m.d.comb += [
+            packer.i_data.eq(self.i_data), packer.i_mask.eq(self.i_mask),
+            packer.i_valid.eq(self.i_valid), packer.i_flush.eq(self.i_flush),
+            packer.clear.eq(self.clear),
+            log.i_data.eq(packer.o_data), log.i_count.eq(packer.o_count),
+            log.i_valid.eq(packer.o_valid), log.clear.eq(self.clear),
+        ]
+        for name, member in log.signature.members.items():
+            if member.flow == wiring.Out:
+                m.d.comb += getattr(self, name).eq(getattr(log, name))
         return m
 
 
