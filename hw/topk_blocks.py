@@ -17,6 +17,7 @@ from amaranth.hdl import (
     ShapeLike,
     Signal,
     Value,
+    signed,
     unsigned,
 )
 from amaranth.lib import data, wiring
@@ -30,6 +31,25 @@ __all__ = ["Compactor", "Packer", "SideLog", "SideWriter", "Partition", "TieFilt
 def _check_lanes(owner: str, lanes: int, limit: int = 64) -> None:
     if not isinstance(lanes, int) or not 1 <= lanes <= limit:
         raise ValueError(f"{owner}: lanes must be an integer in 1..{limit}, got {lanes!r}")
+
+
+def prefix_counts(m: Module, bits: list[Value], name: str) -> list[Value]:
+    """``counts[i]`` = set bits among ``bits[0..i-1]`` (``counts[len]`` = all of them).
+
+    A Kogge-Stone scan: ``log2(n)`` adder levels deep rather than ``n``, so a row's running
+    counts do not limit the clock as the lanes grow.
+    """
+    n = len(bits)
+    level = [Signal(range(n + 1), name=f"{name}_l0_{i}") for i in range(n)]
+    m.d.comb += [level[i].eq(bits[i]) for i in range(n)]
+    step, depth = 1, 0
+    while step < n:
+        depth += 1
+        nxt = [Signal(range(n + 1), name=f"{name}_l{depth}_{i}") for i in range(n)]
+        m.d.comb += [nxt[i].eq(level[i] + level[i - step] if i >= step else level[i])
+                     for i in range(n)]
+        level, step = nxt, step * 2
+    return [Const(0, range(n + 1)), *level]
 
 
 class Compactor(wiring.Component):
@@ -68,10 +88,7 @@ class Compactor(wiring.Component):
         p = self._lanes
         stages = bits_for(p - 1) if p > 1 else 0
         # Lane i moves down by the number of unmasked lanes below it (i - kept below it).
-        kept = [Signal(range(p + 1), name=f"kept{i}") for i in range(p + 1)]
-        m.d.comb += kept[0].eq(0)
-        for i in range(p):
-            m.d.comb += kept[i + 1].eq(kept[i] + self.i_mask[i])
+        kept = prefix_counts(m, [self.i_mask[i] for i in range(p)], "kept")
         m.d.comb += self.o_count.eq(kept[p])
 
         # Per stage, each lane holds (valid, remaining move, element).
@@ -338,17 +355,18 @@ class TieFilter(wiring.Component):
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
         p = self._lanes
-        seen = self.ties_before
+        is_tie = [Signal(name=f"tie{i}") for i in range(p)]
+        m.d.comb += [is_tie[i].eq(self.i_mask[i] & (self.i_data[i] == self.threshold))
+                     for i in range(p)]
+        before = prefix_counts(m, is_tie, "ties")     # ties below each lane in this row
+        # Ties still to keep (negative once the earlier rows used them all).
+        budget = Signal(signed(bits_for(self._max_n) + 1))
+        m.d.comb += budget.eq(self.need - self.ties_before)
         for i in range(p):
             v = self.i_data[i]
-            is_tie = Signal(name=f"tie{i}")
-            m.d.comb += is_tie.eq(self.i_mask[i] & (v == self.threshold))
             m.d.comb += self.keep[i].eq(self.i_mask[i] & (
-                self.keep_all | (v > self.threshold) | (is_tie & (seen < self.need))))
-            nxt = Signal(range(self._max_n + p + 1), name=f"seen{i + 1}")
-            m.d.comb += nxt.eq(seen + is_tie)
-            seen = nxt
-        m.d.comb += self.ties.eq(seen - self.ties_before)
+                self.keep_all | (v > self.threshold) | (is_tie[i] & (before[i] < budget))))
+        m.d.comb += self.ties.eq(before[p])
         return m
 
 
