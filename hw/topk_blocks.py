@@ -102,13 +102,16 @@ class Compactor(wiring.Component):
             n_move = [Signal(range(p), name=f"s{b}_move{i}") for i in range(p)]
             n_elem = [Signal(width, name=f"s{b}_elem{i}") for i in range(p)]
             for i in range(p):
-                with m.If(valid[i] & ~move[i][b]):          # stays
-                    m.d.comb += [n_valid[i].eq(1), n_move[i].eq(move[i]),
-                                 n_elem[i].eq(elem[i])]
+                # A lane stays, or takes the one arriving from `step` above (never both).
+                stay = valid[i] & ~move[i][b]
                 if i + step < p:
-                    with m.Elif(valid[i + step] & move[i + step][b]):  # arrives from above
-                        m.d.comb += [n_valid[i].eq(1), n_move[i].eq(move[i + step]),
-                                     n_elem[i].eq(elem[i + step])]
+                    arrive = valid[i + step] & move[i + step][b]
+                    m.d.comb += [n_valid[i].eq(stay | arrive),
+                                 n_move[i].eq(Mux(stay, move[i], move[i + step])),
+                                 n_elem[i].eq(Mux(stay, elem[i], elem[i + step]))]
+                else:
+                    m.d.comb += [n_valid[i].eq(stay), n_move[i].eq(move[i]),
+                                 n_elem[i].eq(elem[i])]
             valid, move, elem = n_valid, n_move, n_elem
         for j in range(p):
             m.d.comb += self.o_data[j].eq(Mux(valid[j], elem[j], 0))
@@ -419,12 +422,26 @@ class RankSelect(wiring.Component):
             counts.append((n_gt, n_ge))
         for t in range(self._ranks):
             rank = self.rank[t]
-            for i in reversed(range(p)):    # the lowest lane wins (same value and count)
-                n_gt, n_ge = counts[i]
-                with m.If(mask[i] & (n_gt < rank) & (rank <= n_ge)):
-                    m.d.comb += [self.value[t].eq(d[i]), self.greater[t].eq(n_gt),
-                                 self.found[t].eq(1)]
+            hits = [Signal(name=f"hit{t}_{i}") for i in range(p)]
+            m.d.comb += [hits[i].eq(mask[i] & (counts[i][0] < rank) & (rank <= counts[i][1]))
+                         for i in range(p)]
+            # Every hit lane holds the same value and count, so OR-ing the hit lanes selects
+            # it without a priority chain.
+            m.d.comb += [
+                self.value[t].eq(_or_all(Mux(hits[i], Value.cast(d[i]), 0) for i in range(p))),
+                self.greater[t].eq(_or_all(Mux(hits[i], counts[i][0], 0) for i in range(p))),
+                self.found[t].eq(Cat(*hits).any()),
+            ]
         return m
+
+
+def _or_all(values) -> Value:
+    """Bitwise OR of ``values`` as a balanced tree."""
+    values = list(values)
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
 
 
 def lane_mask(count, lanes: int):
