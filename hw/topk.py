@@ -281,7 +281,6 @@ class TopKEngine(wiring.Component):
         b_pivot = Signal(vshape)
         b_eq = Signal(range(n_max + 1))
         b_rank = Signal(range(s + 1))
-        b_use_first = Signal()
         b_row, b_rows = Signal(range(rows + 1)), Signal(range(rows + 1))
         b_last_count = Signal(range(p + 1))
         b_clear, b_flush = Signal(), Signal()
@@ -334,18 +333,23 @@ class TopKEngine(wiring.Component):
         m.submodules.select_rank = rank_sel = RankSelect(s, vshape)
         first_padded = Cat(sm_first.as_value(), Const(0, (s - p) * vshape.width))
 
-        # Quantile of the k-th largest in the sample: round(k_rem * c / m), clamped to 1..c.
+        # The pivot sample, registered in PIVOT: the first row while fewer than half the
+        # sample slots are used, else the sample. q_target = 2 * k_rem * c for the quantile.
         use_first = sm_n_sample < (s // 2)
         c_sample = Mux(use_first, p, sm_n_sample)
-        target = Signal(range(2 * n_max * s + 1))
-        m.d.comb += target.eq(2 * b_k_rem * c_sample)
-        ranks = [((j <= c_sample) & ((2 * j - 1) * b_m <= target)) for j in range(1, s + 1)]
+        q_data = Signal(data.ArrayLayout(vshape, s))
+        q_mask = Signal(s)
+        q_c = Signal(range(s + 1))
+        q_target = Signal(range(2 * n_max * s + 1))
+
+        # Quantile of the k-th largest in the sample: round(k_rem * c / m), clamped to 1..c.
+        ranks = [((j <= q_c) & ((2 * j - 1) * b_m <= q_target)) for j in range(1, s + 1)]
         quantile = Signal(range(s + 1))
         m.d.comb += quantile.eq(sum(ranks))
         # Aim past the target, toward the median, by about two standard deviations of the
         # sample quantile (c/8 ranks), so that the k-th largest lands on the smaller side.
-        half = c_sample >> 1
-        margin = Mux(c_sample >= 16, c_sample >> 3, 1)
+        half = q_c >> 1
+        margin = Mux(q_c >= 16, q_c >> 3, 1)
         aimed = Signal(range(s + 1))
         with m.If(quantile + margin <= half):
             m.d.comb += aimed.eq(quantile + margin)
@@ -431,16 +435,16 @@ class TopKEngine(wiring.Component):
                 with m.If(b_m <= p):
                     finish(_MODE_THRESHOLD, rank_sel.value[0], b_k_rem - rank_sel.greater[0])
                 with m.Else():
-                    m.d.sync += [b_rank.eq(Mux(aimed == 0, 1, aimed)),
-                                 b_use_first.eq(use_first)]
-                    m.next = "PIVOT2"
+                    m.d.sync += [q_data.eq(Mux(use_first, first_padded, sm_sample.as_value())),
+                                 q_mask.eq(Mux(use_first, (1 << p) - 1,
+                                               lane_mask(sm_n_sample, s))),
+                                 q_c.eq(c_sample), q_target.eq(2 * b_k_rem * c_sample)]
+                    m.next = "QUANTILE"
+            with m.State("QUANTILE"):
+                m.d.sync += b_rank.eq(Mux(aimed == 0, 1, aimed))
+                m.next = "PIVOT2"
             with m.State("PIVOT2"):
-                with m.If(b_use_first):
-                    m.d.comb += [rank_sel.i_data.eq(first_padded),
-                                 rank_sel.i_mask.eq((1 << p) - 1)]
-                with m.Else():
-                    m.d.comb += [rank_sel.i_data.eq(sm_sample),
-                                 rank_sel.i_mask.eq(lane_mask(sm_n_sample, s))]
+                m.d.comb += [rank_sel.i_data.eq(q_data), rank_sel.i_mask.eq(q_mask)]
                 m.d.comb += [rank_sel.rank[0].eq(b_rank), b_clear.eq(1)]
                 n_rows = (b_m + (p - 1)) >> lane_bits
                 m.d.sync += [b_pivot.eq(rank_sel.value[0]), b_row.eq(0), b_rows.eq(n_rows),
