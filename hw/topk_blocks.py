@@ -149,36 +149,41 @@ class Packer(wiring.Component):
         m.submodules.compactor = comp = Compactor(p, self._shape)
         m.d.comb += [comp.i_data.eq(self.i_data), comp.i_mask.eq(self.i_mask)]
 
-        residue = Signal(data.ArrayLayout(self._shape, p))
-        held = Signal(range(p + 1))
-        lane_bits = Shape.cast(self._shape).width
-        # merged = residue lanes 0..held-1, then the compacted lanes: the compacted row
-        # shifted up by `held` lanes (log2(lanes) stages) OR the residue, whose lanes at or
-        # past `held` are masked off (a clear or flush leaves stale lanes there).
-        merged = Signal(2 * p * lane_bits)
-        shifted = Cat(comp.o_data.as_value(), Const(0, p * lane_bits))
-        for b in range(bits_for(p - 1) if p > 1 else 0):
-            stage = Signal(2 * p * lane_bits, name=f"shift{b}")
-            m.d.comb += stage.eq(Mux(held[b], shifted << ((1 << b) * lane_bits), shifted))
-            shifted = stage
-        old = Cat(*[Mux(held > j, Value.cast(residue[j]), 0) for j in range(p)])
-        m.d.comb += merged.eq(shifted | old)
-        total = held + comp.o_count
-        low = merged[:p * lane_bits]
-        high = merged[p * lane_bits:]
+        # The residue sits in lanes 0..held-1 of `acc`. The compacted row is rotated up by
+        # `held` lanes (log2(lanes) stages), so its element i lands on lane (held + i) mod
+        # lanes: lanes held.. complete the current row, lanes below (total - lanes) wrap into
+        # the next one.
+        acc = Signal(data.ArrayLayout(self._shape, p))
+        held = Signal(range(p))
+        width = Shape.cast(self._shape).width
+        rot = [Value.cast(comp.o_data[i]) for i in range(p)]
+        step, b = 1, 0
+        while step < p:
+            nxt = [Signal(width, name=f"rot{b}_{j}") for j in range(p)]
+            m.d.comb += [nxt[j].eq(Mux(held[b], rot[(j - step) % p], rot[j]))
+                         for j in range(p)]
+            rot, step, b = nxt, step * 2, b + 1
+        total = Signal(range(2 * p))
+        m.d.comb += total.eq(held + comp.o_count)
+        full = total >= p
 
         m.d.sync += self.o_valid.eq(0)
         with m.If(self.clear):
             m.d.sync += held.eq(0)
         with m.Elif(self.i_valid):
-            with m.If(total >= p):
-                m.d.sync += [self.o_data.eq(low), self.o_count.eq(p), self.o_valid.eq(1),
-                             residue.eq(high), held.eq(total - p)]
+            for j in range(p):
+                with m.If(((j >= held) & (j < total)) | (j + p < total)):
+                    m.d.sync += acc[j].eq(rot[j])
+            with m.If(full):
+                m.d.sync += [self.o_data[j].eq(Mux(j < held, Value.cast(acc[j]), rot[j]))
+                             for j in range(p)]
+                m.d.sync += [self.o_count.eq(p), self.o_valid.eq(1), held.eq(total - p)]
             with m.Else():
-                m.d.sync += [residue.eq(low), held.eq(total)]
+                m.d.sync += held.eq(total)
         with m.Elif(self.i_flush & (held != 0)):
-            m.d.sync += [self.o_data.eq(residue), self.o_count.eq(held), self.o_valid.eq(1),
-                         held.eq(0)]
+            m.d.sync += [self.o_data[j].eq(Mux(j < held, Value.cast(acc[j]), 0))
+                         for j in range(p)]
+            m.d.sync += [self.o_count.eq(held), self.o_valid.eq(1), held.eq(0)]
         return m
 
 
