@@ -325,10 +325,13 @@ class TopKEngine(wiring.Component):
                    for i in range(2) for side in range(kp + 1)]
         sources += [(~b_from_ingest & (b_side == side), select_writers[side])
                     for side in range(2)]
+        # Registered every cycle: valid from the cycle after SAMPLE (b_side is set by DECIDE).
         for cond, w in sources:
             with m.If(cond):
-                m.d.comb += [sm_first.eq(w.first), sm_first_count.eq(w.first_count),
+                m.d.sync += [sm_first.eq(w.first), sm_first_count.eq(w.first_count),
                              sm_sample.eq(w.sample), sm_n_sample.eq(w.n_sample)]
+        # Rank select over a side's only row, registered (FOUND finishes with it).
+        f_value, f_greater = Signal(vshape), Signal(range(s + 1))
 
         m.submodules.select_rank = rank_sel = RankSelect(s, vshape)
         first_padded = Cat(sm_first.as_value(), Const(0, (s - p) * vshape.width))
@@ -422,24 +425,29 @@ class TopKEngine(wiring.Component):
                     with (m.If if b == 0 else m.Elif)(cond):
                         m.d.sync += [b_side.eq(b), b_m.eq(res_count[b]),
                                      b_k_rem.eq(b_k_rem - above)]
-                        m.next = "PIVOT"
+                        m.next = "SAMPLE"
                     above = above + res_count[b]
                     if b < kp:
                         with m.Elif(b_k_rem <= above + res_eq[b]):
                             finish(_MODE_THRESHOLD, res_pivot[b], b_k_rem - above)
                         above = above + res_eq[b]
+            with m.State("SAMPLE"):     # the chosen side's first row and sample get registered
+                m.next = "PIVOT"
             with m.State("PIVOT"):
                 m.d.comb += [rank_sel.i_data.eq(first_padded),
                              rank_sel.i_mask.eq(lane_mask(sm_first_count, s)),
                              rank_sel.rank[0].eq(b_k_rem)]
                 with m.If(b_m <= p):
-                    finish(_MODE_THRESHOLD, rank_sel.value[0], b_k_rem - rank_sel.greater[0])
+                    m.d.sync += [f_value.eq(rank_sel.value[0]), f_greater.eq(rank_sel.greater[0])]
+                    m.next = "FOUND"
                 with m.Else():
                     m.d.sync += [q_data.eq(Mux(use_first, first_padded, sm_sample.as_value())),
                                  q_mask.eq(Mux(use_first, (1 << p) - 1,
                                                lane_mask(sm_n_sample, s))),
                                  q_c.eq(c_sample), q_target.eq(2 * b_k_rem * c_sample)]
                     m.next = "QUANTILE"
+            with m.State("FOUND"):
+                finish(_MODE_THRESHOLD, f_value, b_k_rem - f_greater)
             with m.State("QUANTILE"):
                 m.d.sync += b_rank.eq(Mux(aimed == 0, 1, aimed))
                 m.next = "PIVOT2"
