@@ -489,11 +489,12 @@ class TopKEngine(wiring.Component):
         c_meta = Signal(range(3))
         c_mode = Signal(2)
         c_t = Signal(vshape)
-        c_need, c_keff, c_n = (Signal(range(n_max + 1)) for _ in range(3))
-        c_row, c_rows = Signal(range(rows + 1)), Signal(range(rows + 1))
+        c_need, c_keff = Signal(range(n_max + 1)), Signal(range(n_max + 1))
+        c_row = Signal(range(rows + 1))
+        c_last, c_last_mask = Signal(range(rows)), Signal(p)   # last row, its lanes
         c_ties = Signal(range(n_max + 1))
         c_sent = Signal(range(n_max + 1))
-        e1_valid, e1_row = Signal(), Signal(range(rows))
+        e1_valid, e1_row, e1_mask = Signal(), Signal(range(rows)), Signal(p)
         c_flush, c_empty = Signal(), Signal()
         # Room for the rows already in flight (stage e1 and the packer output).
         advance = fifo.w_level <= fifo_depth - 3
@@ -504,10 +505,8 @@ class TopKEngine(wiring.Component):
             m.d.comb += [rp.addr.eq(c_row), rp.en.eq(advance)]
             with m.If(c_packet == i):
                 m.d.comb += e1_data.eq(rp.data)
-        last_row = c_rows - 1
-        e1_count = Mux(e1_row == last_row, c_n - (last_row << lane_bits), p)
         m.submodules.filter = filt = TieFilter(p, vshape, n_max)
-        m.d.comb += [filt.i_data.eq(e1_data), filt.i_mask.eq(lane_mask(e1_count, p)),
+        m.d.comb += [filt.i_data.eq(e1_data), filt.i_mask.eq(e1_mask),
                      filt.threshold.eq(c_t), filt.need.eq(c_need), filt.ties_before.eq(c_ties),
                      filt.keep_all.eq(c_mode == _MODE_ALL)]
         m.submodules.out_packer = packer = Packer(p, lane)
@@ -542,8 +541,8 @@ class TopKEngine(wiring.Component):
                     n = meta_n[c_meta]
                     m.d.sync += [c_mode.eq(mode), c_t.eq(meta_t[c_meta]),
                                  c_need.eq(meta_need[c_meta]), c_keff.eq(meta_keff[c_meta]),
-                                 c_n.eq(n), c_row.eq(0),
-                                 c_rows.eq((n + (p - 1)) >> lane_bits),
+                                 c_row.eq(0), c_last.eq((n - 1) >> lane_bits),
+                                 c_last_mask.eq(lane_mask(((n - 1) & (p - 1)) + 1, p)),
                                  c_ties.eq(0), c_sent.eq(0)]
                     with m.If(mode == _MODE_NONE):
                         m.next = "EMPTY"
@@ -555,8 +554,9 @@ class TopKEngine(wiring.Component):
                     emitted_one()
             with m.State("SCAN"):
                 with m.If(advance):
-                    m.d.sync += [e1_valid.eq(1), e1_row.eq(c_row), c_row.eq(c_row + 1)]
-                    with m.If(c_row == last_row):
+                    m.d.sync += [e1_valid.eq(1), e1_row.eq(c_row), c_row.eq(c_row + 1),
+                                 e1_mask.eq(Mux(c_row == c_last, c_last_mask, (1 << p) - 1))]
+                    with m.If(c_row == c_last):
                         m.next = "SCAN_LAST"
             with m.State("SCAN_LAST"):
                 with m.If(advance):
