@@ -318,6 +318,10 @@ class TopKEngine(wiring.Component):
                          res_count[1].eq(select_writers[1].count),
                          res_eq[0].eq(b_eq), res_pivot[0].eq(b_pivot)]
 
+        t_bound = [Signal(range(n_max + 1), name=f"t_bound{i}") for i in range(2 * kp + 1)]
+        t_count = [Signal(range(n_max + 1), name=f"t_count{b}") for b in range(kp + 1)]
+        t_pivot = [Signal(vshape, name=f"t_pivot{t}") for t in range(kp)]
+
         # Samples of the chosen side.
         sm_first, sm_first_count = Signal(row), Signal(range(p + 1))
         sm_sample, sm_n_sample = Signal(data.ArrayLayout(vshape, s)), Signal(range(s + 1))
@@ -414,23 +418,30 @@ class TopKEngine(wiring.Component):
                 with m.Elif(b_keff == b_n):
                     finish(_MODE_ALL, 0, 0)
                 with m.Else():
-                    m.next = "DECIDE"
-            with m.State("DECIDE"):
-                m.d.sync += [b_read_cand.eq(b_from_ingest), b_read_q.eq(b_write_q)]
-                # Walk buckets and ties from the largest values: the k-th largest is in the
-                # first whose running count reaches k_rem.
+                    m.next = "TALLY"
+            with m.State("TALLY"):
+                # Running counts from the largest values: end of bucket b at bound[2b], end
+                # of its ties at bound[2b + 1] (registered, so DECIDE only compares).
                 above = Const(0, range(n_max + 1))
                 for b in range(kp + 1):
-                    cond = (b_k_rem <= above + res_count[b])
-                    with (m.If if b == 0 else m.Elif)(cond):
-                        m.d.sync += [b_side.eq(b), b_m.eq(res_count[b]),
-                                     b_k_rem.eq(b_k_rem - above)]
-                        m.next = "SAMPLE"
                     above = above + res_count[b]
+                    m.d.sync += [t_bound[2 * b].eq(above), t_count[b].eq(res_count[b])]
                     if b < kp:
-                        with m.Elif(b_k_rem <= above + res_eq[b]):
-                            finish(_MODE_THRESHOLD, res_pivot[b], b_k_rem - above)
                         above = above + res_eq[b]
+                        m.d.sync += [t_bound[2 * b + 1].eq(above), t_pivot[b].eq(res_pivot[b])]
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
+                m.d.sync += [b_read_cand.eq(b_from_ingest), b_read_q.eq(b_write_q)]
+                # The k-th largest is in the first bucket or tie whose bound reaches k_rem.
+                for b in range(kp + 1):
+                    before = t_bound[2 * b - 1] if b else 0
+                    with (m.If if b == 0 else m.Elif)(b_k_rem <= t_bound[2 * b]):
+                        m.d.sync += [b_side.eq(b), b_m.eq(t_count[b]),
+                                     b_k_rem.eq(b_k_rem - before)]
+                        m.next = "SAMPLE"
+                    if b < kp:
+                        with m.Elif(b_k_rem <= t_bound[2 * b + 1]):
+                            finish(_MODE_THRESHOLD, t_pivot[b], b_k_rem - t_bound[2 * b])
             with m.State("SAMPLE"):     # the chosen side's first row and sample get registered
                 m.next = "PIVOT"
             with m.State("PIVOT"):
@@ -471,7 +482,7 @@ class TopKEngine(wiring.Component):
                 m.next = "ROUND_COMMIT"
             with m.State("ROUND_COMMIT"):
                 m.d.sync += b_from_ingest.eq(0)
-                m.next = "DECIDE"
+                m.next = "TALLY"
 
         # ---------------------------------------------------------------- Emit
         ishape = index_shape(n_max)
