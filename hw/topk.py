@@ -258,8 +258,10 @@ class TopKEngine(wiring.Component):
                 m.next = "FLUSH"
             with m.State("FLUSH"):      # packers send their residues
                 m.d.comb += a_flush.eq(1)
+                m.next = "DRAIN"
+            with m.State("DRAIN"):      # rows the last beat completed are written
                 m.next = "COMMIT"
-            with m.State("COMMIT"):     # the last rows are written this cycle
+            with m.State("COMMIT"):     # the residues are written this cycle
                 m.d.sync += [slot_k[a_cand].eq(a_k), slot_n[a_cand].eq(a_n),
                              *[slot_pivot[t][a_cand].eq(a_pivot[t]) for t in range(kp)],
                              *[slot_eq[t][a_cand].eq(a_eq[t]) for t in range(kp)],
@@ -479,6 +481,8 @@ class TopKEngine(wiring.Component):
                 m.next = "ROUND_FLUSH"
             with m.State("ROUND_FLUSH"):
                 m.d.comb += b_flush.eq(1)
+                m.next = "ROUND_DRAIN"
+            with m.State("ROUND_DRAIN"):
                 m.next = "ROUND_COMMIT"
             with m.State("ROUND_COMMIT"):
                 m.d.sync += b_from_ingest.eq(0)
@@ -507,8 +511,8 @@ class TopKEngine(wiring.Component):
         c_sent = Signal(range(n_max + 1))
         e1_valid, e1_row, e1_mask = Signal(), Signal(range(rows)), Signal(p)
         c_flush, c_empty = Signal(), Signal()
-        # Room for the rows already in flight (stage e1 and the packer output).
-        advance = fifo.w_level <= fifo_depth - 3
+        # Room for the rows in flight: the row taken now, the packer's two stages, e1.
+        advance = fifo.w_level <= fifo_depth - 4
 
         e_ports = [mem.read_port() for mem in packet]
         e1_data = Signal(row)
@@ -577,6 +581,8 @@ class TopKEngine(wiring.Component):
                 with m.If(advance):
                     m.d.comb += c_flush.eq(1)
                     m.next = "DRAIN"
-            with m.State("DRAIN"):      # the last row enters the FIFO this cycle
+            with m.State("DRAIN"):      # the packer's first stage holds the flush
+                m.next = "DRAIN_LAST"
+            with m.State("DRAIN_LAST"):  # the last row enters the FIFO this cycle
                 emitted_one()
         return m

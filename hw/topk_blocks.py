@@ -124,9 +124,10 @@ class Packer(wiring.Component):
     Each cycle with ``i_valid`` appends the masked lanes of ``i_data`` (in lane order) to a
     residue of fewer than ``lanes`` elements; when ``lanes`` or more are held, the first
     ``lanes`` leave as a full row. ``i_flush`` (on a cycle without ``i_valid``) sends the residue
-    as a partial row. ``clear`` drops the residue. Outputs are registered: a row shows on
-    ``o_data``/``o_count`` with ``o_valid`` high for one cycle, one cycle after its last element
-    came in (or after the flush).
+    as a partial row. ``clear`` drops the residue and anything in flight. Two pipeline stages
+    (zero eliminator, then rotate into the accumulator), outputs registered: a row shows on
+    ``o_data``/``o_count`` with ``o_valid`` high for one cycle, two cycles after its last
+    element came in (or after the flush). Lanes past ``o_count`` of a flushed row are zero.
     """
 
     def __init__(self, lanes: int, shape: ShapeLike):
@@ -149,14 +150,22 @@ class Packer(wiring.Component):
         m.submodules.compactor = comp = Compactor(p, self._shape)
         m.d.comb += [comp.i_data.eq(self.i_data), comp.i_mask.eq(self.i_mask)]
 
-        # The residue sits in lanes 0..held-1 of `acc`. The compacted row is rotated up by
-        # `held` lanes (log2(lanes) stages), so its element i lands on lane (held + i) mod
-        # lanes: lanes held.. complete the current row, lanes below (total - lanes) wrap into
-        # the next one.
+        # Stage 1: the compacted row (or a flush) registered.
+        row = Signal(data.ArrayLayout(self._shape, p))
+        row_count = Signal(range(p + 1))
+        row_valid, row_flush = Signal(), Signal()
+        m.d.sync += [row.eq(comp.o_data), row_count.eq(comp.o_count),
+                     row_valid.eq(self.i_valid & ~self.clear),
+                     row_flush.eq(self.i_flush & ~self.i_valid & ~self.clear)]
+
+        # Stage 2. The residue sits in lanes 0..held-1 of `acc`. The compacted row is rotated
+        # up by `held` lanes (log2(lanes) stages), so its element i lands on lane
+        # (held + i) mod lanes: lanes held.. complete the current row, lanes below
+        # (total - lanes) wrap into the next one.
         acc = Signal(data.ArrayLayout(self._shape, p))
         held = Signal(range(p))
         width = Shape.cast(self._shape).width
-        rot = [Value.cast(comp.o_data[i]) for i in range(p)]
+        rot = [Value.cast(row[i]) for i in range(p)]
         step, b = 1, 0
         while step < p:
             nxt = [Signal(width, name=f"rot{b}_{j}") for j in range(p)]
@@ -164,13 +173,13 @@ class Packer(wiring.Component):
                          for j in range(p)]
             rot, step, b = nxt, step * 2, b + 1
         total = Signal(range(2 * p))
-        m.d.comb += total.eq(held + comp.o_count)
+        m.d.comb += total.eq(held + row_count)
         full = total >= p
 
         m.d.sync += self.o_valid.eq(0)
         with m.If(self.clear):
             m.d.sync += held.eq(0)
-        with m.Elif(self.i_valid):
+        with m.Elif(row_valid):
             for j in range(p):
                 with m.If(((j >= held) & (j < total)) | (j + p < total)):
                     m.d.sync += acc[j].eq(rot[j])
@@ -180,7 +189,7 @@ class Packer(wiring.Component):
                 m.d.sync += [self.o_count.eq(p), self.o_valid.eq(1), held.eq(total - p)]
             with m.Else():
                 m.d.sync += held.eq(total)
-        with m.Elif(self.i_flush & (held != 0)):
+        with m.Elif(row_flush & (held != 0)):
             m.d.sync += [self.o_data[j].eq(Mux(j < held, Value.cast(acc[j]), 0))
                          for j in range(p)]
             m.d.sync += [self.o_count.eq(held), self.o_valid.eq(1), held.eq(0)]
@@ -261,7 +270,7 @@ class SideWriter(wiring.Component):
     """A :class:`Packer` feeding a :class:`SideLog`: masked lanes in, dense rows to a memory.
 
     Inputs as :class:`Packer` (``i_data``, ``i_mask``, ``i_valid``, ``i_flush``; ``clear``
-    also clears the log); outputs as :class:`SideLog`. A row reaches the write port one cycle
+    also clears the log); outputs as :class:`SideLog`. A row reaches the write port two cycles
     after its last element came in.
     """
 

@@ -56,39 +56,45 @@ def test_compactor_packs_masked_lanes_in_order(lanes, seed):
 @pytest.mark.parametrize("lanes,seed", [(1, 5), (2, 18), (4, 6), (8, 7)])
 def test_packer_emits_dense_rows_and_flushes_residue(lanes, seed):
     """Random masks over many beats: the rows out, concatenated, are the masked lanes in
-    order; every row but the flushed one is full."""
+    order; every row but the flushed one is full, and each row shows exactly two cycles after
+    the beat (or flush) that completed it."""
     rng = random.Random(seed)
     dut = Packer(lanes, unsigned(8))
 
     async def bench(ctx):
-        for packet in range(6):
-            want, got, counts = [], [], []
+        for packet in range(8):
+            want, got, counts, seen_at, due_at = [], [], [], [], []
             ctx.set(dut.clear, 1)
             await ctx.tick()
             ctx.set(dut.clear, 0)
             beats = rng.randint(0, 12)
-            for b in range(beats + 2):
-                if b < beats:
+            for cycle in range(beats + 4):
+                if cycle < beats:
                     data = rand_row(rng, lanes, 0, 255)
                     mask = rng.getrandbits(lanes)
-                    want += [d for j, d in enumerate(data) if mask >> j & 1]
+                    kept = [d for j, d in enumerate(data) if mask >> j & 1]
+                    full_rows = (len(want) + len(kept)) // lanes - len(want) // lanes
+                    due_at += [cycle + 2] * full_rows
+                    want += kept
                     ctx.set(dut.i_data, data)
                     ctx.set(dut.i_mask, mask)
-                ctx.set(dut.i_valid, b < beats)
-                ctx.set(dut.i_flush, b == beats)
-                _, _, valid, count, row = await ctx.tick().sample(dut.o_valid, dut.o_count,
-                                                                  dut.o_data)
+                elif cycle == beats and len(want) % lanes:
+                    due_at.append(cycle + 2)
+                ctx.set(dut.i_valid, cycle < beats)
+                ctx.set(dut.i_flush, cycle == beats)
+                valid, count, row = ctx.get(dut.o_valid), ctx.get(dut.o_count), \
+                    ctx.get(dut.o_data)
                 if valid:
                     counts.append(count)
+                    seen_at.append(cycle)
                     got += [row[j] for j in range(count)]
+                    assert all(row[j] == 0 for j in range(count, lanes)), \
+                        f"seed {seed} packet {packet}: lanes past o_count not zero"
+                await ctx.tick()
             ctx.set(dut.i_flush, 0)
-            _, _, valid, count, row = await ctx.tick().sample(dut.o_valid, dut.o_count,
-                                                              dut.o_data)
-            if valid:
-                counts.append(count)
-                got += [row[j] for j in range(count)]
             assert got == want, f"seed {seed} packet {packet}"
             assert all(c == lanes for c in counts[:-1]), f"seed {seed}: counts {counts}"
+            assert seen_at == due_at, f"seed {seed} packet {packet}: rows at {seen_at}"
 
     run(dut, bench)
 
