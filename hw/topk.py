@@ -352,7 +352,10 @@ class TopKEngine(wiring.Component):
         q_target = Signal(range(2 * n_max * s + 1))
 
         # Quantile of the k-th largest in the sample: round(k_rem * c / m), clamped to 1..c.
-        ranks = [((j <= q_c) & ((2 * j - 1) * b_m <= q_target)) for j in range(1, s + 1)]
+        # (2j - 1) * m for each sample rank j, registered in PIVOT (multipliers stay off
+        # the QUANTILE path).
+        q_bm = [Signal(range((2 * s - 1) * n_max + 1), name=f"q_bm{j}") for j in range(1, s + 1)]
+        ranks = [((j <= q_c) & (q_bm[j - 1] <= q_target)) for j in range(1, s + 1)]
         quantile = Signal(range(s + 1))
         m.d.comb += quantile.eq(sum(ranks))
         # Aim past the target, toward the median, by about two standard deviations of the
@@ -458,6 +461,7 @@ class TopKEngine(wiring.Component):
                                  q_mask.eq(Mux(use_first, (1 << p) - 1,
                                                lane_mask(sm_n_sample, s))),
                                  q_c.eq(c_sample), q_target.eq(2 * b_k_rem * c_sample)]
+                    m.d.sync += [q_bm[j - 1].eq((2 * j - 1) * b_m) for j in range(1, s + 1)]
                     m.next = "QUANTILE"
             with m.State("FOUND"):
                 finish(_MODE_THRESHOLD, f_value, b_k_rem - f_greater)
