@@ -282,7 +282,6 @@ class TopKEngine(wiring.Component):
         b_read_q = Signal(1)
         b_pivot = Signal(vshape)
         b_eq = Signal(range(n_max + 1))
-        b_rank = Signal(range(s + 1))
         b_row, b_rows = Signal(range(rows + 1)), Signal(range(rows + 1))
         b_last_count = Signal(range(p + 1))
         b_clear, b_flush = Signal(), Signal()
@@ -324,36 +323,39 @@ class TopKEngine(wiring.Component):
         t_count = [Signal(range(n_max + 1), name=f"t_count{b}") for b in range(kp + 1)]
         t_pivot = [Signal(vshape, name=f"t_pivot{t}") for t in range(kp)]
 
-        # Samples of the chosen side.
-        sm_first, sm_first_count = Signal(row), Signal(range(p + 1))
-        sm_sample, sm_n_sample = Signal(data.ArrayLayout(vshape, s)), Signal(range(s + 1))
+        # Samples of the chosen side (b_side is set by DECIDE, so valid from SAMPLE on).
+        cm_first, cm_first_count = Signal(row), Signal(range(p + 1))
+        cm_sample, cm_n_sample = Signal(data.ArrayLayout(vshape, s)), Signal(range(s + 1))
         sources = [(b_from_ingest & (b_cand == i) & (b_side == side), cand_writers[i][side])
                    for i in range(2) for side in range(kp + 1)]
         sources += [(~b_from_ingest & (b_side == side), select_writers[side])
                     for side in range(2)]
-        # Registered every cycle: valid from the cycle after SAMPLE (b_side is set by DECIDE).
         for cond, w in sources:
             with m.If(cond):
-                m.d.sync += [sm_first.eq(w.first), sm_first_count.eq(w.first_count),
-                             sm_sample.eq(w.sample), sm_n_sample.eq(w.n_sample)]
-        # Rank select over a side's only row, registered (FOUND finishes with it).
-        f_value, f_greater = Signal(vshape), Signal(range(s + 1))
+                m.d.comb += [cm_first.eq(w.first), cm_first_count.eq(w.first_count),
+                             cm_sample.eq(w.sample), cm_n_sample.eq(w.n_sample)]
+        sm_sample, sm_n_sample = Signal.like(cm_sample), Signal.like(cm_n_sample)
+        m.d.sync += [sm_sample.eq(cm_sample), sm_n_sample.eq(cm_n_sample)]
 
+        # The rank select works on registers only: q_data/q_mask/q_rank hold the side's first
+        # row and k_rem from SAMPLE (PIVOT: is the k-th largest in that row?), then the pivot
+        # sample from PIVOT and its aimed rank from QUANTILE (PIVOT2: the pivot). The sample
+        # is the first row while fewer than half the sample slots are used.
         m.submodules.select_rank = rank_sel = RankSelect(s, vshape)
-        first_padded = Cat(sm_first.as_value(), Const(0, (s - p) * vshape.width))
-
-        # The pivot sample, registered in PIVOT: the first row while fewer than half the
-        # sample slots are used, else the sample. q_target = 2 * k_rem * c for the quantile.
-        use_first = sm_n_sample < (s // 2)
-        c_sample = Mux(use_first, p, sm_n_sample)
         q_data = Signal(data.ArrayLayout(vshape, s))
         q_mask = Signal(s)
+        q_rank = Signal(range(s + 1))
+        m.d.comb += [rank_sel.i_data.eq(q_data), rank_sel.i_mask.eq(q_mask),
+                     rank_sel.rank[0].eq(q_rank)]
+        f_value, f_greater = Signal(vshape), Signal(range(s + 1))   # for FOUND
+        use_first = sm_n_sample < (s // 2)
+        c_sample = Mux(use_first, p, sm_n_sample)
         q_c = Signal(range(s + 1))
-        q_target = Signal(range(2 * n_max * s + 1))
+        q_target = Signal(range(2 * n_max * s + 1))     # 2 * k_rem * c
 
-        # Quantile of the k-th largest in the sample: round(k_rem * c / m), clamped to 1..c.
-        # (2j - 1) * m for each sample rank j, registered in PIVOT (multipliers stay off
-        # the QUANTILE path).
+        # Quantile of the k-th largest in the sample: round(k_rem * c / m), clamped to 1..c,
+        # from (2j - 1) * m for each sample rank j, registered in PIVOT (the multipliers stay
+        # off the QUANTILE path).
         q_bm = [Signal(range((2 * s - 1) * n_max + 1), name=f"q_bm{j}") for j in range(1, s + 1)]
         ranks = [((j <= q_c) & (q_bm[j - 1] <= q_target)) for j in range(1, s + 1)]
         quantile = Signal(range(s + 1))
@@ -447,30 +449,30 @@ class TopKEngine(wiring.Component):
                     if b < kp:
                         with m.Elif(b_k_rem <= t_bound[2 * b + 1]):
                             finish(_MODE_THRESHOLD, t_pivot[b], b_k_rem - t_bound[2 * b])
-            with m.State("SAMPLE"):     # the chosen side's first row and sample get registered
+            with m.State("SAMPLE"):
+                m.d.sync += [q_data.eq(Cat(cm_first.as_value(),
+                                           Const(0, (s - p) * vshape.width))),
+                             q_mask.eq(lane_mask(cm_first_count, s)), q_rank.eq(b_k_rem)]
                 m.next = "PIVOT"
             with m.State("PIVOT"):
-                m.d.comb += [rank_sel.i_data.eq(first_padded),
-                             rank_sel.i_mask.eq(lane_mask(sm_first_count, s)),
-                             rank_sel.rank[0].eq(b_k_rem)]
                 with m.If(b_m <= p):
                     m.d.sync += [f_value.eq(rank_sel.value[0]), f_greater.eq(rank_sel.greater[0])]
                     m.next = "FOUND"
                 with m.Else():
-                    m.d.sync += [q_data.eq(Mux(use_first, first_padded, sm_sample.as_value())),
-                                 q_mask.eq(Mux(use_first, (1 << p) - 1,
-                                               lane_mask(sm_n_sample, s))),
-                                 q_c.eq(c_sample), q_target.eq(2 * b_k_rem * c_sample)]
+                    with m.If(~use_first):
+                        m.d.sync += [q_data.eq(sm_sample), q_mask.eq(lane_mask(sm_n_sample, s))]
+                    with m.Else():
+                        m.d.sync += q_mask.eq((1 << p) - 1)
+                    m.d.sync += [q_c.eq(c_sample), q_target.eq(2 * b_k_rem * c_sample)]
                     m.d.sync += [q_bm[j - 1].eq((2 * j - 1) * b_m) for j in range(1, s + 1)]
                     m.next = "QUANTILE"
             with m.State("FOUND"):
                 finish(_MODE_THRESHOLD, f_value, b_k_rem - f_greater)
             with m.State("QUANTILE"):
-                m.d.sync += b_rank.eq(Mux(aimed == 0, 1, aimed))
+                m.d.sync += q_rank.eq(Mux(aimed == 0, 1, aimed))
                 m.next = "PIVOT2"
             with m.State("PIVOT2"):
-                m.d.comb += [rank_sel.i_data.eq(q_data), rank_sel.i_mask.eq(q_mask)]
-                m.d.comb += [rank_sel.rank[0].eq(b_rank), b_clear.eq(1)]
+                m.d.comb += b_clear.eq(1)
                 n_rows = (b_m + (p - 1)) >> lane_bits
                 m.d.sync += [b_pivot.eq(rank_sel.value[0]), b_row.eq(0), b_rows.eq(n_rows),
                              b_last_count.eq(b_m - ((n_rows - 1) << lane_bits)),
