@@ -186,38 +186,44 @@ class TopKEngine(wiring.Component):
         m.d.comb += taken.eq(Mux(count > space, space, count))
         in_mask = lane_mask(taken, p)
 
-        # Round-1 pivots: the (t+1)/(kp+1) quantiles of the first beat, largest first.
-        m.submodules.first_pivots = first_sel = RankSelect(p, vshape, ranks=kp)
-        m.d.comb += [first_sel.i_data.eq(i_pl.data), first_sel.i_mask.eq(in_mask)]
-        for t in range(kp):     # rank round(taken * (t+1) / (kp+1)), from a table (no divider)
-            table = Array(Const((c * (t + 1) + kp) // (kp + 1), range(p + 1))
-                          for c in range(p + 1))
-            m.d.comb += first_sel.rank[t].eq(table[taken])
-
+        # Stage 1 registers the beat; stage 2 partitions it. Round-1 pivots, the (t+1)/(kp+1)
+        # quantiles of the first beat (largest first), are found while it is in stage 1.
         s1_data, s1_mask, s1_valid = Signal(row), Signal(p), Signal()
-        m.d.sync += s1_valid.eq(accept)
+        s1_first, s1_taken = Signal(), Signal(range(p + 1))
+        m.d.sync += [s1_valid.eq(accept), s1_first.eq(first)]
         with m.If(accept):
-            m.d.sync += [s1_data.eq(i_pl.data), s1_mask.eq(in_mask),
+            m.d.sync += [s1_data.eq(i_pl.data), s1_mask.eq(in_mask), s1_taken.eq(taken),
                          a_n.eq(n_before + taken)]
         m.d.sync += self.overflow.eq(0)
         with m.If(accept & (count > space) & ~(a_overflowed & ~a_idle)):
             m.d.sync += [self.overflow.eq(1), a_overflowed.eq(1)]
         with m.If(first):
             m.d.sync += [a_k.eq(i_pl.k), a_overflowed.eq(0)]
+
+        m.submodules.first_pivots = first_sel = RankSelect(p, vshape, ranks=kp)
+        m.d.comb += [first_sel.i_data.eq(s1_data), first_sel.i_mask.eq(s1_mask)]
+        for t in range(kp):     # rank round(taken * (t+1) / (kp+1)), from a table (no divider)
+            table = Array(Const((c * (t + 1) + kp) // (kp + 1), range(p + 1))
+                          for c in range(p + 1))
+            m.d.comb += first_sel.rank[t].eq(table[s1_taken])
+        with m.If(s1_first):
             m.d.sync += [a_pivot[t].eq(first_sel.value[t]) for t in range(kp)]
 
+        s2_data, s2_mask, s2_valid = Signal(row), Signal(p), Signal()
+        m.d.sync += [s2_data.eq(s1_data), s2_mask.eq(s1_mask), s2_valid.eq(s1_valid)]
+
         m.submodules.ingest_part = a_part = Partition(p, vshape, kp)
-        m.d.comb += [a_part.i_data.eq(s1_data), a_part.i_mask.eq(s1_mask)]
+        m.d.comb += [a_part.i_data.eq(s2_data), a_part.i_mask.eq(s2_mask)]
         m.d.comb += [a_part.pivots[t].eq(a_pivot[t]) for t in range(kp)]
         for t in range(kp):
             with m.If(first):
                 m.d.sync += a_eq[t].eq(0)
-            with m.Elif(s1_valid):
+            with m.Elif(s2_valid):
                 m.d.sync += a_eq[t].eq(a_eq[t] + a_part.eq_count[t])
 
         a_flush = Signal()
         m.submodules.packet_writer = pw = SideWriter(p, vshape, rows)
-        m.d.comb += [pw.i_data.eq(s1_data), pw.i_mask.eq(s1_mask), pw.i_valid.eq(s1_valid),
+        m.d.comb += [pw.i_data.eq(s2_data), pw.i_mask.eq(s2_mask), pw.i_valid.eq(s2_valid),
                      pw.i_flush.eq(a_flush), pw.clear.eq(first)]
         for i, mem in enumerate(packet):
             wp = mem.write_port()
@@ -229,8 +235,8 @@ class TopKEngine(wiring.Component):
         for side in range(kp + 1):
             packer = Packer(p, vshape)
             m.submodules[f"cand_packer{side}"] = packer
-            m.d.comb += [packer.i_data.eq(s1_data), packer.i_mask.eq(a_part.bucket[side]),
-                         packer.i_valid.eq(s1_valid), packer.i_flush.eq(a_flush),
+            m.d.comb += [packer.i_data.eq(s2_data), packer.i_mask.eq(a_part.bucket[side]),
+                         packer.i_valid.eq(s2_valid), packer.i_flush.eq(a_flush),
                          packer.clear.eq(first)]
             for i in range(2):
                 mine = a_cand == i
@@ -255,6 +261,8 @@ class TopKEngine(wiring.Component):
                 with m.If(accept & i_pl.last):
                     m.next = "LAST"
             with m.State("LAST"):       # stage 1 holds the last beat
+                m.next = "LAST2"
+            with m.State("LAST2"):      # stage 2 holds it
                 m.next = "FLUSH"
             with m.State("FLUSH"):      # packers send their residues
                 m.d.comb += a_flush.eq(1)
