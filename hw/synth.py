@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the scripts, the wrapper or the result format change (invalidates caches).
-FLOW_VERSION = 6
+FLOW_VERSION = 7
 #: Module name of the port-register wrapper.
 WRAPPER_TOP = "psa_synth_top"
 #: The ECP5 cell types reported in the summary, in display order.
@@ -544,7 +544,7 @@ def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
             dev.flag, "--package", dev.package, "--speed", str(dev.speed),
             "--out-of-context", "--json", "netlist.json", "--report", "report.json",
             "--log", "nextpnr.log", "--freq", f"{target_mhz:g}", "--seed", str(seed),
-            "--router", "router2", "--timing-allow-fail", "-q",
+            "--timing-allow-fail", "-q",
         ], wd, wd / "nextpnr.log", timeout_s)
     except SynthError as e:
         # A design too big for the part is a result (area known, no Fmax), not a failure.
