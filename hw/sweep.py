@@ -33,6 +33,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 import traceback
@@ -404,6 +405,16 @@ def run_sweep(design: str, axes: Mapping[str, Sequence[Any]], out: str | os.Path
     return result
 
 
+def _die_with_parent() -> None:
+    """Pool initializer: a worker ends when the sweep process dies (Linux), so a killed sweep
+    leaves no worker, and through the tools' own guard no Yosys or nextpnr, running."""
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)     # PR_SET_PDEATHSIG
+
+
 def _run_pool(jobs: int, design: str, todo: list[tuple[str, dict[str, Any]]],
               options: SweepOptions, evaluate: Evaluator,
               finish: Callable[[dict[str, Any]], None]) -> None:
@@ -412,7 +423,8 @@ def _run_pool(jobs: int, design: str, todo: list[tuple[str, dict[str, Any]]],
 
     # spawn: workers start clean (no inherited threads from the progress display).
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
-                               mp_context=multiprocessing.get_context("spawn"))
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent)
     try:
         futures = {pool.submit(evaluate, design, params, options): params
                    for _, params in todo}
