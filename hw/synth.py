@@ -41,13 +41,16 @@ __all__ = [
     "cache_dir", "cache_key", "tool_versions", "yowasp_cache_dir",
     "Port", "parse_ports", "port_register_wrapper", "parse_yosys_stat", "parse_memory_bits",
     "parse_nextpnr_report", "parse_nextpnr_log", "overflow",
-    "WRAPPER_TOP", "FLOW_VERSION", "KEY_CELLS",
+    "WRAPPER_TOP", "FLOW_VERSION", "KEY_CELLS", "ROUTERS",
 ]
 
 #: Bumped whenever the scripts, the wrapper or the result format change (invalidates caches).
 FLOW_VERSION = 7
 #: Module name of the port-register wrapper.
 WRAPPER_TOP = "psa_synth_top"
+#: nextpnr routers: router1 (default; slow on large designs but converges), router2 (much
+#: faster on large designs, but may stall with a few overused wires and never finish).
+ROUTERS = ("router1", "router2")
 #: The ECP5 cell types reported in the summary, in display order.
 KEY_CELLS = ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD", "MULT18X18D")
 
@@ -307,6 +310,7 @@ class SynthResult:
     tools: dict[str, str]
     verilog_sha256: str
     elapsed_s: dict[str, float]
+    router: str = "router1"
     cached: bool = field(default=False, compare=False)
     cache_file: str | None = field(default=None, compare=False)
 
@@ -376,14 +380,17 @@ def tool_versions() -> dict[str, str]:
 
 def cache_key(design: str, params: Mapping[str, Any], device: str, target_mhz: float, seed: int,
               verilog: str, tools: Mapping[str, str] | None = None, *, abc9: bool = True,
-              place: bool = True) -> str:
+              place: bool = True, router: str = "router1") -> str:
     """SHA-256 over everything that determines a result (the Verilog text covers RTL edits)."""
-    blob = json.dumps({
+    fields = {
         "design": design, "params": dict(params), "device": device, "target_mhz": target_mhz,
         "seed": seed, "abc9": abc9, "place": place,
         "tools": dict(tools if tools is not None else tool_versions()),
         "flow": FLOW_VERSION, "verilog": hashlib.sha256(verilog.encode()).hexdigest(),
-    }, sort_keys=True, default=str)
+    }
+    if router != "router1":     # keys of default-router results stay as they were
+        fields["router"] = router
+    blob = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -473,7 +480,8 @@ def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True)
 
 def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
              target_mhz: float = 200.0, seed: int = 1, abc9: bool = True, place: bool = True,
-             work_dir: Path | None = None, timeout_s: float | None = None,
+             router: str = "router1", work_dir: Path | None = None,
+             timeout_s: float | None = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Wrap, synthesise and place the Verilog module ``toplevel`` (no cache).
 
@@ -489,6 +497,8 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
         raise ValueError(f"device must be one of {sorted(DEVICES)}, got {device!r}")
     if not target_mhz > 0:
         raise ValueError(f"target_mhz must be > 0, got {target_mhz!r}")
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {list(ROUTERS)}, got {router!r}")
     dev = DEVICES[device]
     say = progress or (lambda stage: None)
     wrapper = port_register_wrapper(parse_ports(verilog, toplevel), toplevel)
@@ -518,7 +528,7 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
             pnr_error = None
         else:
             say(f"nextpnr-ecp5: place and route on {dev.part}")
-            pnr, pnr_error = _place_and_route(dev, target_mhz, seed, wd, timeout_s)
+            pnr, pnr_error = _place_and_route(dev, target_mhz, seed, wd, timeout_s, router)
             elapsed["nextpnr"] = time.perf_counter() - t0
 
     shown = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")
@@ -537,14 +547,15 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
 
 
 def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
-                     timeout_s: float | None) -> tuple[dict[str, Any], str | None]:
+                     timeout_s: float | None,
+                     router: str = "router1") -> tuple[dict[str, Any], str | None]:
     """nextpnr on ``wd/netlist.json``: (parsed report, None), or (overflow, error) if too big."""
     try:
         _run_tool("nextpnr-ecp5", _NEXTPNR, [
             dev.flag, "--package", dev.package, "--speed", str(dev.speed),
             "--out-of-context", "--json", "netlist.json", "--report", "report.json",
             "--log", "nextpnr.log", "--freq", f"{target_mhz:g}", "--seed", str(seed),
-            "--timing-allow-fail", "-q",
+            "--router", router, "--timing-allow-fail", "-q",
         ], wd, wd / "nextpnr.log", timeout_s)
     except SynthError as e:
         # A design too big for the part is a result (area known, no Fmax), not a failure.
@@ -558,8 +569,8 @@ def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
 
 def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
                device: str = "ecp5-25k", target_mhz: float = 200.0, seed: int = 1,
-               abc9: bool = True, place: bool = True, use_cache: bool = True,
-               cache_root: Path | None = None,
+               abc9: bool = True, place: bool = True, router: str = "router1",
+               use_cache: bool = True, cache_root: Path | None = None,
                work_dir: Path | None = None, timeout_s: float | None = None,
                progress: Callable[[str], None] | None = None) -> SynthResult:
     """Synthesise and place ``design`` (a name from :mod:`psa.hw.designs`) for an ECP5 part.
@@ -584,6 +595,10 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
     place
         Run nextpnr; ``False`` stops after Yosys (cell counts only: ``fits`` None, no
         utilisation, no Fmax), minutes faster on large designs.
+    router
+        nextpnr router, one of :data:`ROUTERS`: ``"router1"`` (nextpnr's default) or
+        ``"router2"``, much faster on designs of tens of thousands of cells but known to stall
+        on a few overused wires (then only ``timeout_s`` ends it).
     use_cache
         Return a cached result when one exists; ``False`` reruns the tools and refreshes it.
     cache_root
@@ -604,6 +619,8 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
 
     if device not in DEVICES:
         raise ValueError(f"device must be one of {sorted(DEVICES)}, got {device!r}")
+    if router not in ROUTERS:
+        raise ValueError(f"router must be one of {list(ROUTERS)}, got {router!r}")
     spec = get_design(design)
     full = {**spec.defaults(), **(params or {})}
     say = progress or (lambda stage: None)
@@ -614,18 +631,18 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
     t_verilog = time.perf_counter() - t0
     tools = tool_versions()
     key = cache_key(design, full, device, target_mhz, seed, verilog, tools, abc9=abc9,
-                    place=place)
+                    place=place, router=router)
     path = _cache_file(design, device, key, cache_root)
     if use_cache and (hit := _load_cached(path)) is not None:
         return hit
 
     measured = run_flow(verilog, spec.toplevel, device=device, target_mhz=target_mhz, seed=seed,
-                        abc9=abc9, place=place, work_dir=work_dir, timeout_s=timeout_s,
-                        progress=progress)
+                        abc9=abc9, place=place, router=router, work_dir=work_dir,
+                        timeout_s=timeout_s, progress=progress)
     elapsed = {"verilog": t_verilog, **measured.pop("elapsed_s")}
     result = SynthResult(
         design=design, params=full, device=device, target_mhz=target_mhz, seed=seed, abc9=abc9,
-        tools=tools, verilog_sha256=hashlib.sha256(verilog.encode()).hexdigest(),
+        router=router, tools=tools, verilog_sha256=hashlib.sha256(verilog.encode()).hexdigest(),
         elapsed_s={k: round(v, 2) for k, v in elapsed.items()}, **measured,
     )
     _store(path, result)

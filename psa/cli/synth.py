@@ -20,7 +20,15 @@ from rich.table import Table
 from psa.cli import UserError
 from psa.cli.designs import DesignGroup, param_option
 from psa.hw.designs import Design, get_design
-from psa.hw.synth import DEVICES, KEY_CELLS, SynthError, SynthResult, overflow, synthesize
+from psa.hw.synth import (
+    DEVICES,
+    KEY_CELLS,
+    ROUTERS,
+    SynthError,
+    SynthResult,
+    overflow,
+    synthesize,
+)
 
 _CELL_HELP = {
     "LUT4": "4-input LUTs",
@@ -44,9 +52,11 @@ def synth() -> None:
 
 def _design_command(design: Design) -> click.Command:
     def run(device: str, json_out: Path | None, no_cache: bool, target_mhz: float, seed: int,
-            abc9: bool, place: bool, work_dir: Path | None, **params: Any) -> None:
+            abc9: bool, place: bool, router: str, work_dir: Path | None,
+            **params: Any) -> None:
         _run(design, params, device=device, json_out=json_out, use_cache=not no_cache,
-             target_mhz=target_mhz, seed=seed, abc9=abc9, place=place, work_dir=work_dir)
+             target_mhz=target_mhz, seed=seed, abc9=abc9, place=place, router=router,
+             work_dir=work_dir)
 
     common = [
         click.Option(["--device"], type=click.Choice(sorted(DEVICES)), default="ecp5-25k",
@@ -66,6 +76,10 @@ def _design_command(design: Design) -> click.Command:
         click.Option(["--place/--no-place"], default=True, show_default=True,
                      help="Place and route with nextpnr; --no-place stops after Yosys "
                           "(cell counts only, no Fmax)."),
+        click.Option(["--router"], type=click.Choice(ROUTERS), default="router1",
+                     show_default=True,
+                     help="nextpnr router: router1 (default, converges) or router2 (much "
+                          "faster on large designs, may stall; see docs/synth.md)."),
         click.Option(["--work-dir"], type=click.Path(file_okay=False, path_type=Path),
                      help="Keep Verilog, scripts, netlist, logs and reports in this folder."),
     ]
@@ -77,7 +91,7 @@ def _design_command(design: Design) -> click.Command:
 
 def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path | None,
          use_cache: bool, target_mhz: float, seed: int, abc9: bool, place: bool,
-         work_dir: Path | None) -> None:
+         work_dir: Path | None, router: str = "router1") -> None:
     out, err = Console(), Console(stderr=True)
     try:
         get_design(design.name).component(**params)  # bad parameters fail here, before any tool
@@ -89,8 +103,8 @@ def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path 
         task = bar.add_task(f"{design.name}: starting")
         try:
             result = synthesize(design.name, params, device=device, target_mhz=target_mhz,
-                                seed=seed, abc9=abc9, place=place, use_cache=use_cache,
-                                work_dir=work_dir,
+                                seed=seed, abc9=abc9, place=place, router=router,
+                                use_cache=use_cache, work_dir=work_dir,
                                 progress=lambda s: bar.update(task,
                                                               description=f"{design.name}: {s}"))
         except SynthError as e:
@@ -161,7 +175,8 @@ def notes(r: SynthResult, wall_s: float) -> list[str]:
                      f"{cp['delay_ns']:.2f} ns "
                      f"(logic {cp['logic_ns']:.2f} ns, routing {cp['routing_ns']:.2f} ns, "
                      f"{cp['logic_levels']} logic cells); target {r.target_mhz:g} MHz, "
-                     f"seed {r.seed}, {'ABC9' if r.abc9 else 'classic ABC'} LUT mapping.")
+                     f"seed {r.seed}, {'ABC9' if r.abc9 else 'classic ABC'} LUT mapping, "
+                     f"nextpnr {r.router}.")
     tools = ", ".join(f"{k} {v}" for k, v in r.tools.items() if k.startswith("yowasp"))
     if r.cached:
         lines.append(f"Cached result ({escape(str(r.cache_file))}); --no-cache reruns. "

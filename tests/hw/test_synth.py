@@ -251,6 +251,7 @@ def test_a_design_that_does_not_fit_keeps_its_area(tmp_path):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"device": "ice40"}, "device must be one of"),
+    ({"router": "router3"}, "router must be one of"),
     ({"params": {"width": 0}}, "width must be an integer in 1..64"),
     ({"params": {"depth": 3}}, "unknown parameter"),
 ])
@@ -444,3 +445,24 @@ def test_cli_reports_a_design_that_does_not_fit(adder8, monkeypatch, tmp_path):
     text = " ".join(res.output.split())  # rich wraps lines at the console width
     assert "does not fit: DP16KD 64/56" in text
     assert "Does not fit LFE5U-25F" in text and "Unable to place cell 'm[0]'" in text
+
+
+def test_router_is_part_of_the_key_and_reaches_nextpnr(tmp_path, monkeypatch):
+    """router1 keeps the keys it always had; router2 gets its own; nextpnr is told which."""
+    args = {"design": "adder", "params": {"width": 8}, "device": "ecp5-25k",
+            "target_mhz": 200.0, "seed": 1, "verilog": "module m; endmodule", "tools": {}}
+    assert cache_key(**args) == cache_key(**args, router="router1")
+    assert cache_key(**args, router="router2") != cache_key(**args)
+    seen = []
+
+    def fake_tool(tool, code, argv, cwd, log, timeout_s):
+        seen.append((tool, argv))
+        raise SynthError(tool, 1, "stop here")
+
+    monkeypatch.setattr(synth_mod, "_run_tool", fake_tool)
+    (tmp_path / "nextpnr.log").write_text("")
+    with pytest.raises(SynthError):
+        synth_mod._place_and_route(synth_mod.DEVICES["ecp5-25k"], 200.0, 1, tmp_path, None,
+                                   "router2")
+    argv = seen[0][1]
+    assert argv[argv.index("--router") + 1] == "router2"
