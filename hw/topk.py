@@ -231,7 +231,7 @@ class TopKEngine(wiring.Component):
                          wp.en.eq(pw.w_en & (a_packet == i))]
         # One packer per bucket; a log per (candidate slot, bucket) keeps what Select needs
         # (counts, first row, samples) while Ingest already fills the other slot.
-        cand_writers = [[] for _ in range(2)]
+        cand_logs = [[] for _ in range(2)]
         for side in range(kp + 1):
             packer = Packer(p, vshape)
             m.submodules[f"cand_packer{side}"] = packer
@@ -247,7 +247,7 @@ class TopKEngine(wiring.Component):
                 wp = cand[i][side].write_port()
                 m.d.comb += [wp.addr.eq(log.w_addr), wp.data.eq(log.w_data),
                              wp.en.eq(log.w_en)]
-                cand_writers[i].append(log)
+                cand_logs[i].append(log)
 
         with m.FSM(name="ingest"):
             with m.State("IDLE"):
@@ -318,7 +318,7 @@ class TopKEngine(wiring.Component):
         res_eq = [Signal(range(n_max + 1), name=f"res_eq{t}") for t in range(kp)]
         res_pivot = [Signal(vshape, name=f"res_pivot{t}") for t in range(kp)]
         with m.If(b_from_ingest):
-            m.d.comb += [res_count[b].eq(Array(w[b].count for w in cand_writers)[b_cand])
+            m.d.comb += [res_count[b].eq(Array(slot[b].count for slot in cand_logs)[b_cand])
                          for b in range(kp + 1)]
             m.d.comb += [res_eq[t].eq(slot_eq[t][b_cand]) for t in range(kp)]
             m.d.comb += [res_pivot[t].eq(slot_pivot[t][b_cand]) for t in range(kp)]
@@ -334,7 +334,7 @@ class TopKEngine(wiring.Component):
         # Samples of the chosen side (b_side is set by DECIDE, so valid from SAMPLE on).
         cm_first, cm_first_count = Signal(row), Signal(range(p + 1))
         cm_sample, cm_n_sample = Signal(data.ArrayLayout(vshape, s)), Signal(range(s + 1))
-        sources = [(b_from_ingest & (b_cand == i) & (b_side == side), cand_writers[i][side])
+        sources = [(b_from_ingest & (b_cand == i) & (b_side == side), cand_logs[i][side])
                    for i in range(2) for side in range(kp + 1)]
         sources += [(~b_from_ingest & (b_side == side), select_writers[side])
                     for side in range(2)]
