@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from amaranth.hdl import Elaboratable
 from amaranth.lib import wiring
 
 __all__ = ["Param", "Design", "DESIGNS", "register", "get_design"]
@@ -50,10 +51,23 @@ class Design:
                              f"allowed: {[p.name for p in self.params]}")
         return self.build(**{**self.defaults(), **params})
 
+    def validate(self, **params: Any) -> None:
+        """Raise ValueError for a bad parameter set, as elaboration would; builds nothing."""
+        # Constructing the component runs its parameter checks; it is then dropped on purpose,
+        # so neither it nor the blocks its constructor made may warn of being unused.
+        _silence_unused(self.component(**params))
+
     def verilog(self, **params: Any) -> str:
         from .export import to_verilog
 
         return to_verilog(self.component(**params), self.toplevel)
+
+
+def _silence_unused(obj: Any) -> None:
+    if isinstance(obj, Elaboratable) and not obj._MustUse__silence:
+        obj._MustUse__silence = True
+        for value in vars(obj).values():
+            _silence_unused(value)
 
 
 DESIGNS: dict[str, Design] = {}

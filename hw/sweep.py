@@ -244,7 +244,7 @@ def evaluate_point(design: str, params: Mapping[str, Any],
     spec = get_design(design)
     full = {**spec.defaults(), **params}
     try:
-        spec.component(**full)._MustUse__silence = True  # only validated here
+        spec.validate(**full)
     except (ValueError, TypeError) as e:
         row.update(status="invalid", error=str(e), elapsed_s=0.0)
         return row

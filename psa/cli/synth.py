@@ -94,7 +94,7 @@ def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path 
          work_dir: Path | None, router: str = "router1") -> None:
     out, err = Console(), Console(stderr=True)
     try:
-        get_design(design.name).component(**params)  # bad parameters fail here, before any tool
+        get_design(design.name).validate(**params)  # bad parameters fail before any tool
     except (ValueError, TypeError) as e:
         raise UserError(str(e)) from e
     t0 = time.perf_counter()

@@ -40,7 +40,7 @@ def _design_command(design: Design) -> click.Command:
             json_out: Path | None, **params: Any) -> None:
         try:
             # Bad parameters fail here, before the build (the instance is not elaborated).
-            design.component(**params)._MustUse__silence = True
+            design.validate(**params)
         except (ValueError, TypeError) as e:
             raise UserError(str(e)) from e
         console = Console(stderr=True)

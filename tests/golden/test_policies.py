@@ -7,7 +7,6 @@ test runs MiniLM on the report's default corpus.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -511,7 +510,7 @@ def test_rtl_replays_policies(sim_build_root, tmp_path):
     path = tmp_path / "replay.json"
     path.write_text(json.dumps(case))
     run_cocotb(get_design("pruner").verilog(**params.kwargs()), "pruning_unit",
-               "policy_replay_bench", sim_build_root / f"pruner_{params.tag}",
+               "psa.verif.benches.tb_policy_replay", sim_build_root / f"pruner_{params.tag}",
                extra_env={"PSA_PRUNER_PARAMS": json.dumps(params.kwargs()),
                           "PSA_REPLAY": str(path)},
-               test_dirs=[Path(__file__).parent], quiet=True)
+               quiet=True)

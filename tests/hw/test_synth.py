@@ -263,6 +263,21 @@ def test_bad_arguments_fail_before_any_tool(cache_root, monkeypatch, kwargs, mat
         synthesize("nope", cache_root=cache_root)
 
 
+@pytest.mark.parametrize("name", ["adder", "topk", "pruner"])
+def test_validating_parameters_leaves_no_unused_elaboratable(name):
+    import gc
+    import warnings
+
+    get_design("adder").verilog(width=2)   # Amaranth warns of unused elaboratables only
+    with warnings.catch_warnings(record=True) as caught:   # once something was elaborated
+        warnings.simplefilter("always")     # UnusedElaboratable is warned when collected
+        get_design(name).validate()
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+    with pytest.raises(ValueError, match="unknown parameter"):
+        get_design(name).validate(nope=1)
+
+
 # ---------------------------------------------------------------------------- cache
 
 
