@@ -19,7 +19,8 @@ stage's message, ``error_detail`` the full tracebacks with the tools' log tails)
   time of the rows. ``cycles_per_beat`` = ``interval_cycles / beats``, where a beat is ``P``
   elements (1.0: ``P`` elements every cycle).
 - synthesis (:func:`psa.hw.synth.synthesize`): ``lut4``, ``ff``, ``ccu2c``, ``bram``, ``dsp``,
-  ``generic_cells``, ``fmax_mhz``, ``fits`` (flat figures of ``SynthResult.row()``).
+  ``generic_cells``, ``fmax_mhz``, ``fmax_placed_mhz`` (estimate after placement),
+  ``routed``, ``fits`` (flat figures of ``SynthResult.row()``).
 - ``throughput_meps``: million elements per second = ``lanes * fmax_mhz / cycles_per_beat``;
   ``elements_per_cycle`` = ``lanes / cycles_per_beat`` (known without place and route).
 - verification (optional): ``verified`` (bool) from :func:`psa.verif.verify.verify`.
@@ -484,7 +485,8 @@ def _row_or_error(fut: Any, design: str, params: dict[str, Any],
 #: CSV columns after the design's parameters (absent figures are left empty).
 CSV_COLUMNS = ("status", "n", "k", "latency_cycles", "interval_cycles", "cycles_per_beat",
                "elements_per_cycle", "lut4", "ccu2c", "ff", "bram", "dsp", "placed_comb",
-               "port_register_ffs", "generic_cells", "fmax_mhz", "fits", "throughput_meps",
+               "port_register_ffs", "generic_cells", "fmax_mhz", "fmax_placed_mhz", "routed",
+               "fits", "throughput_meps",
                "verified", "device", "elapsed_s", "error")
 
 

@@ -40,7 +40,7 @@ __all__ = [
     "synthesize", "run_flow", "SynthResult", "SynthError", "DEVICES", "Device",
     "cache_dir", "cache_key", "tool_versions", "yowasp_cache_dir",
     "Port", "parse_ports", "port_register_wrapper", "parse_yosys_stat", "parse_memory_bits",
-    "parse_nextpnr_report", "parse_nextpnr_log", "overflow",
+    "parse_nextpnr_report", "parse_nextpnr_log", "parse_placed_fmax", "overflow",
     "WRAPPER_TOP", "FLOW_VERSION", "KEY_CELLS", "ROUTERS",
 ]
 
@@ -231,6 +231,21 @@ def parse_nextpnr_log(text: str) -> tuple[dict[str, dict[str, int]], str | None]
     return dict(sorted(util.items())), error
 
 
+_FMAX_LINE = re.compile(r"^(?:Info|Warning): Max frequency for clock '([^']+)': ([0-9.]+) MHz",
+                        re.MULTILINE)
+
+
+def parse_placed_fmax(text: str, clock: str = "clk") -> float | None:
+    """nextpnr's Fmax estimate of ``clock`` after placement, from its log (MHz).
+
+    The last ``Max frequency`` line before routing starts: it uses estimated, not routed,
+    wire delays. ``None`` if placement did not finish.
+    """
+    placed = text.split("Info: Routing..")[0]
+    values = [float(m.group(2)) for m in _FMAX_LINE.finditer(placed) if m.group(1) == clock]
+    return values[-1] if values else None
+
+
 def overflow(utilization: Mapping[str, Mapping[str, int]]) -> dict[str, tuple[int, int]]:
     """Resources used beyond the device's capacity: ``{bel: (used, available)}``."""
     return {bel: (u["used"], u["available"]) for bel, u in utilization.items()
@@ -283,7 +298,9 @@ class SynthResult:
     nextpnr (port registers included) as ``{bel: {"used", "available"}}``; ``fmax_mhz`` the
     post-route maximum clock frequency of ``clk`` in MHz (``None`` if no register-to-register
     path exists, or the design does not fit: then ``fits`` is False, ``pnr_error`` holds
-    nextpnr's error and ``utilization`` shows the overflow); ``generic_cells`` the design's
+    nextpnr's error and ``utilization`` shows the overflow, or routing did not finish within
+    the timeout: then ``routed`` is False); ``fmax_placed_mhz`` nextpnr's estimate after
+    placement, before routing (estimated wire delays); ``generic_cells`` the design's
     cell count after technology-neutral ``synth -flatten`` (Yosys internal gates and
     flip-flops; each RAM stays one ``$mem_v2`` cell) and ``generic_memory_bits`` the bits of
     its RAMs.
@@ -311,6 +328,8 @@ class SynthResult:
     verilog_sha256: str
     elapsed_s: dict[str, float]
     router: str = "router1"
+    fmax_placed_mhz: float | None = None
+    routed: bool | None = None
     cached: bool = field(default=False, compare=False)
     cache_file: str | None = field(default=None, compare=False)
 
@@ -347,7 +366,8 @@ class SynthResult:
         return {**self.params, "device": self.device, "lut4": self.lut4, "ccu2c": self.ccu2c,
                 "ff": self.ff, "bram": self.bram, "dsp": self.dsp, "placed_comb": comb,
                 "port_register_ffs": self.port_register_ffs, "generic_cells": self.generic_cells,
-                "fmax_mhz": self.fmax_mhz, "fits": self.fits}
+                "fmax_mhz": self.fmax_mhz, "fmax_placed_mhz": self.fmax_placed_mhz,
+                "routed": self.routed, "fits": self.fits}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SynthResult:
@@ -524,12 +544,13 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
         t0 = time.perf_counter()
         if not place:
             pnr = {"fmax_mhz": None, "fmax_by_clock": {}, "critical_path": None,
-                   "utilization": {}}
-            pnr_error = None
+                   "utilization": {}, "fits": None, "routed": None, "pnr_error": None}
         else:
             say(f"nextpnr-ecp5: place and route on {dev.part}")
-            pnr, pnr_error = _place_and_route(dev, target_mhz, seed, wd, timeout_s, router)
+            pnr = _place_and_route(dev, target_mhz, seed, wd, timeout_s, router)
             elapsed["nextpnr"] = time.perf_counter() - t0
+        log = wd / "nextpnr.log"
+        fmax_placed = parse_placed_fmax(log.read_text(errors="replace")) if place else None
 
     shown = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")
     return {
@@ -540,16 +561,19 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
         "utilization": {k: v for k, v in pnr["utilization"].items()
                         if v["used"] or k in shown},
         "fmax_mhz": pnr["fmax_mhz"], "fmax_by_clock": pnr["fmax_by_clock"],
-        "critical_path": pnr["critical_path"],
-        "fits": (pnr_error is None) if place else None,
-        "pnr_error": pnr_error, "elapsed_s": elapsed,
+        "fmax_placed_mhz": fmax_placed, "critical_path": pnr["critical_path"],
+        "fits": pnr["fits"], "routed": pnr["routed"], "pnr_error": pnr["pnr_error"],
+        "elapsed_s": elapsed,
     }
 
 
 def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
-                     timeout_s: float | None,
-                     router: str = "router1") -> tuple[dict[str, Any], str | None]:
-    """nextpnr on ``wd/netlist.json``: (parsed report, None), or (overflow, error) if too big."""
+                     timeout_s: float | None, router: str = "router1") -> dict[str, Any]:
+    """nextpnr on ``wd/netlist.json``: the parsed report with ``fits``, ``routed`` and
+    ``pnr_error``. Too big for the part: ``fits`` False and the overflowing utilisation.
+    Placed but timed out while routing: ``routed`` False, no Fmax (the caller reads the
+    post-placement estimate from the log)."""
+    unrouted = {"fmax_mhz": None, "fmax_by_clock": {}, "critical_path": None}
     try:
         _run_tool("nextpnr-ecp5", _NEXTPNR, [
             dev.flag, "--package", dev.package, "--speed", str(dev.speed),
@@ -558,13 +582,19 @@ def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
             "--router", router, "--timing-allow-fail", "-q",
         ], wd, wd / "nextpnr.log", timeout_s)
     except SynthError as e:
-        # A design too big for the part is a result (area known, no Fmax), not a failure.
-        util, error = parse_nextpnr_log((wd / "nextpnr.log").read_text(errors="replace"))
-        if e.returncode is None or not overflow(util):
-            raise
-        return ({"fmax_mhz": None, "fmax_by_clock": {}, "critical_path": None,
-                 "utilization": util}, error)
-    return parse_nextpnr_report((wd / "report.json").read_text()), None
+        # A design too big for the part is a result (area known, no Fmax), not a failure;
+        # so is one that was placed but not routed in time (area and Fmax estimate known).
+        text = (wd / "nextpnr.log").read_text(errors="replace")
+        util, error = parse_nextpnr_log(text)
+        if e.returncode is not None and overflow(util):
+            return unrouted | {"utilization": util, "fits": False, "routed": False,
+                               "pnr_error": error}
+        if e.returncode is None and "Info: Routing.." in text:
+            return unrouted | {"utilization": util, "fits": True, "routed": False,
+                               "pnr_error": f"routing unfinished after {timeout_s:g} s"}
+        raise
+    return parse_nextpnr_report((wd / "report.json").read_text()) | {
+        "fits": True, "routed": True, "pnr_error": None}
 
 
 def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
@@ -645,6 +675,8 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
         router=router, tools=tools, verilog_sha256=hashlib.sha256(verilog.encode()).hexdigest(),
         elapsed_s={k: round(v, 2) for k, v in elapsed.items()}, **measured,
     )
+    if result.routed is False and result.fits:
+        return result   # cut short by the timeout: a later run with more time may finish
     _store(path, result)
     result.cache_file = str(path)
     return result

@@ -97,7 +97,9 @@ def _design_command(design: Design) -> click.Command:
         click.Option(["--target-mhz"], type=click.FloatRange(min=1.0), default=200.0,
                      show_default=True, help="nextpnr clock target."),
         click.Option(["--synth-timeout"], type=click.FloatRange(min=1.0), default=None,
-                     help="Seconds per synthesis tool run; a point over it is an error."),
+                     help="Seconds per synthesis tool run. Yosys over it: the point is "
+                          "an error; nextpnr routing over it: the point keeps its area and "
+                          "the post-placement Fmax estimate (fmax_placed_mhz)."),
         click.Option(["--build-root"], type=click.Path(file_okay=False, path_type=Path),
                      default=default_build_root(), show_default=True,
                      help="Verilator build folders (env PSA_SIM_BUILD)."),
@@ -156,7 +158,7 @@ def render(rows: list[dict[str, Any]], names: list[str]) -> Table:
             ("cyc/beat", "cycles_per_beat", "{:.2f}"), ("latency", "latency_cycles", "{:.0f}"),
             ("LUT4", "lut4", "{}"), ("FF", "ff", "{}"), ("CCU2C", "ccu2c", "{}"),
             ("BRAM", "bram", "{}"), ("DSP", "dsp", "{}"), ("Fmax MHz", "fmax_mhz", "{:.1f}"),
-            ("Melem/s", "throughput_meps", "{:.0f}")]
+            ("placed est.", "fmax_placed_mhz", "{:.1f}"), ("Melem/s", "throughput_meps", "{:.0f}")]
     cols = [c for c in cols if any(r.get(c[1]) is not None for r in rows)]
     for n in names:
         table.add_column(n, justify="right")
@@ -171,6 +173,8 @@ def render(rows: list[dict[str, Any]], names: list[str]) -> Table:
         status = r["status"]
         if r.get("fits") is False:
             status += " (does not fit)"
+        elif r.get("routed") is False:
+            status += " (routing unfinished)"
         if r.get("verified"):
             status += ", verified"
         table.add_row(*cells, status)

@@ -52,11 +52,11 @@ def synth() -> None:
 
 def _design_command(design: Design) -> click.Command:
     def run(device: str, json_out: Path | None, no_cache: bool, target_mhz: float, seed: int,
-            abc9: bool, place: bool, router: str, work_dir: Path | None,
-            **params: Any) -> None:
+            abc9: bool, place: bool, router: str, timeout: float | None,
+            work_dir: Path | None, **params: Any) -> None:
         _run(design, params, device=device, json_out=json_out, use_cache=not no_cache,
              target_mhz=target_mhz, seed=seed, abc9=abc9, place=place, router=router,
-             work_dir=work_dir)
+             timeout_s=timeout, work_dir=work_dir)
 
     common = [
         click.Option(["--device"], type=click.Choice(sorted(DEVICES)), default="ecp5-25k",
@@ -80,6 +80,10 @@ def _design_command(design: Design) -> click.Command:
                      show_default=True,
                      help="nextpnr router: router1 (default, converges) or router2 (much "
                           "faster on large designs, may stall; see docs/synth.md)."),
+        click.Option(["--timeout"], type=click.FloatRange(min=1.0), default=None,
+                     help="Seconds per tool run (Yosys, nextpnr). If routing is cut short, "
+                          "the report gives nextpnr's post-placement Fmax estimate instead "
+                          "(not cached)."),
         click.Option(["--work-dir"], type=click.Path(file_okay=False, path_type=Path),
                      help="Keep Verilog, scripts, netlist, logs and reports in this folder."),
     ]
@@ -91,7 +95,8 @@ def _design_command(design: Design) -> click.Command:
 
 def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path | None,
          use_cache: bool, target_mhz: float, seed: int, abc9: bool, place: bool,
-         work_dir: Path | None, router: str = "router1") -> None:
+         work_dir: Path | None, router: str = "router1",
+         timeout_s: float | None = None) -> None:
     out, err = Console(), Console(stderr=True)
     try:
         get_design(design.name).validate(**params)  # bad parameters fail before any tool
@@ -104,7 +109,7 @@ def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path 
         try:
             result = synthesize(design.name, params, device=device, target_mhz=target_mhz,
                                 seed=seed, abc9=abc9, place=place, router=router,
-                                use_cache=use_cache, work_dir=work_dir,
+                                use_cache=use_cache, work_dir=work_dir, timeout_s=timeout_s,
                                 progress=lambda s: bar.update(task,
                                                               description=f"{design.name}: {s}"))
         except SynthError as e:
@@ -152,11 +157,15 @@ def render(r: SynthResult) -> Table:
     elif not r.fits:
         fmax = "does not fit: " + ", ".join(
             f"{bel} {used}/{avail}" for bel, (used, avail) in overflow(r.utilization).items())
+    elif r.routed is False:
+        fmax = "routing unfinished"
     elif r.fmax_mhz is None:
         fmax = "no register-to-register path"
     else:
         fmax = f"{r.fmax_mhz:.1f} MHz"
     table.add_row("Fmax (clk, post-route)", "", fmax, "")
+    if r.fmax_placed_mhz is not None:
+        table.add_row("Fmax estimate after placement", "", f"{r.fmax_placed_mhz:.1f} MHz", "")
     return table
 
 
@@ -169,6 +178,10 @@ def notes(r: SynthResult, wall_s: float) -> list[str]:
         lines.append(f"[bold red]Does not fit {r.part}[/]: nextpnr stopped with "
                      f"{escape(repr(r.pnr_error))}; the design counts stand, Fmax is unknown. "
                      f"Try --device ecp5-85k or a smaller configuration.")
+    if r.fits and r.routed is False:
+        lines.append(f"[bold yellow]Routing unfinished[/] ({escape(str(r.pnr_error))}): the "
+                     f"Fmax shown is nextpnr's estimate after placement, from estimated wire "
+                     f"delays; not cached. Run again with a longer --timeout, or none.")
     cp = r.critical_path
     if cp:
         lines.append(f"Critical path: {escape(cp['from'])} -> {escape(cp['to'])}, "

@@ -100,6 +100,24 @@ def test_outputs_json_csv_and_plots(tmp_path):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_table_marks_unrouted_points_and_their_estimate():
+    from rich.console import Console
+
+    from psa.cli.sweep import render
+
+    rows = [{"lanes": 8, "status": "ok", "lut4": 1000, "fits": True, "routed": True,
+             "fmax_mhz": 50.0, "fmax_placed_mhz": 52.5},
+            {"lanes": 16, "status": "ok", "lut4": 2000, "fits": True, "routed": False,
+             "fmax_mhz": None, "fmax_placed_mhz": 31.25}]
+    console = Console(width=200, record=True)
+    console.print(render(rows, ["lanes"]))
+    lines = console.export_text().splitlines()
+    row8 = next(line for line in lines if "1000" in line)
+    row16 = next(line for line in lines if "2000" in line)
+    assert "50.0" in row8 and "52.5" in row8 and "unfinished" not in row8
+    assert "31.2" in row16 and "ok (routing unfinished)" in row16
+
+
 def test_cli_rejects_bad_lists_and_both_executors(tmp_path):
     r = CliRunner().invoke(cli, ["sweep", "topk", "--lanes", "4,x", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--lanes: 'x' is not a valid int" in r.output

@@ -37,6 +37,7 @@ from psa.hw.synth import (
     parse_memory_bits,
     parse_nextpnr_log,
     parse_nextpnr_report,
+    parse_placed_fmax,
     parse_ports,
     parse_yosys_stat,
     port_register_wrapper,
@@ -177,6 +178,16 @@ def test_nextpnr_log_of_a_design_too_big_for_the_part():
     assert parse_nextpnr_log("Info: no table\n") == ({}, None)
 
 
+def test_placed_fmax_is_the_estimate_before_routing():
+    log = (DATA / "nextpnr_mac.log").read_text()     # mac.v on the 25k part, routed
+    assert parse_placed_fmax(log) == 145.65          # the post-route figure is 139.10
+    cut_in_routing = log.split("Info: Routing..")[0] + "Info: Routing..\nInfo: Routing 1000 arcs."
+    assert parse_placed_fmax(cut_in_routing) == 145.65
+    cut_in_placement = log.split("Info: Max frequency")[0]
+    assert parse_placed_fmax(cut_in_placement) is None
+    assert parse_placed_fmax(log, clock="other") is None
+
+
 # ---------------------------------------------------------------------------- real tool runs
 
 
@@ -205,6 +216,7 @@ def test_adder_figures_follow_its_structure(adder8):
     assert r.critical_path["to"].startswith("psa_dut.o")  # ... through the adder to o
     assert r.generic_cells > r.ff and r.generic_memory_bits == 0
     assert r.tools == tool_versions() and r.abc9 and r.fits and r.pnr_error is None
+    assert r.routed and r.fmax_placed_mhz > 100.0    # estimate after placement
 
 
 def test_flat_row_for_tables(adder8):
@@ -247,6 +259,46 @@ def test_a_design_that_does_not_fit_keeps_its_area(tmp_path):
     assert not r["fits"] and r["fmax_mhz"] is None and r["critical_path"] is None
     assert r["cells"]["DP16KD"] == 64 and overflow(r["utilization"]) == {"DP16KD": (64, 56)}
     assert "DP16KD" in r["pnr_error"]
+
+
+def test_routing_cut_by_the_timeout_keeps_area_and_estimate(tmp_path, monkeypatch):
+    real_run_tool = synth_mod._run_tool
+    placed_log = (DATA / "nextpnr_mac.log").read_text().split("Info: Routing..")[0]
+
+    def nextpnr_times_out(tool, code, args, cwd, log, timeout_s):
+        if tool != "nextpnr-ecp5":
+            return real_run_tool(tool, code, args, cwd, log, timeout_s)
+        log.write_text(placed_log + "Info: Routing..\nInfo: Routing 1000 arcs.\n")
+        raise SynthError(tool, None, "", f"after {timeout_s} s")
+
+    monkeypatch.setattr(synth_mod, "_run_tool", nextpnr_times_out)
+    cache = tmp_path / "cache"
+    r = synthesize("adder", {"width": 8}, timeout_s=600, cache_root=cache)
+    assert r.fits and r.routed is False and r.fmax_mhz is None
+    assert r.fmax_placed_mhz == 145.65 and r.pnr_error == "routing unfinished after 600 s"
+    assert r.ff == 9 and r.utilization["TRELLIS_FF"]["used"] > 0
+    assert r.cache_file is None and not cache.exists()       # a longer run may finish
+    row = r.row()
+    assert row["routed"] is False and row["fmax_placed_mhz"] == 145.65
+    from rich.console import Console
+
+    from psa.cli.synth import notes, render
+    console = Console(width=200, record=True)
+    console.print(render(r))
+    for line in notes(r, 1.0):
+        console.print(line)
+    text = console.export_text()
+    assert "routing unfinished" in text and "145.7 MHz" in text and "not cached" in text
+
+    def nextpnr_fails(tool, code, args, cwd, log, timeout_s):
+        if tool != "nextpnr-ecp5":
+            return real_run_tool(tool, code, args, cwd, log, timeout_s)
+        log.write_text(placed_log.split("Info: Max frequency")[0])   # still placing
+        raise SynthError(tool, None, "", f"after {timeout_s} s")
+
+    monkeypatch.setattr(synth_mod, "_run_tool", nextpnr_fails)
+    with pytest.raises(SynthError):       # a timeout before placement is still an error
+        synthesize("adder", {"width": 8}, timeout_s=600, cache_root=cache)
 
 
 @pytest.mark.parametrize("kwargs, match", [
