@@ -321,10 +321,15 @@ def test_validating_parameters_leaves_no_unused_elaboratable(name):
     import warnings
 
     get_design("adder").verilog(width=2)   # Amaranth warns of unused elaboratables only
-    with warnings.catch_warnings(record=True) as caught:   # once something was elaborated
-        warnings.simplefilter("always")     # UnusedElaboratable is warned when collected
-        get_design(name).validate()
-        gc.collect()
+    gc.collect()            # what earlier tests left behind is collected (and warned) here
+    gc.disable()            # so that only this test's garbage is collected below
+    try:
+        with warnings.catch_warnings(record=True) as caught:   # once something was elaborated
+            warnings.simplefilter("always")     # UnusedElaboratable is warned when collected
+            get_design(name).validate()
+            gc.collect()
+    finally:
+        gc.enable()
     assert [str(w.message) for w in caught] == []
     with pytest.raises(ValueError, match="unknown parameter"):
         get_design(name).validate(nope=1)
