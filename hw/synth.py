@@ -235,13 +235,16 @@ _FMAX_LINE = re.compile(r"^(?:Info|Warning): Max frequency for clock '([^']+)': 
                         re.MULTILINE)
 
 
+_ROUTING_STARTS = "Info: Routing.."
+
+
 def parse_placed_fmax(text: str, clock: str = "clk") -> float | None:
     """nextpnr's Fmax estimate of ``clock`` after placement, from its log (MHz).
 
     The last ``Max frequency`` line before routing starts: it uses estimated, not routed,
     wire delays. ``None`` if placement did not finish.
     """
-    placed = text.split("Info: Routing..")[0]
+    placed = text.split(_ROUTING_STARTS)[0]
     values = [float(m.group(2)) for m in _FMAX_LINE.finditer(placed) if m.group(1) == clock]
     return values[-1] if values else None
 
@@ -589,7 +592,7 @@ def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
         if e.returncode is not None and overflow(util):
             return unrouted | {"utilization": util, "fits": False, "routed": False,
                                "pnr_error": error}
-        if e.returncode is None and "Info: Routing.." in text:
+        if e.returncode is None and _ROUTING_STARTS in text:
             return unrouted | {"utilization": util, "fits": True, "routed": False,
                                "pnr_error": f"routing unfinished after {timeout_s:g} s"}
         raise
