@@ -64,6 +64,7 @@ class SweepOptions:
     verify: bool = False
     place: bool = True
     abc9: bool = True
+    widelut: bool = True
     router: str = "router1"
     device: str = "ecp5-85k"
     target_mhz: float = 200.0
@@ -81,6 +82,8 @@ class SweepOptions:
             d.pop(name)
         if d["router"] == "router1":    # keys of default-router sweeps stay as they were
             d.pop("router")
+        if d["widelut"]:                # and of default LUT mapping
+            d.pop("widelut")
         return d
 
 
@@ -283,7 +286,8 @@ def _synth_fields(design: str, params: Mapping[str, Any],
     from psa.hw.synth import synthesize
 
     r = synthesize(design, params, device=options.device, target_mhz=options.target_mhz,
-                   abc9=options.abc9, place=options.place, router=options.router,
+                   abc9=options.abc9, widelut=options.widelut, place=options.place,
+                   router=options.router,
                    cache_root=Path(options.cache_root) if options.cache_root else None,
                    timeout_s=options.synth_timeout_s)
     row = r.row()

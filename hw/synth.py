@@ -333,6 +333,7 @@ class SynthResult:
     router: str = "router1"
     fmax_placed_mhz: float | None = None
     routed: bool | None = None
+    widelut: bool = True
     cached: bool = field(default=False, compare=False)
     cache_file: str | None = field(default=None, compare=False)
 
@@ -403,7 +404,7 @@ def tool_versions() -> dict[str, str]:
 
 def cache_key(design: str, params: Mapping[str, Any], device: str, target_mhz: float, seed: int,
               verilog: str, tools: Mapping[str, str] | None = None, *, abc9: bool = True,
-              place: bool = True, router: str = "router1") -> str:
+              place: bool = True, router: str = "router1", widelut: bool = True) -> str:
     """SHA-256 over everything that determines a result (the Verilog text covers RTL edits)."""
     fields = {
         "design": design, "params": dict(params), "device": device, "target_mhz": target_mhz,
@@ -413,6 +414,8 @@ def cache_key(design: str, params: Mapping[str, Any], device: str, target_mhz: f
     }
     if router != "router1":     # keys of default-router results stay as they were
         fields["router"] = router
+    if not widelut:             # likewise for the default LUT mapping
+        fields["widelut"] = False
     blob = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -474,15 +477,20 @@ def _run_tool(tool: str, code: str, args: list[str], cwd: Path, log: Path,
         raise SynthError(tool, proc.returncode, _tail(log, proc.stdout))
 
 
-def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True) -> str:
+def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True,
+                  widelut: bool = True) -> str:
     # Generic figure: `synth -flatten` without `memory_map`, so a RAM stays one $mem_v2 cell
     # (its bits are counted from the elaborated design) instead of thousands of flip-flops.
     # Without ABC9, synth_ecp5's own LUT-mapping step (`abc9 -W 300`) is replaced by classic
     # `abc -lut 4:7`, the mapping synth_ecp5 used before ABC9 became its only one.
-    ecp5 = [f"synth_ecp5 -top {WRAPPER_TOP} -json netlist.json"] if abc9 else [
-        f"synth_ecp5 -top {WRAPPER_TOP} -run begin:map_luts",
-        "techmap -map +/lattice/latches_map.v; abc -lut 4:7 -dress; clean",
-        f"synth_ecp5 -top {WRAPPER_TOP} -run map_cells: -json netlist.json",
+    # Without wide LUTs, logic maps to LUT4 only: no LUT5-7 built from PFU muxes, whose
+    # clusters fill whole slices with inputs and congest the routing around them.
+    nowide = "" if widelut else " -nowidelut"
+    ecp5 = [f"synth_ecp5{nowide} -top {WRAPPER_TOP} -json netlist.json"] if abc9 else [
+        f"synth_ecp5{nowide} -top {WRAPPER_TOP} -run begin:map_luts",
+        f"techmap -map +/lattice/latches_map.v; abc -lut {'4:7' if widelut else '4'} -dress; "
+        "clean",
+        f"synth_ecp5{nowide} -top {WRAPPER_TOP} -run map_cells: -json netlist.json",
     ]
     return "\n".join([
         f"read_verilog {dut_file}",
@@ -503,7 +511,7 @@ def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True)
 
 def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
              target_mhz: float = 200.0, seed: int = 1, abc9: bool = True, place: bool = True,
-             router: str = "router1", work_dir: Path | None = None,
+             router: str = "router1", widelut: bool = True, work_dir: Path | None = None,
              timeout_s: float | None = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Wrap, synthesise and place the Verilog module ``toplevel`` (no cache).
@@ -531,7 +539,8 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
         wd.mkdir(parents=True, exist_ok=True)
         (wd / "design.v").write_text(verilog)
         (wd / "wrapper.v").write_text(wrapper)
-        (wd / "synth.ys").write_text(_yosys_script("design.v", "wrapper.v", toplevel, abc9))
+        (wd / "synth.ys").write_text(_yosys_script("design.v", "wrapper.v", toplevel, abc9,
+                                                        widelut))
 
         say("yosys: synth + synth_ecp5")
         t0 = time.perf_counter()
@@ -603,7 +612,7 @@ def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
 def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
                device: str = "ecp5-25k", target_mhz: float = 200.0, seed: int = 1,
                abc9: bool = True, place: bool = True, router: str = "router1",
-               use_cache: bool = True, cache_root: Path | None = None,
+               widelut: bool = True, use_cache: bool = True, cache_root: Path | None = None,
                work_dir: Path | None = None, timeout_s: float | None = None,
                progress: Callable[[str], None] | None = None) -> SynthResult:
     """Synthesise and place ``design`` (a name from :mod:`psa.hw.designs`) for an ECP5 part.
@@ -625,6 +634,10 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
         ``abc -lut 4:7`` instead: Yosys runs about 20x faster on large designs, at the price of
         about 10% more LUT4 and a few % lower Fmax (top-k, lanes=2: 2909 vs 2605 LUT4,
         44.4 vs 46.1 MHz).
+    widelut
+        Let the LUT mapping build LUT5-7 from PFU multiplexers (``synth_ecp5``'s default);
+        ``False`` maps to LUT4 only (``synth_ecp5 -nowidelut``), which routes more easily on
+        large, multiplexer-heavy designs (see docs/synth.md).
     place
         Run nextpnr; ``False`` stops after Yosys (cell counts only: ``fits`` None, no
         utilisation, no Fmax), minutes faster on large designs.
@@ -664,18 +677,19 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
     t_verilog = time.perf_counter() - t0
     tools = tool_versions()
     key = cache_key(design, full, device, target_mhz, seed, verilog, tools, abc9=abc9,
-                    place=place, router=router)
+                    place=place, router=router, widelut=widelut)
     path = _cache_file(design, device, key, cache_root)
     if use_cache and (hit := _load_cached(path)) is not None:
         return hit
 
     measured = run_flow(verilog, spec.toplevel, device=device, target_mhz=target_mhz, seed=seed,
-                        abc9=abc9, place=place, router=router, work_dir=work_dir,
-                        timeout_s=timeout_s, progress=progress)
+                        abc9=abc9, place=place, router=router, widelut=widelut,
+                        work_dir=work_dir, timeout_s=timeout_s, progress=progress)
     elapsed = {"verilog": t_verilog, **measured.pop("elapsed_s")}
     result = SynthResult(
         design=design, params=full, device=device, target_mhz=target_mhz, seed=seed, abc9=abc9,
-        router=router, tools=tools, verilog_sha256=hashlib.sha256(verilog.encode()).hexdigest(),
+        router=router, widelut=widelut, tools=tools,
+        verilog_sha256=hashlib.sha256(verilog.encode()).hexdigest(),
         elapsed_s={k: round(v, 2) for k, v in elapsed.items()}, **measured,
     )
     if result.routed is False and result.fits:

@@ -143,18 +143,25 @@ class TopKEngine(wiring.Component):
         s = self.samples
         lane_bits = exact_log2(p)
 
-        def memory(name: str) -> Memory:
-            mem = Memory(shape=row, depth=rows, init=[])
+        def memory(name: str, slots: int) -> Memory:
+            mem = Memory(shape=row, depth=slots * rows, init=[])
             m.submodules[name] = mem
             return mem
 
-        # Buffers. packet[3]: Ingest -> Emit. cand[2][bucket]: Ingest -> Select.
-        # scratch[2][side]: Select's own ping-pong. Buckets and sides run from the largest
-        # values down (side 0 = greater, 1 = smaller than the pivot).
+        def slot_addr(slot, addr, slots: int):
+            """Row ``addr`` of buffer ``slot`` in a memory holding ``slots`` buffers."""
+            return Array(Const(i * rows, range(slots * rows)) for i in range(slots))[slot] + addr
+
+        # Buffers, each a memory of several slots: while one stage writes a slot, the next
+        # reads another, so one write and one read port serve them all, and a read picks its
+        # slot by address rather than through a multiplexer of memories.
+        # packet (3 slots): Ingest -> Emit. cand[bucket] (2 slots): Ingest -> Select.
+        # scratch[side] (2 slots): Select's own ping-pong. Buckets and sides run from the
+        # largest values down (side 0 = greater, 1 = smaller than the pivot).
         kp = self.ingest_pivots
-        packet = [memory(f"packet{i}") for i in range(3)]
-        cand = [[memory(f"cand{i}_{side}") for side in range(kp + 1)] for i in range(2)]
-        scratch = [[memory(f"scratch{i}_{side}") for side in range(2)] for i in range(2)]
+        packet = memory("packet", 3)
+        cand = [memory(f"cand{side}", 2) for side in range(kp + 1)]
+        scratch = [memory(f"scratch{side}", 2) for side in range(2)]
 
         # Packets done per stage (mod 8): Ingest may start packet a if a - emitted < 3
         # (a packet buffer is free) and a - selected < 2 (a candidate buffer is free).
@@ -225,10 +232,9 @@ class TopKEngine(wiring.Component):
         m.submodules.packet_writer = pw = SideWriter(p, vshape, rows)
         m.d.comb += [pw.i_data.eq(s2_data), pw.i_mask.eq(s2_mask), pw.i_valid.eq(s2_valid),
                      pw.i_flush.eq(a_flush), pw.clear.eq(first)]
-        for i, mem in enumerate(packet):
-            wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(pw.w_addr), wp.data.eq(pw.w_data),
-                         wp.en.eq(pw.w_en & (a_packet == i))]
+        wp = packet.write_port()
+        m.d.comb += [wp.addr.eq(slot_addr(a_packet, pw.w_addr, 3)), wp.data.eq(pw.w_data),
+                     wp.en.eq(pw.w_en)]
         # One packer per bucket; a log per (candidate slot, bucket) keeps what Select needs
         # (counts, first row, samples) while Ingest already fills the other slot.
         cand_logs = [[] for _ in range(2)]
@@ -244,10 +250,12 @@ class TopKEngine(wiring.Component):
                 m.submodules[f"cand_log{i}_{side}"] = log
                 m.d.comb += [log.i_data.eq(packer.o_data), log.i_count.eq(packer.o_count),
                              log.i_valid.eq(packer.o_valid & mine), log.clear.eq(first & mine)]
-                wp = cand[i][side].write_port()
-                m.d.comb += [wp.addr.eq(log.w_addr), wp.data.eq(log.w_data),
-                             wp.en.eq(log.w_en)]
                 cand_logs[i].append(log)
+            # Both slots' logs see the packer's rows; the one of slot a_cand writes them.
+            wp = cand[side].write_port()
+            m.d.comb += [wp.addr.eq(slot_addr(a_cand, Mux(a_cand, cand_logs[1][side].w_addr,
+                                                          cand_logs[0][side].w_addr), 2)),
+                         wp.data.eq(packer.o_data), wp.en.eq(packer.o_valid)]
 
         with m.FSM(name="ingest"):
             with m.State("IDLE"):
@@ -306,10 +314,9 @@ class TopKEngine(wiring.Component):
             w = SideWriter(p, vshape, rows, s)
             m.submodules[f"select_writer{side}"] = w
             select_writers.append(w)
-            for q in range(2):
-                wp = scratch[q][side].write_port()
-                m.d.comb += [wp.addr.eq(w.w_addr), wp.data.eq(w.w_data),
-                             wp.en.eq(w.w_en & (b_write_q == q))]
+            wp = scratch[side].write_port()
+            m.d.comb += [wp.addr.eq(slot_addr(b_write_q, w.w_addr, 2)), wp.data.eq(w.w_data),
+                         wp.en.eq(w.w_en)]
 
         # The result of the last partition: Ingest's round 1 or Select's latest round.
         # Buckets 0..kp with ties between them, in value order from the largest; Select's
@@ -383,20 +390,16 @@ class TopKEngine(wiring.Component):
             m.d.comb += aimed.eq(half)
 
         # Round read pipeline: address b_row -> data next cycle in stage r1.
-        read_ports = {}
-        for i in range(2):
-            for side in range(kp + 1):
-                read_ports[("cand", i, side)] = cand[i][side].read_port()
-            for side in range(2):
-                read_ports[("scratch", i, side)] = scratch[i][side].read_port()
         r1_data = Signal(row)
-        for (kind, i, side), rp in read_ports.items():
-            m.d.comb += rp.addr.eq(b_row)
-            if kind == "cand":
-                chosen = b_read_cand & (b_cand == i) & (b_side == side)
-            else:
-                chosen = ~b_read_cand & (b_read_q == i) & (b_side == side)
-            with m.If(chosen):
+        for side, mem in enumerate(cand):
+            rp = mem.read_port()
+            m.d.comb += rp.addr.eq(slot_addr(b_cand, b_row, 2))
+            with m.If(b_read_cand & (b_side == side)):
+                m.d.comb += r1_data.eq(rp.data)
+        for side, mem in enumerate(scratch):
+            rp = mem.read_port()
+            m.d.comb += rp.addr.eq(slot_addr(b_read_q, b_row, 2))
+            with m.If(~b_read_cand & (b_side == side)):
                 m.d.comb += r1_data.eq(rp.data)
         r1_mask = Mux(r1_last, lane_mask(b_last_count, p), (1 << p) - 1)
         m.submodules.select_part = b_part = Partition(p, vshape)
@@ -528,12 +531,10 @@ class TopKEngine(wiring.Component):
         # Room for the rows in flight: the row taken now, the packer's two stages, e1.
         advance = fifo.w_level <= fifo_depth - 4
 
-        e_ports = [mem.read_port() for mem in packet]
+        e_port = packet.read_port()
         e1_data = Signal(row)
-        for i, rp in enumerate(e_ports):
-            m.d.comb += [rp.addr.eq(c_row), rp.en.eq(advance)]
-            with m.If(c_packet == i):
-                m.d.comb += e1_data.eq(rp.data)
+        m.d.comb += [e_port.addr.eq(slot_addr(c_packet, c_row, 3)), e_port.en.eq(advance),
+                     e1_data.eq(e_port.data)]
         m.submodules.filter = filt = TieFilter(p, vshape, n_max)
         m.d.comb += [filt.i_data.eq(e1_data), filt.i_mask.eq(e1_mask),
                      filt.threshold.eq(c_t), filt.need.eq(c_need), filt.ties_before.eq(c_ties),

@@ -52,11 +52,11 @@ def synth() -> None:
 
 def _design_command(design: Design) -> click.Command:
     def run(device: str, json_out: Path | None, no_cache: bool, target_mhz: float, seed: int,
-            abc9: bool, place: bool, router: str, timeout: float | None,
+            abc9: bool, widelut: bool, place: bool, router: str, timeout: float | None,
             work_dir: Path | None, **params: Any) -> None:
         _run(design, params, device=device, json_out=json_out, use_cache=not no_cache,
-             target_mhz=target_mhz, seed=seed, abc9=abc9, place=place, router=router,
-             timeout_s=timeout, work_dir=work_dir)
+             target_mhz=target_mhz, seed=seed, abc9=abc9, widelut=widelut, place=place,
+             router=router, timeout_s=timeout, work_dir=work_dir)
 
     common = [
         click.Option(["--device"], type=click.Choice(sorted(DEVICES)), default="ecp5-25k",
@@ -73,6 +73,10 @@ def _design_command(design: Design) -> click.Command:
                      help="LUT mapping: ABC9 as synth_ecp5 does, or classic 'abc -lut 4:7' "
                           "(about 20x faster Yosys on large designs, ~10% more LUT4, a few % "
                           "lower Fmax)."),
+        click.Option(["--widelut/--no-widelut"], default=True, show_default=True,
+                     help="Build LUT5-7 from PFU muxes (synth_ecp5's default), or map to "
+                          "LUT4 only: fewer LUTs and far easier routing on the top-k engine "
+                          "and pruner (see docs/synth.md)."),
         click.Option(["--place/--no-place"], default=True, show_default=True,
                      help="Place and route with nextpnr; --no-place stops after Yosys "
                           "(cell counts only, no Fmax)."),
@@ -95,7 +99,7 @@ def _design_command(design: Design) -> click.Command:
 
 def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path | None,
          use_cache: bool, target_mhz: float, seed: int, abc9: bool, place: bool,
-         work_dir: Path | None, router: str = "router1",
+         work_dir: Path | None, router: str = "router1", widelut: bool = True,
          timeout_s: float | None = None) -> None:
     out, err = Console(), Console(stderr=True)
     try:
@@ -108,7 +112,8 @@ def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path 
         task = bar.add_task(f"{design.name}: starting")
         try:
             result = synthesize(design.name, params, device=device, target_mhz=target_mhz,
-                                seed=seed, abc9=abc9, place=place, router=router,
+                                seed=seed, abc9=abc9, widelut=widelut, place=place,
+                                router=router,
                                 use_cache=use_cache, work_dir=work_dir, timeout_s=timeout_s,
                                 progress=lambda s: bar.update(task,
                                                               description=f"{design.name}: {s}"))
@@ -188,7 +193,8 @@ def notes(r: SynthResult, wall_s: float) -> list[str]:
                      f"{cp['delay_ns']:.2f} ns "
                      f"(logic {cp['logic_ns']:.2f} ns, routing {cp['routing_ns']:.2f} ns, "
                      f"{cp['logic_levels']} logic cells); target {r.target_mhz:g} MHz, "
-                     f"seed {r.seed}, {'ABC9' if r.abc9 else 'classic ABC'} LUT mapping, "
+                     f"seed {r.seed}, {'ABC9' if r.abc9 else 'classic ABC'} LUT mapping"
+                     f"{'' if r.widelut else ' to LUT4 only'}, "
                      f"nextpnr {r.router}.")
     tools = ", ".join(f"{k} {v}" for k, v in r.tools.items() if k.startswith("yowasp"))
     if r.cached:

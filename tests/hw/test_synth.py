@@ -538,3 +538,30 @@ def test_router_is_part_of_the_key_and_reaches_nextpnr(tmp_path, monkeypatch):
                                    "router2")
     argv = seen[0][1]
     assert argv[argv.index("--router") + 1] == "router2"
+
+
+def test_widelut_is_part_of_the_key_and_reaches_yosys():
+    """LUT4-only mapping gets its own key (default keys unchanged) and its own Yosys script."""
+    args = {"design": "adder", "params": {"width": 8}, "device": "ecp5-25k",
+            "target_mhz": 200.0, "seed": 1, "verilog": "module m; endmodule", "tools": {}}
+    assert cache_key(**args) == cache_key(**args, widelut=True)
+    assert cache_key(**args, widelut=False) != cache_key(**args)
+    for abc9 in (True, False):
+        wide = synth_mod._yosys_script("d.v", "w.v", "m", abc9=abc9)
+        narrow = synth_mod._yosys_script("d.v", "w.v", "m", abc9=abc9, widelut=False)
+        assert "-nowidelut" not in wide and "synth_ecp5 -nowidelut" in narrow
+    assert "abc -lut 4:7" in synth_mod._yosys_script("d.v", "w.v", "m", abc9=False)
+    assert "abc -lut 4 " in synth_mod._yosys_script("d.v", "w.v", "m", abc9=False,
+                                                    widelut=False)
+
+
+def test_lut4_only_mapping_has_no_pfu_muxes(tmp_path):
+    """A 4:1 multiplexer per bit needs a LUT6 (two LUT4 and a PFUMX) with wide LUTs."""
+    params = {"lanes": 2, "width": 4, "max_n": 16, "signed": False}
+    wide = synthesize("topk", params, cache_root=tmp_path, abc9=False, place=False)
+    narrow = synthesize("topk", params, cache_root=tmp_path, abc9=False, place=False,
+                        widelut=False)
+    assert wide.cells.get("PFUMX", 0) > 0
+    assert not {"PFUMX", "L6MUX21"} & set(narrow.cells)
+    assert narrow.widelut is False and wide.widelut is True
+    assert narrow.ff == wide.ff and narrow.lut4 > 0
