@@ -483,8 +483,7 @@ def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True,
     # (its bits are counted from the elaborated design) instead of thousands of flip-flops.
     # Without ABC9, synth_ecp5's own LUT-mapping step (`abc9 -W 300`) is replaced by classic
     # `abc -lut 4:7`, the mapping synth_ecp5 used before ABC9 became its only one.
-    # Without wide LUTs, logic maps to LUT4 only: no LUT5-7 built from PFU muxes, whose
-    # clusters fill whole slices with inputs and congest the routing around them.
+    # Without wide LUTs, logic maps to LUT4 only: no LUT5-7 built from PFU muxes.
     nowide = "" if widelut else " -nowidelut"
     ecp5 = [f"synth_ecp5{nowide} -top {WRAPPER_TOP} -json netlist.json"] if abc9 else [
         f"synth_ecp5{nowide} -top {WRAPPER_TOP} -run begin:map_luts",
@@ -636,8 +635,8 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
         44.4 vs 46.1 MHz).
     widelut
         Let the LUT mapping build LUT5-7 from PFU multiplexers (``synth_ecp5``'s default);
-        ``False`` maps to LUT4 only (``synth_ecp5 -nowidelut``), which routes more easily on
-        large, multiplexer-heavy designs (see docs/synth.md).
+        ``False`` maps to LUT4 only (``synth_ecp5 -nowidelut``): fewer LUT4 on
+        multiplexer-heavy designs such as the top-k engine (see docs/synth.md).
     place
         Run nextpnr; ``False`` stops after Yosys (cell counts only: ``fits`` None, no
         utilisation, no Fmax), minutes faster on large designs.

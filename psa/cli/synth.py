@@ -75,8 +75,8 @@ def _design_command(design: Design) -> click.Command:
                           "lower Fmax)."),
         click.Option(["--widelut/--no-widelut"], default=True, show_default=True,
                      help="Build LUT5-7 from PFU muxes (synth_ecp5's default), or map to "
-                          "LUT4 only: fewer LUTs and far easier routing on the top-k engine "
-                          "and pruner (see docs/synth.md)."),
+                          "LUT4 only (synth_ecp5 -nowidelut; ~15% fewer LUT4 on the top-k "
+                          "engine, see docs/synth.md)."),
         click.Option(["--place/--no-place"], default=True, show_default=True,
                      help="Place and route with nextpnr; --no-place stops after Yosys "
                           "(cell counts only, no Fmax)."),
