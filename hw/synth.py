@@ -678,8 +678,13 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
     key = cache_key(design, full, device, target_mhz, seed, verilog, tools, abc9=abc9,
                     place=place, router=router, widelut=widelut)
     path = _cache_file(design, device, key, cache_root)
-    if use_cache and (hit := _load_cached(path)) is not None:
-        return hit
+    # A run cut short while routing is kept apart, for runs with the same timeout only: a
+    # longer run may finish, and a complete result always wins.
+    partial = path.with_name(f"{path.stem}.timeout-{timeout_s:g}s.json") if timeout_s else None
+    if use_cache:
+        for candidate in (path, partial):
+            if candidate is not None and (hit := _load_cached(candidate)) is not None:
+                return hit
 
     measured = run_flow(verilog, spec.toplevel, device=device, target_mhz=target_mhz, seed=seed,
                         abc9=abc9, place=place, router=router, widelut=widelut,
@@ -691,8 +696,8 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
         verilog_sha256=hashlib.sha256(verilog.encode()).hexdigest(),
         elapsed_s={k: round(v, 2) for k, v in elapsed.items()}, **measured,
     )
-    if result.routed is False and result.fits:
-        return result   # cut short by the timeout: a later run with more time may finish
+    if result.routed is False and result.fits and partial is not None:
+        path = partial  # cut short by the timeout: a later run with more time may finish
     _store(path, result)
     result.cache_file = str(path)
     return result

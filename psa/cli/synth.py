@@ -87,7 +87,7 @@ def _design_command(design: Design) -> click.Command:
         click.Option(["--timeout"], type=click.FloatRange(min=1.0), default=None,
                      help="Seconds per tool run (Yosys, nextpnr). If routing is cut short, "
                           "the report gives nextpnr's post-placement Fmax estimate instead "
-                          "(not cached)."),
+                          "(cached for reruns with the same --timeout only)."),
         click.Option(["--work-dir"], type=click.Path(file_okay=False, path_type=Path),
                      help="Keep Verilog, scripts, netlist, logs and reports in this folder."),
     ]
@@ -186,7 +186,8 @@ def notes(r: SynthResult, wall_s: float) -> list[str]:
     if r.fits and r.routed is False:
         lines.append(f"[bold yellow]Routing unfinished[/] ({escape(str(r.pnr_error))}): the "
                      f"Fmax shown is nextpnr's estimate after placement, from estimated wire "
-                     f"delays; not cached. Run again with a longer --timeout, or none.")
+                     f"delays; cached for reruns with the same --timeout only. Run again with a "
+                     f"longer --timeout, or none.")
     cp = r.critical_path
     if cp:
         lines.append(f"Critical path: {escape(cp['from'])} -> {escape(cp['to'])}, "

@@ -262,7 +262,7 @@ def test_a_design_that_does_not_fit_keeps_its_area(tmp_path):
 
 
 def test_routing_cut_by_the_timeout_keeps_area_and_estimate(tmp_path, monkeypatch):
-    real_run_tool = synth_mod._run_tool
+    real_run_tool, real_run_flow = synth_mod._run_tool, synth_mod.run_flow
     placed_log = (DATA / "nextpnr_mac.log").read_text().split("Info: Routing..")[0]
 
     def nextpnr_times_out(tool, code, args, cwd, log, timeout_s):
@@ -277,7 +277,17 @@ def test_routing_cut_by_the_timeout_keeps_area_and_estimate(tmp_path, monkeypatc
     assert r.fits and r.routed is False and r.fmax_mhz is None
     assert r.fmax_placed_mhz == 145.65 and r.pnr_error == "routing unfinished after 600 s"
     assert r.ff == 9 and r.utilization["TRELLIS_FF"]["used"] > 0
-    assert r.cache_file is None and not cache.exists()       # a longer run may finish
+    # Kept for the same timeout only: a longer run, or one without a limit, may finish.
+    assert r.cache_file.endswith(".timeout-600s.json")
+    again = synthesize("adder", {"width": 8}, timeout_s=600, cache_root=cache)
+    assert again.cached and again.fmax_placed_mhz == 145.65 and again.routed is False
+    calls = []
+    monkeypatch.setattr(synth_mod, "run_flow", lambda *a, **k: calls.append(k) or 1 / 0)
+    for other in (900, None):
+        with pytest.raises(ZeroDivisionError):
+            synthesize("adder", {"width": 8}, timeout_s=other, cache_root=cache)
+    assert len(calls) == 2
+    monkeypatch.setattr(synth_mod, "run_flow", real_run_flow)
     row = r.row()
     assert row["routed"] is False and row["fmax_placed_mhz"] == 145.65
     from rich.console import Console
@@ -288,7 +298,7 @@ def test_routing_cut_by_the_timeout_keeps_area_and_estimate(tmp_path, monkeypatc
     for line in notes(r, 1.0):
         console.print(line)
     text = console.export_text()
-    assert "routing unfinished" in text and "145.7 MHz" in text and "not cached" in text
+    assert "routing unfinished" in text and "145.7 MHz" in text and "same --timeout" in text
 
     def nextpnr_fails(tool, code, args, cwd, log, timeout_s):
         if tool != "nextpnr-ecp5":
@@ -298,7 +308,7 @@ def test_routing_cut_by_the_timeout_keeps_area_and_estimate(tmp_path, monkeypatc
 
     monkeypatch.setattr(synth_mod, "_run_tool", nextpnr_fails)
     with pytest.raises(SynthError):       # a timeout before placement is still an error
-        synthesize("adder", {"width": 8}, timeout_s=600, cache_root=cache)
+        synthesize("adder", {"width": 8}, timeout_s=300, cache_root=cache)
 
 
 @pytest.mark.parametrize("kwargs, match", [
