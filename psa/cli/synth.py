@@ -182,7 +182,9 @@ def notes(r: SynthResult, wall_s: float) -> list[str]:
     if r.fits is False:
         lines.append(f"[bold red]Does not fit {r.part}[/]: nextpnr stopped with "
                      f"{escape(repr(r.pnr_error))}; the design counts stand, Fmax is unknown. "
-                     f"Try --device ecp5-85k or a smaller configuration.")
+                     + ("Try --device ecp5-85k or a smaller configuration."
+                        if r.device != "ecp5-85k" else
+                        "This is the largest ECP5: try a smaller configuration."))
     if r.fits and r.routed is False:
         lines.append(f"[bold yellow]Routing unfinished[/] ({escape(str(r.pnr_error))}): the "
                      f"Fmax shown is nextpnr's estimate after placement, from estimated wire "

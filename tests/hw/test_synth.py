@@ -527,6 +527,10 @@ def test_cli_reports_a_design_that_does_not_fit(adder8, monkeypatch, tmp_path):
     text = " ".join(res.output.split())  # rich wraps lines at the console width
     assert "does not fit: DP16KD 64/56" in text
     assert "Does not fit LFE5U-25F" in text and "Unable to place cell 'm[0]'" in text
+    assert "Try --device ecp5-85k" in text
+    res = CliRunner().invoke(synth_cli, ["adder", "--width", "5", "--device", "ecp5-85k"])
+    text = " ".join(res.output.split())
+    assert "This is the largest ECP5" in text and "Try --device" not in text
 
 
 def test_router_is_part_of_the_key_and_reaches_nextpnr(tmp_path, monkeypatch):
