@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--build-root", type=Path, default=ROOT / "sim_build")
     args = ap.parse_args(argv)
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)  # whole table in logs
     rows = []
     for lanes in args.lanes:
         params = {"lanes": lanes, "width": WIDTH, "max_n": MAX_N, "signed": False}
