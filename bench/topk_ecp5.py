@@ -4,10 +4,10 @@ For P in {4, 8, 16, 32} (W = 16, N = 1024, unsigned) runs one ``psa sweep`` poin
 (:func:`psa.hw.sweep.evaluate_point`): cycles on Verilator (back-to-back packets of
 n = 1024, k = 256, median of ``--packets``), ``psa synth`` for the LFE5U-85F (classic ABC
 LUT mapping, seed 1) and, with ``--verify``, the cocotb bench. Unlike one ``psa sweep``
-command it picks nextpnr's router per P, the one that finished routing that size here
-(router1 up to P = 8; router2 above, where router1 runs for hours); ``--timeout`` bounds each
-tool run, and a point whose routing is cut short keeps nextpnr's post-placement estimate
-(``fmax_placed_mhz``). Results come from the synthesis cache when present, so a rerun after
+command it picks nextpnr's router per P: router1 up to P = 8 (it routed P = 4; at P = 8
+neither router has finished yet), router2 above (router1 takes hours there). ``--timeout``
+bounds each tool run; a point whose routing is cut short keeps nextpnr's post-placement
+estimate (``fmax_placed_mhz``), cached for reruns with the same timeout. Results come from the synthesis cache when present, so a rerun after
 the measurements takes minutes; from scratch it takes hours on two cores.
 
 Writes ``sweep.json``, ``sweep.csv``, ``cycles_vs_luts.png``, ``fmax_vs_lanes.png`` and
