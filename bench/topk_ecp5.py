@@ -7,8 +7,9 @@ LUT mapping, seed 1) and, with ``--verify``, the cocotb bench. Unlike one ``psa 
 command it picks nextpnr's router per P: router1 up to P = 8 (it routed P = 4; at P = 8
 neither router has finished yet), router2 above (router1 takes hours there). ``--timeout``
 bounds each tool run; a point whose routing is cut short keeps nextpnr's post-placement
-estimate (``fmax_placed_mhz``), cached for reruns with the same timeout. Results come from the synthesis cache when present, so a rerun after
-the measurements takes minutes; from scratch it takes hours on two cores.
+estimate (``fmax_placed_mhz``), cached for reruns with the same timeout. Results come from
+the synthesis cache when present, so a rerun after the measurements takes minutes; from
+scratch it takes hours on two cores.
 
 Writes ``sweep.json``, ``sweep.csv``, ``cycles_vs_luts.png``, ``fmax_vs_lanes.png`` and
 ``pareto.png`` to ``bench/results/topk_ecp5/`` (the README's plot is its ``pareto.png``).
