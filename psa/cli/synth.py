@@ -113,8 +113,8 @@ def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path 
         try:
             result = synthesize(design.name, params, device=device, target_mhz=target_mhz,
                                 seed=seed, abc9=abc9, widelut=widelut, place=place,
-                                router=router,
-                                use_cache=use_cache, work_dir=work_dir, timeout_s=timeout_s,
+                                router=router, use_cache=use_cache, work_dir=work_dir,
+                                timeout_s=timeout_s,
                                 progress=lambda s: bar.update(task,
                                                               description=f"{design.name}: {s}"))
         except SynthError as e:
