@@ -338,8 +338,9 @@ class TopKEngine(wiring.Component):
         t_count = [Signal(range(n_max + 1), name=f"t_count{b}") for b in range(kp + 1)]
         t_pivot = [Signal(vshape, name=f"t_pivot{t}") for t in range(kp)]
 
-        # Samples of the chosen side (b_side is set by DECIDE, so valid from SAMPLE on).
-        cm_first, cm_first_count = Signal(row), Signal(range(p + 1))
+        # Samples of the chosen side (b_side is set by DECIDE, so valid from SAMPLE on). Its
+        # first row is read from the buffer: DECIDE reads row 0 of every side, SAMPLE takes
+        # the chosen one off the read multiplexer.
         cm_sample, cm_n_sample = Signal(data.ArrayLayout(vshape, s)), Signal(range(s + 1))
         sources = [(b_from_ingest & (b_cand == i) & (b_side == side), cand_logs[i][side])
                    for i in range(2) for side in range(kp + 1)]
@@ -347,8 +348,7 @@ class TopKEngine(wiring.Component):
                     for side in range(2)]
         for cond, w in sources:
             with m.If(cond):
-                m.d.comb += [cm_first.eq(w.first), cm_first_count.eq(w.first_count),
-                             cm_sample.eq(w.sample), cm_n_sample.eq(w.n_sample)]
+                m.d.comb += [cm_sample.eq(w.sample), cm_n_sample.eq(w.n_sample)]
         sm_sample, sm_n_sample = Signal.like(cm_sample), Signal.like(cm_n_sample)
         m.d.sync += [sm_sample.eq(cm_sample), sm_n_sample.eq(cm_n_sample)]
 
@@ -440,6 +440,7 @@ class TopKEngine(wiring.Component):
             with m.State("TALLY"):
                 # Running counts from the largest values: end of bucket b at bound[2b], end
                 # of its ties at bound[2b + 1] (registered, so DECIDE only compares).
+                m.d.sync += b_row.eq(0)     # DECIDE reads the first rows
                 above = Const(0, range(n_max + 1))
                 for b in range(kp + 1):
                     above = above + res_count[b]
@@ -449,7 +450,7 @@ class TopKEngine(wiring.Component):
                         m.d.sync += [t_bound[2 * b + 1].eq(above), t_pivot[b].eq(res_pivot[b])]
                 m.next = "DECIDE"
             with m.State("DECIDE"):
-                m.d.sync += [b_read_cand.eq(b_from_ingest), b_read_q.eq(b_write_q)]
+                m.d.sync += b_read_cand.eq(b_from_ingest)
                 # The k-th largest is in the first bucket or tie whose bound reaches k_rem.
                 for b in range(kp + 1):
                     before = t_bound[2 * b - 1] if b else 0
@@ -461,9 +462,11 @@ class TopKEngine(wiring.Component):
                         with m.Elif(b_k_rem <= t_bound[2 * b + 1]):
                             finish(_MODE_THRESHOLD, t_pivot[b], b_k_rem - t_bound[2 * b])
             with m.State("SAMPLE"):
-                m.d.sync += [q_data.eq(Cat(cm_first.as_value(),
+                # Rows are dense, so the first holds min(m, P) elements.
+                m.d.sync += [q_data.eq(Cat(r1_data.as_value(),
                                            Const(0, (s - p) * vshape.width))),
-                             q_mask.eq(lane_mask(cm_first_count, s)), q_rank.eq(b_k_rem)]
+                             q_mask.eq(lane_mask(Mux(b_m < p, b_m, p), s)),
+                             q_rank.eq(b_k_rem)]
                 m.next = "PIVOT"
             with m.State("PIVOT"):
                 with m.If(b_m <= p):
@@ -502,7 +505,9 @@ class TopKEngine(wiring.Component):
             with m.State("ROUND_DRAIN"):
                 m.next = "ROUND_COMMIT"
             with m.State("ROUND_COMMIT"):
-                m.d.sync += b_from_ingest.eq(0)
+                # The next round reads what this one wrote (set now so that DECIDE's read
+                # of the first row already addresses it).
+                m.d.sync += [b_from_ingest.eq(0), b_read_q.eq(b_write_q)]
                 m.next = "TALLY"
 
         # ---------------------------------------------------------------- Emit
