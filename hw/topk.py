@@ -48,6 +48,10 @@ __all__ = ["TopKEngine", "validate_topk_params"]
 
 _MODE_NONE, _MODE_ALL, _MODE_THRESHOLD = 0, 1, 2
 
+#: Buffer memories of at most this many rows (all slots) carry ``ram_style = "distributed"``
+#: (LUT RAM); deeper ones are left to the synthesiser (block RAM on ECP5).
+LUTRAM_MAX_ROWS = 96
+
 
 def validate_topk_params(lanes: int, width: int, max_n: int, signed: bool) -> None:
     """Raise ValueError naming the parameter and its allowed range if any is out of range."""
@@ -144,7 +148,12 @@ class TopKEngine(wiring.Component):
         lane_bits = exact_log2(p)
 
         def memory(name: str, slots: int) -> Memory:
-            mem = Memory(shape=row, depth=slots * rows, init=[])
+            # A shallow buffer is asked for in LUT RAM: in 512-row block RAMs it would leave
+            # each block over 80% empty, and routing P*W bits into the few block-RAM columns
+            # congests (the pruning unit's engine, 32 rows per slot).
+            depth = slots * rows
+            attrs = {"ram_style": "distributed"} if depth <= LUTRAM_MAX_ROWS else None
+            mem = Memory(shape=row, depth=depth, init=[], attrs=attrs)
             m.submodules[name] = mem
             return mem
 
