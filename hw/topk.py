@@ -245,7 +245,7 @@ class TopKEngine(wiring.Component):
         m.d.comb += [wp.addr.eq(slot_addr(a_packet, pw.w_addr, 3)), wp.data.eq(pw.w_data),
                      wp.en.eq(pw.w_en)]
         # One packer per bucket; a log per (candidate slot, bucket) keeps what Select needs
-        # (counts, first row, samples) while Ingest already fills the other slot.
+        # (counts, samples) while Ingest already fills the other slot.
         cand_logs = [[] for _ in range(2)]
         for side in range(kp + 1):
             packer = Packer(p, vshape)

@@ -201,8 +201,7 @@ class SideLog(wiring.Component):
 
     Each cycle with ``i_valid`` takes one row (``i_data``, ``i_count`` elements) and sends it to
     addresses ``0, 1, 2...`` through ``w_addr``/``w_data``/``w_en`` (connect to a write port);
-    ``rows`` and ``count`` are the rows and elements written since ``clear``. ``first``/
-    ``first_count`` hold the first row written (all elements when ``count <= lanes``). When
+    ``rows`` and ``count`` are the rows and elements written since ``clear``. When
     ``samples > 0``, ``sample`` holds lane 0 of rows ``0, s, 2s, ...`` with the stride ``s``
     doubling (and every other sample dropped) whenever the ``samples`` slots fill up, so
     ``n_sample`` (``samples/2..samples`` once that many rows exist) evenly spaced elements
@@ -228,8 +227,6 @@ class SideLog(wiring.Component):
             "w_en": Out(1),
             "rows": Out(range(depth + 1)),
             "count": Out(range(lanes * depth + 1)),
-            "first": Out(data.ArrayLayout(shape, lanes)),
-            "first_count": Out(range(lanes + 1)),
         }
         if samples:
             ports["sample"] = Out(data.ArrayLayout(shape, samples))
@@ -244,13 +241,11 @@ class SideLog(wiring.Component):
         if s:
             stride_mask = Signal(range(self._depth + 1))
         with m.If(self.clear):
-            m.d.sync += [self.rows.eq(0), self.count.eq(0), self.first_count.eq(0)]
+            m.d.sync += [self.rows.eq(0), self.count.eq(0)]
             if s:
                 m.d.sync += [self.n_sample.eq(0), stride_mask.eq(0)]
         with m.Elif(self.i_valid):
             m.d.sync += [self.rows.eq(self.rows + 1), self.count.eq(self.count + self.i_count)]
-            with m.If(self.rows == 0):
-                m.d.sync += [self.first.eq(self.i_data), self.first_count.eq(self.i_count)]
             if s:
                 pick = self.i_data[0]
                 with m.If((self.rows & stride_mask) == 0):
