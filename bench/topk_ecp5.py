@@ -4,8 +4,9 @@ For P in {4, 8, 16, 32} (W = 16, N = 1024, unsigned) runs one ``psa sweep`` poin
 (:func:`psa.hw.sweep.evaluate_point`): cycles on Verilator (back-to-back packets of
 n = 1024, k = 256, median of ``--packets``), ``psa synth`` for the LFE5U-85F (classic ABC
 LUT mapping, seed 1) and, with ``--verify``, the cocotb bench. Unlike one ``psa sweep``
-command it picks nextpnr's router per P: router1 up to P = 8 (it routed P = 4; at P = 8
-neither router has finished yet), router2 above (router1 takes hours there). ``--timeout``
+command it picks nextpnr's router per P: router1 for P = 4 (it routes it), router2 above
+(router1 stalls from P = 8 on; router2 gets closer, though P = 8 and 16 have not finished
+yet). The README's figures come from ``--timeout 3000``. ``--timeout``
 bounds each tool run; a point whose routing is cut short keeps nextpnr's post-placement
 estimate (``fmax_placed_mhz``), cached for reruns with the same timeout. Results come from
 the synthesis cache when present, so a rerun after the measurements takes minutes; from
@@ -31,7 +32,7 @@ from psa.hw.sweep import SweepOptions, evaluate_point, write_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, MAX_N = 16, 1024
-ROUTER = {4: "router1", 8: "router1", 16: "router2", 32: "router2"}
+ROUTER = {4: "router1", 8: "router2", 16: "router2", 32: "router2"}
 
 
 def _fmt(value, spec: str = ",") -> str:

@@ -22,7 +22,9 @@ stage's message, ``error_detail`` the full tracebacks with the tools' log tails)
   ``generic_cells``, ``fmax_mhz``, ``fmax_placed_mhz`` (estimate after placement),
   ``routed``, ``fits`` (flat figures of ``SynthResult.row()``).
 - ``throughput_meps``: million elements per second = ``lanes * fmax_mhz / cycles_per_beat``;
-  ``elements_per_cycle`` = ``lanes / cycles_per_beat`` (known without place and route).
+  when routing was cut short, ``throughput_est_meps`` is the same from ``fmax_placed_mhz``
+  (an estimate, kept apart and drawn hollow in the plots); ``elements_per_cycle`` =
+  ``lanes / cycles_per_beat`` (known without place and route).
 - verification (optional): ``verified`` (bool) from :func:`psa.verif.verify.verify`.
 """
 
@@ -275,6 +277,8 @@ def evaluate_point(design: str, params: Mapping[str, Any],
         row["elements_per_cycle"] = lanes / cpb
         if row.get("fmax_mhz"):
             row["throughput_meps"] = lanes * row["fmax_mhz"] / cpb
+        elif row.get("fmax_placed_mhz"):
+            row["throughput_est_meps"] = lanes * row["fmax_placed_mhz"] / cpb
     if errors:
         row.update(status="error", error="; ".join(errors), error_detail=details)
     row["elapsed_s"] = round(time.perf_counter() - t0, 1)
@@ -490,7 +494,7 @@ def _row_or_error(fut: Any, design: str, params: dict[str, Any],
 CSV_COLUMNS = ("status", "n", "k", "latency_cycles", "interval_cycles", "cycles_per_beat",
                "elements_per_cycle", "lut4", "ccu2c", "ff", "bram", "dsp", "placed_comb",
                "port_register_ffs", "generic_cells", "fmax_mhz", "fmax_placed_mhz", "routed",
-               "fits", "throughput_meps",
+               "fits", "throughput_meps", "throughput_est_meps",
                "verified", "device", "elapsed_s", "error")
 
 
@@ -587,6 +591,7 @@ def plot(rows: Sequence[Mapping[str, Any]], params: Sequence[str], out: Path,
     # 2. Fmax against lanes, one line per setting of the other parameters
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     pts = [r for r in ok if r.get("fmax_mhz") and "lanes" in r]
+    est = [r for r in ok if not r.get("fmax_mhz") and r.get("fmax_placed_mhz") and "lanes" in r]
     others = [n for n in varying if n != "lanes"]
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for r in pts:
@@ -595,33 +600,57 @@ def plot(rows: Sequence[Mapping[str, Any]], params: Sequence[str], out: Path,
         group = sorted(group, key=lambda r: r["lanes"])
         ax.plot([r["lanes"] for r in group], [r["fmax_mhz"] for r in group], marker="o",
                 label=name)
-    if pts:
+    if est:
+        ax.scatter([r["lanes"] for r in est], [r["fmax_placed_mhz"] for r in est],
+                   facecolors="none", edgecolors="tab:gray",
+                   label="estimate after placement (routing unfinished)")
+    if pts or est:
         ax.set_xscale("log", base=2)
         ax.legend(fontsize=7)
     else:
         empty(ax, "no Fmax (not placed, or did not fit)")
     ax.set_xlabel("lanes P")
-    ax.set_ylabel("Fmax (MHz, post-route)")
+    ax.set_ylabel("Fmax (MHz; post-route unless hollow)")
     ax.set_title(f"{title}: Fmax vs lanes")
     ax.grid(alpha=0.3)
     save(fig, "fmax_vs_lanes.png")
 
     # 3. throughput against area, Pareto front highlighted
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    with_fmax = [r for r in ok if r.get("lut4") and r.get("throughput_meps")]
-    metric, ylabel = "throughput_meps", "throughput (M elements/s) = P x Fmax / cycles per beat"
+    # Points whose routing was cut short use the estimate after placement, drawn hollow.
+    with_fmax = [r for r in ok if r.get("lut4")
+                 and (r.get("throughput_meps") or r.get("throughput_est_meps"))]
+    ylabel = "throughput (M elements/s) = P x Fmax / cycles per beat"
     pts = with_fmax
+
+    def metric(r: Mapping[str, Any]) -> float:
+        return float(r.get("throughput_meps") or r["throughput_est_meps"])
     if not with_fmax:
         pts = [r for r in ok if r.get("lut4") and r.get("elements_per_cycle")]
-        metric, ylabel = "elements_per_cycle", "elements per cycle (no Fmax: not placed)"
-    xy = [(float(r["lut4"]), float(r[metric])) for r in pts]
+        ylabel = "elements per cycle (no Fmax: not placed)"
+
+        def metric(r: Mapping[str, Any]) -> float:
+            return float(r["elements_per_cycle"])
+    xy = [(float(r["lut4"]), metric(r)) for r in pts]
     front = pareto_front(xy)
     if pts:
-        ax.scatter([x for x, _ in xy], [y for _, y in xy], color="0.6", label="grid points")
+        routed = [i for i, r in enumerate(pts) if not r.get("throughput_est_meps")]
+        guessed = [i for i, r in enumerate(pts) if r.get("throughput_est_meps")]
+        ax.scatter([xy[i][0] for i in routed], [xy[i][1] for i in routed], color="0.6",
+                   label="grid points")
+        if guessed:
+            ax.scatter([xy[i][0] for i in guessed], [xy[i][1] for i in guessed],
+                       facecolors="none", edgecolors="0.4", s=60,
+                       label="Fmax estimated after placement (routing unfinished)")
         fx = [xy[i][0] for i in front]
         fy = [xy[i][1] for i in front]
         ax.step(fx, fy, where="post", color="tab:red")
-        ax.scatter(fx, fy, color="tab:red", zorder=3, label="Pareto front")
+        ax.scatter([xy[i][0] for i in front if i in routed],
+                   [xy[i][1] for i in front if i in routed], color="tab:red", zorder=3,
+                   label="Pareto front")
+        ax.scatter([xy[i][0] for i in front if i in guessed],
+                   [xy[i][1] for i in front if i in guessed], facecolors="none",
+                   edgecolors="tab:red", s=60, zorder=3)
         for i, r in enumerate(pts):
             ax.annotate(_label(r, varying), xy[i], fontsize=7, xytext=(3, 3),
                         textcoords="offset points")

@@ -100,6 +100,31 @@ def test_outputs_json_csv_and_plots(tmp_path):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_unrouted_point_gets_an_estimated_throughput_apart(tmp_path, monkeypatch):
+    """Routing cut short: throughput from the placement estimate, in its own field and drawn."""
+    import psa.hw.sweep as sweep
+
+    monkeypatch.setattr(sweep, "measure_cycles", lambda *a: {
+        "n": 1024, "interval_cycles": 160.0, "cycles_per_beat": 1.25})
+    monkeypatch.setattr(sweep, "_synth_fields", lambda *a: {
+        "lut4": 2000, "fmax_mhz": None, "fmax_placed_mhz": 30.0, "routed": False,
+        "fits": True})
+    row = evaluate_point("topk", {"lanes": 8, "width": 16, "max_n": 1024},
+                         SweepOptions(cache_root=str(tmp_path)))
+    assert row["status"] == "ok", row
+    assert "throughput_meps" not in row
+    assert row["throughput_est_meps"] == pytest.approx(8 * 30.0 / 1.25)
+    routed = {"design": "topk", "lanes": 4, "width": 16, "max_n": 1024, "status": "ok",
+              "key": "r", "n": 1024, "interval_cycles": 262.0, "lut4": 900,
+              "fmax_mhz": 44.0, "throughput_meps": 172.0, "elements_per_cycle": 3.9}
+    meta = {"design": "topk", "axes": {"lanes": [4, 8]}, "options": {}}
+    write_outputs(tmp_path, [routed, row], meta)
+    with open(tmp_path / "sweep.csv") as f:
+        table = list(csv.DictReader(f))
+    assert table[1]["throughput_meps"] == "" and float(table[1]["throughput_est_meps"]) == 192.0
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
+
+
 def test_table_marks_unrouted_points_and_their_estimate():
     from rich.console import Console
 
