@@ -48,9 +48,12 @@ __all__ = ["TopKEngine", "validate_topk_params"]
 
 _MODE_NONE, _MODE_ALL, _MODE_THRESHOLD = 0, 1, 2
 
-#: Buffer memories of at most this many rows (all slots) carry ``ram_style = "distributed"``
-#: (LUT RAM); deeper ones are left to the synthesiser (block RAM on ECP5).
+#: Buffer memories of at most this many rows (all slots) and bits carry
+#: ``ram_style = "distributed"`` (LUT RAM); others are left to the synthesiser (block RAM on
+#: ECP5). The bit limit is one DP16KD's capacity: wider memories would cost more LUTs than the
+#: block RAMs they save.
 LUTRAM_MAX_ROWS = 96
+LUTRAM_MAX_BITS = 18 * 1024
 
 
 def validate_topk_params(lanes: int, width: int, max_n: int, signed: bool) -> None:
@@ -148,11 +151,12 @@ class TopKEngine(wiring.Component):
         lane_bits = exact_log2(p)
 
         def memory(name: str, slots: int) -> Memory:
-            # A shallow buffer is asked for in LUT RAM: in 512-row block RAMs it would leave
-            # each block over 80% empty, and routing P*W bits into the few block-RAM columns
-            # congests (the pruning unit's engine, 32 rows per slot).
+            # A small, shallow buffer is asked for in LUT RAM: in 512-row block RAMs it would
+            # leave each block over 80% empty, and routing P*W bits into the few block-RAM
+            # columns congests (the pruning unit's engine, 32 rows per slot).
             depth = slots * rows
-            attrs = {"ram_style": "distributed"} if depth <= LUTRAM_MAX_ROWS else None
+            small = depth <= LUTRAM_MAX_ROWS and depth * row.size <= LUTRAM_MAX_BITS
+            attrs = {"ram_style": "distributed"} if small else None
             mem = Memory(shape=row, depth=depth, init=[], attrs=attrs)
             m.submodules[name] = mem
             return mem

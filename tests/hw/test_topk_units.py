@@ -334,18 +334,21 @@ def test_psa_verilog_rejects_bad_parameters(tmp_path):
     assert "lanes must be a power of two in 1..64, got 6" in res.output
 
 
-@pytest.mark.parametrize("max_n, distributed", [(256, 7), (1024, 0)])
-def test_shallow_buffers_ask_for_lut_ram(tmp_path, max_n, distributed):
-    """Buffer memories of at most LUTRAM_MAX_ROWS rows (P = 8: N = 256 gives 96 and 64)
-    carry ram_style = "distributed"; deeper ones (N = 1024: 384 and 256) carry nothing."""
+@pytest.mark.parametrize("width, max_n, marked_depths", [
+    (16, 256, [96, 64, 64, 64, 64, 64, 64]),   # 96 x 128 and 64 x 128 bits: all LUT RAM
+    (32, 256, [64, 64, 64, 64, 64, 64]),       # packet 96 x 256 bits > 18 Kbit: left out
+    (16, 1024, []),                             # 384 and 256 rows: deeper than 96
+])
+def test_small_shallow_buffers_ask_for_lut_ram(tmp_path, width, max_n, marked_depths):
+    """Buffer memories of at most LUTRAM_MAX_ROWS rows and LUTRAM_MAX_BITS bits (P = 8)
+    carry ram_style = "distributed"; the others carry nothing."""
     out = tmp_path / "topk.v"
-    res = CliRunner().invoke(cli, ["verilog", "topk", "--lanes", "8", "--width", "16",
+    res = CliRunner().invoke(cli, ["verilog", "topk", "--lanes", "8", "--width", str(width),
                                    "--max-n", str(max_n), "-o", str(out)])
     assert res.exit_code == 0, res.output
     lines = out.read_text().splitlines()
-    marked = [lines[i + 1] for i, line in enumerate(lines)
+    marked = [lines[i + 1].strip() for i, line in enumerate(lines)
               if line.strip() == '(* ram_style = "distributed" *)']
-    assert len(marked) == distributed, marked
-    for decl in marked:     # each is a 128-bit-row memory of 2 or 3 slots of 32 rows
-        assert decl.strip().startswith("reg [127:0]") and decl.rstrip().endswith(
-            ("[95:0];", "[63:0];")), decl
+    assert all(decl.startswith(f"reg [{8 * width - 1}:0] ") for decl in marked), marked
+    assert sorted(int(d.rsplit("[", 1)[1].split(":")[0]) + 1 for d in marked) == \
+        sorted(marked_depths)
