@@ -235,7 +235,9 @@ _FMAX_LINE = re.compile(r"^(?:Info|Warning): Max frequency for clock '([^']+)': 
                         re.MULTILINE)
 
 
-_ROUTING_STARTS = "Info: Routing.."
+# Routing starts with the global nets, then router1 ("Routing..") or router2 ("Running router2...").
+_ROUTING_STARTS = re.compile(r"^Info: (?:Routing globals\.\.\.|Routing\.\.|Running router2\.\.\.)$",
+                             re.M)
 
 
 def parse_placed_fmax(text: str, clock: str = "clk") -> float | None:
@@ -244,7 +246,7 @@ def parse_placed_fmax(text: str, clock: str = "clk") -> float | None:
     The last ``Max frequency`` line before routing starts: it uses estimated, not routed,
     wire delays. ``None`` if placement did not finish.
     """
-    placed = text.split(_ROUTING_STARTS)[0]
+    placed = _ROUTING_STARTS.split(text, maxsplit=1)[0]
     values = [float(m.group(2)) for m in _FMAX_LINE.finditer(placed) if m.group(1) == clock]
     return values[-1] if values else None
 
@@ -600,7 +602,7 @@ def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
         if e.returncode is not None and overflow(util):
             return unrouted | {"utilization": util, "fits": False, "routed": False,
                                "pnr_error": error}
-        if e.returncode is None and _ROUTING_STARTS in text:
+        if e.returncode is None and _ROUTING_STARTS.search(text):
             return unrouted | {"utilization": util, "fits": True, "routed": False,
                                "pnr_error": f"routing unfinished after {timeout_s:g} s"}
         raise

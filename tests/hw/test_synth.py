@@ -261,14 +261,24 @@ def test_a_design_that_does_not_fit_keeps_its_area(tmp_path):
     assert "DP16KD" in r["pnr_error"]
 
 
-def test_routing_cut_by_the_timeout_keeps_area_and_estimate(tmp_path, monkeypatch):
+# How each router's part of the log begins (after the placement's last Fmax estimate).
+ROUTING_LOGS = {
+    "router1": "Info: Routing globals...\n\nInfo: Routing..\nInfo: Routing 1000 arcs.\n",
+    "router2": "Info: Routing globals...\nInfo: Running router2...\n"
+               "Info: Setting up routing resources...\n"
+               "Info:     iter=1 wires=868068 overused=77296 overuse=91178 archfail=NA\n",
+}
+
+
+@pytest.mark.parametrize("router", sorted(ROUTING_LOGS))
+def test_routing_cut_by_the_timeout_keeps_area_and_estimate(tmp_path, monkeypatch, router):
     real_run_tool, real_run_flow = synth_mod._run_tool, synth_mod.run_flow
-    placed_log = (DATA / "nextpnr_mac.log").read_text().split("Info: Routing..")[0]
+    placed_log = (DATA / "nextpnr_mac.log").read_text().split("Info: Routing globals")[0]
 
     def nextpnr_times_out(tool, code, args, cwd, log, timeout_s):
         if tool != "nextpnr-ecp5":
             return real_run_tool(tool, code, args, cwd, log, timeout_s)
-        log.write_text(placed_log + "Info: Routing..\nInfo: Routing 1000 arcs.\n")
+        log.write_text(placed_log + ROUTING_LOGS[router])
         raise SynthError(tool, None, "", f"after {timeout_s} s")
 
     monkeypatch.setattr(synth_mod, "_run_tool", nextpnr_times_out)
