@@ -618,39 +618,35 @@ def plot(rows: Sequence[Mapping[str, Any]], params: Sequence[str], out: Path,
     # 3. throughput against area, Pareto front highlighted
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     # Points whose routing was cut short use the estimate after placement, drawn hollow.
-    with_fmax = [r for r in ok if r.get("lut4")
-                 and (r.get("throughput_meps") or r.get("throughput_est_meps"))]
+    def throughput(r: Mapping[str, Any]) -> float | None:
+        return r.get("throughput_meps") or r.get("throughput_est_meps")
+
+    pts = [r for r in ok if r.get("lut4") and throughput(r)]
+    ys = [float(throughput(r)) for r in pts]
     ylabel = "throughput (M elements/s) = P x Fmax / cycles per beat"
-    pts = with_fmax
-
-    def metric(r: Mapping[str, Any]) -> float:
-        return float(r.get("throughput_meps") or r["throughput_est_meps"])
-    if not with_fmax:
+    if not pts:
         pts = [r for r in ok if r.get("lut4") and r.get("elements_per_cycle")]
+        ys = [float(r["elements_per_cycle"]) for r in pts]
         ylabel = "elements per cycle (no Fmax: not placed)"
-
-        def metric(r: Mapping[str, Any]) -> float:
-            return float(r["elements_per_cycle"])
-    xy = [(float(r["lut4"]), metric(r)) for r in pts]
+    xy = [(float(r["lut4"]), y) for r, y in zip(pts, ys, strict=True)]
     front = pareto_front(xy)
     if pts:
-        routed = [i for i, r in enumerate(pts) if not r.get("throughput_est_meps")]
-        guessed = [i for i, r in enumerate(pts) if r.get("throughput_est_meps")]
-        ax.scatter([xy[i][0] for i in routed], [xy[i][1] for i in routed], color="0.6",
-                   label="grid points")
-        if guessed:
-            ax.scatter([xy[i][0] for i in guessed], [xy[i][1] for i in guessed],
-                       facecolors="none", edgecolors="0.4", s=60,
-                       label="Fmax estimated after placement (routing unfinished)")
-        fx = [xy[i][0] for i in front]
-        fy = [xy[i][1] for i in front]
-        ax.step(fx, fy, where="post", color="tab:red")
-        ax.scatter([xy[i][0] for i in front if i in routed],
-                   [xy[i][1] for i in front if i in routed], color="tab:red", zorder=3,
-                   label="Pareto front")
-        ax.scatter([xy[i][0] for i in front if i in guessed],
-                   [xy[i][1] for i in front if i in guessed], facecolors="none",
-                   edgecolors="tab:red", s=60, zorder=3)
+        hollow = [bool(r.get("throughput_est_meps")) for r in pts]
+
+        def draw(indices, legend: str | None, **style) -> None:
+            chosen = list(indices)
+            if chosen:
+                ax.scatter([xy[i][0] for i in chosen], [xy[i][1] for i in chosen],
+                           label=legend, **style)
+        draw((i for i in range(len(pts)) if not hollow[i]), "grid points", color="0.6")
+        draw((i for i in range(len(pts)) if hollow[i]),
+             "Fmax estimated after placement (routing unfinished)",
+             facecolors="none", edgecolors="0.4", s=60)
+        ax.step([xy[i][0] for i in front], [xy[i][1] for i in front], where="post",
+                color="tab:red")
+        draw((i for i in front if not hollow[i]), "Pareto front", color="tab:red", zorder=3)
+        draw((i for i in front if hollow[i]), None, facecolors="none",
+             edgecolors="tab:red", s=60, zorder=3)
         for i, r in enumerate(pts):
             ax.annotate(_label(r, varying), xy[i], fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
