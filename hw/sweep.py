@@ -67,6 +67,7 @@ class SweepOptions:
     place: bool = True
     abc9: bool = True
     widelut: bool = True
+    placer: str = "heap"
     router: str = "router1"
     device: str = "ecp5-85k"
     target_mhz: float = 200.0
@@ -86,6 +87,8 @@ class SweepOptions:
             d.pop("router")
         if d["widelut"]:                # and of default LUT mapping
             d.pop("widelut")
+        if d["placer"] == "heap":       # and default placer
+            d.pop("placer")
         return d
 
 
@@ -291,7 +294,7 @@ def _synth_fields(design: str, params: Mapping[str, Any],
 
     r = synthesize(design, params, device=options.device, target_mhz=options.target_mhz,
                    abc9=options.abc9, widelut=options.widelut, place=options.place,
-                   router=options.router,
+                   placer=options.placer, router=options.router,
                    cache_root=Path(options.cache_root) if options.cache_root else None,
                    timeout_s=options.synth_timeout_s)
     row = r.row()

@@ -41,7 +41,7 @@ __all__ = [
     "cache_dir", "cache_key", "tool_versions", "yowasp_cache_dir",
     "Port", "parse_ports", "port_register_wrapper", "parse_yosys_stat", "parse_memory_bits",
     "parse_nextpnr_report", "parse_nextpnr_log", "parse_placed_fmax", "overflow",
-    "WRAPPER_TOP", "FLOW_VERSION", "KEY_CELLS", "ROUTERS",
+    "WRAPPER_TOP", "FLOW_VERSION", "KEY_CELLS", "ROUTERS", "PLACERS",
 ]
 
 #: Bumped whenever the scripts, the wrapper or the result format change (invalidates caches).
@@ -51,6 +51,9 @@ WRAPPER_TOP = "psa_synth_top"
 #: nextpnr routers: router1 (default; slow on large designs but converges), router2 (much
 #: faster on large designs, but may stall with a few overused wires and never finish).
 ROUTERS = ("router1", "router2")
+#: nextpnr placers: heap (analytic, nextpnr's default) and static (electrostatic, spreads the
+#: logic against a density target: slower, but leaves the router room on wiring-heavy designs).
+PLACERS = ("heap", "static")
 #: The ECP5 cell types reported in the summary, in display order.
 KEY_CELLS = ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD", "MULT18X18D")
 
@@ -333,6 +336,7 @@ class SynthResult:
     verilog_sha256: str
     elapsed_s: dict[str, float]
     router: str = "router1"
+    placer: str = "heap"
     fmax_placed_mhz: float | None = None
     routed: bool | None = None
     widelut: bool = True
@@ -406,7 +410,8 @@ def tool_versions() -> dict[str, str]:
 
 def cache_key(design: str, params: Mapping[str, Any], device: str, target_mhz: float, seed: int,
               verilog: str, tools: Mapping[str, str] | None = None, *, abc9: bool = True,
-              place: bool = True, router: str = "router1", widelut: bool = True) -> str:
+              place: bool = True, router: str = "router1", widelut: bool = True,
+              placer: str = "heap") -> str:
     """SHA-256 over everything that determines a result (the Verilog text covers RTL edits)."""
     fields = {
         "design": design, "params": dict(params), "device": device, "target_mhz": target_mhz,
@@ -418,6 +423,8 @@ def cache_key(design: str, params: Mapping[str, Any], device: str, target_mhz: f
         fields["router"] = router
     if not widelut:             # likewise for the default LUT mapping
         fields["widelut"] = False
+    if placer != "heap":        # and the default placer
+        fields["placer"] = placer
     blob = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -512,8 +519,8 @@ def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True,
 
 def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
              target_mhz: float = 200.0, seed: int = 1, abc9: bool = True, place: bool = True,
-             router: str = "router1", widelut: bool = True, work_dir: Path | None = None,
-             timeout_s: float | None = None,
+             router: str = "router1", widelut: bool = True, placer: str = "heap",
+             work_dir: Path | None = None, timeout_s: float | None = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Wrap, synthesise and place the Verilog module ``toplevel`` (no cache).
 
@@ -531,6 +538,8 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
         raise ValueError(f"target_mhz must be > 0, got {target_mhz!r}")
     if router not in ROUTERS:
         raise ValueError(f"router must be one of {list(ROUTERS)}, got {router!r}")
+    if placer not in PLACERS:
+        raise ValueError(f"placer must be one of {list(PLACERS)}, got {placer!r}")
     dev = DEVICES[device]
     say = progress or (lambda stage: None)
     wrapper = port_register_wrapper(parse_ports(verilog, toplevel), toplevel)
@@ -560,7 +569,7 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
                    "utilization": {}, "fits": None, "routed": None, "pnr_error": None}
         else:
             say(f"nextpnr-ecp5: place and route on {dev.part}")
-            pnr = _place_and_route(dev, target_mhz, seed, wd, timeout_s, router)
+            pnr = _place_and_route(dev, target_mhz, seed, wd, timeout_s, router, placer)
             elapsed["nextpnr"] = time.perf_counter() - t0
         log = wd / "nextpnr.log"
         fmax_placed = parse_placed_fmax(log.read_text(errors="replace")) if place else None
@@ -581,7 +590,8 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
 
 
 def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
-                     timeout_s: float | None, router: str = "router1") -> dict[str, Any]:
+                     timeout_s: float | None, router: str = "router1",
+                     placer: str = "heap") -> dict[str, Any]:
     """nextpnr on ``wd/netlist.json``: the parsed report with ``fits``, ``routed`` and
     ``pnr_error``. Too big for the part: ``fits`` False and the overflowing utilisation.
     Placed but timed out while routing: ``routed`` False, no Fmax (the caller reads the
@@ -592,7 +602,7 @@ def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
             dev.flag, "--package", dev.package, "--speed", str(dev.speed),
             "--out-of-context", "--json", "netlist.json", "--report", "report.json",
             "--log", "nextpnr.log", "--freq", f"{target_mhz:g}", "--seed", str(seed),
-            "--router", router, "--timing-allow-fail", "-q",
+            "--placer", placer, "--router", router, "--timing-allow-fail", "-q",
         ], wd, wd / "nextpnr.log", timeout_s)
     except SynthError as e:
         # A design too big for the part is a result (area known, no Fmax), not a failure;
@@ -613,7 +623,8 @@ def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
 def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
                device: str = "ecp5-25k", target_mhz: float = 200.0, seed: int = 1,
                abc9: bool = True, place: bool = True, router: str = "router1",
-               widelut: bool = True, use_cache: bool = True, cache_root: Path | None = None,
+               widelut: bool = True, placer: str = "heap", use_cache: bool = True,
+               cache_root: Path | None = None,
                work_dir: Path | None = None, timeout_s: float | None = None,
                progress: Callable[[str], None] | None = None) -> SynthResult:
     """Synthesise and place ``design`` (a name from :mod:`psa.hw.designs`) for an ECP5 part.
@@ -646,6 +657,10 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
         nextpnr router, one of :data:`ROUTERS`: ``"router1"`` (nextpnr's default) or
         ``"router2"``, much faster on designs of tens of thousands of cells but known to stall
         on a few overused wires (then only ``timeout_s`` ends it).
+    placer
+        nextpnr placer, one of :data:`PLACERS`: ``"heap"`` (nextpnr's default) or
+        ``"static"``, which spreads wiring-heavy designs enough for router2 to converge where
+        HeAP's denser placement leaves it stuck (top-k engine, P = 8; docs/synth.md).
     use_cache
         Return a cached result when one exists; ``False`` reruns the tools and refreshes it.
     cache_root
@@ -668,6 +683,8 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
         raise ValueError(f"device must be one of {sorted(DEVICES)}, got {device!r}")
     if router not in ROUTERS:
         raise ValueError(f"router must be one of {list(ROUTERS)}, got {router!r}")
+    if placer not in PLACERS:
+        raise ValueError(f"placer must be one of {list(PLACERS)}, got {placer!r}")
     spec = get_design(design)
     full = {**spec.defaults(), **(params or {})}
     say = progress or (lambda stage: None)
@@ -678,7 +695,7 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
     t_verilog = time.perf_counter() - t0
     tools = tool_versions()
     key = cache_key(design, full, device, target_mhz, seed, verilog, tools, abc9=abc9,
-                    place=place, router=router, widelut=widelut)
+                    place=place, router=router, widelut=widelut, placer=placer)
     path = _cache_file(design, device, key, cache_root)
     # A run cut short while routing is kept apart, for runs with the same timeout only: a
     # longer run may finish, and a complete result always wins.
@@ -690,11 +707,11 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
 
     measured = run_flow(verilog, spec.toplevel, device=device, target_mhz=target_mhz, seed=seed,
                         abc9=abc9, place=place, router=router, widelut=widelut,
-                        work_dir=work_dir, timeout_s=timeout_s, progress=progress)
+                        placer=placer, work_dir=work_dir, timeout_s=timeout_s, progress=progress)
     elapsed = {"verilog": t_verilog, **measured.pop("elapsed_s")}
     result = SynthResult(
         design=design, params=full, device=device, target_mhz=target_mhz, seed=seed, abc9=abc9,
-        router=router, widelut=widelut, tools=tools,
+        router=router, placer=placer, widelut=widelut, tools=tools,
         verilog_sha256=hashlib.sha256(verilog.encode()).hexdigest(),
         elapsed_s={k: round(v, 2) for k, v in elapsed.items()}, **measured,
     )

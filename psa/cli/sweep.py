@@ -24,7 +24,7 @@ from psa.cli import UserError
 from psa.cli.designs import DesignGroup
 from psa.hw.designs import Design
 from psa.hw.sweep import SweepOptions, parse_axis, run_sweep
-from psa.hw.synth import DEVICES, ROUTERS
+from psa.hw.synth import DEVICES, PLACERS, ROUTERS
 from psa.verif.verify import default_build_root
 
 
@@ -42,7 +42,8 @@ def sweep() -> None:
 def _design_command(design: Design) -> click.Command:
     def run(out: Path, jobs: int | None, dask: str | None, verify: bool, verify_packets: int,
             packets: int, seed: int, cycles: bool, synth: bool, place: bool, abc9: bool,
-            widelut: bool, router: str, device: str, target_mhz: float, synth_timeout: float | None,
+            widelut: bool, placer: str, router: str, device: str, target_mhz: float,
+            synth_timeout: float | None,
             build_root: Path, restart: bool, **axes_text: Any) -> None:
         if jobs is not None and dask:
             raise UserError("give either --jobs (local processes) or --dask (a cluster)")
@@ -55,7 +56,8 @@ def _design_command(design: Design) -> click.Command:
                 except ValueError as e:
                     raise UserError(str(e)) from e
         options = SweepOptions(cycles=cycles, synth=synth, verify=verify, place=place,
-                               abc9=abc9, widelut=widelut, router=router, device=device,
+                               abc9=abc9, widelut=widelut, placer=placer, router=router,
+                               device=device,
                                target_mhz=target_mhz,
                                packets=packets, seed=seed, verify_count=verify_packets,
                                synth_timeout_s=synth_timeout, build_root=str(build_root))
@@ -92,6 +94,8 @@ def _design_command(design: Design) -> click.Command:
                      help="LUT mapping (see psa synth --help)."),
         click.Option(["--widelut/--no-widelut"], default=True, show_default=True,
                      help="LUT5-7 from PFU muxes, or LUT4 only (see psa synth --help)."),
+        click.Option(["--placer"], type=click.Choice(PLACERS), default="heap",
+                     show_default=True, help="nextpnr placer (see psa synth --help)."),
         click.Option(["--router"], type=click.Choice(ROUTERS), default="router1",
                      show_default=True, help="nextpnr router (see psa synth --help)."),
         click.Option(["--device"], type=click.Choice(sorted(DEVICES)), default="ecp5-85k",

@@ -23,6 +23,7 @@ from psa.hw.designs import Design, get_design
 from psa.hw.synth import (
     DEVICES,
     KEY_CELLS,
+    PLACERS,
     ROUTERS,
     SynthError,
     SynthResult,
@@ -52,11 +53,11 @@ def synth() -> None:
 
 def _design_command(design: Design) -> click.Command:
     def run(device: str, json_out: Path | None, no_cache: bool, target_mhz: float, seed: int,
-            abc9: bool, widelut: bool, place: bool, router: str, timeout: float | None,
-            work_dir: Path | None, **params: Any) -> None:
+            abc9: bool, widelut: bool, place: bool, placer: str, router: str,
+            timeout: float | None, work_dir: Path | None, **params: Any) -> None:
         _run(design, params, device=device, json_out=json_out, use_cache=not no_cache,
              target_mhz=target_mhz, seed=seed, abc9=abc9, widelut=widelut, place=place,
-             router=router, timeout_s=timeout, work_dir=work_dir)
+             placer=placer, router=router, timeout_s=timeout, work_dir=work_dir)
 
     common = [
         click.Option(["--device"], type=click.Choice(sorted(DEVICES)), default="ecp5-25k",
@@ -80,6 +81,10 @@ def _design_command(design: Design) -> click.Command:
         click.Option(["--place/--no-place"], default=True, show_default=True,
                      help="Place and route with nextpnr; --no-place stops after Yosys "
                           "(cell counts only, no Fmax)."),
+        click.Option(["--placer"], type=click.Choice(PLACERS), default="heap",
+                     show_default=True,
+                     help="nextpnr placer: heap (default) or static (spreads the logic; lets "
+                          "router2 converge on wiring-heavy designs; see docs/synth.md)."),
         click.Option(["--router"], type=click.Choice(ROUTERS), default="router1",
                      show_default=True,
                      help="nextpnr router: router1 (default, converges) or router2 (much "
@@ -100,7 +105,7 @@ def _design_command(design: Design) -> click.Command:
 def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path | None,
          use_cache: bool, target_mhz: float, seed: int, abc9: bool, place: bool,
          work_dir: Path | None, router: str = "router1", widelut: bool = True,
-         timeout_s: float | None = None) -> None:
+         placer: str = "heap", timeout_s: float | None = None) -> None:
     out, err = Console(), Console(stderr=True)
     try:
         get_design(design.name).validate(**params)  # bad parameters fail before any tool
@@ -113,8 +118,8 @@ def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path 
         try:
             result = synthesize(design.name, params, device=device, target_mhz=target_mhz,
                                 seed=seed, abc9=abc9, widelut=widelut, place=place,
-                                router=router, use_cache=use_cache, work_dir=work_dir,
-                                timeout_s=timeout_s,
+                                placer=placer, router=router, use_cache=use_cache,
+                                work_dir=work_dir, timeout_s=timeout_s,
                                 progress=lambda s: bar.update(task,
                                                               description=f"{design.name}: {s}"))
         except SynthError as e:
@@ -198,7 +203,7 @@ def notes(r: SynthResult, wall_s: float) -> list[str]:
                      f"{cp['logic_levels']} logic cells); target {r.target_mhz:g} MHz, "
                      f"seed {r.seed}, {'ABC9' if r.abc9 else 'classic ABC'} LUT mapping"
                      f"{'' if r.widelut else ' to LUT4 only'}, "
-                     f"nextpnr {r.router}.")
+                     f"nextpnr {r.placer} placer, {r.router}.")
     tools = ", ".join(f"{k} {v}" for k, v in r.tools.items() if k.startswith("yowasp"))
     if r.cached:
         lines.append(f"Cached result ({escape(str(r.cache_file))}); --no-cache reruns. "

@@ -324,6 +324,7 @@ def test_routing_cut_by_the_timeout_keeps_area_and_estimate(tmp_path, monkeypatc
 @pytest.mark.parametrize("kwargs, match", [
     ({"device": "ice40"}, "device must be one of"),
     ({"router": "router3"}, "router must be one of"),
+    ({"placer": "sa"}, "placer must be one of"),
     ({"params": {"width": 0}}, "width must be an integer in 1..64"),
     ({"params": {"depth": 3}}, "unknown parameter"),
 ])
@@ -562,6 +563,27 @@ def test_router_is_part_of_the_key_and_reaches_nextpnr(tmp_path, monkeypatch):
                                    "router2")
     argv = seen[0][1]
     assert argv[argv.index("--router") + 1] == "router2"
+
+
+def test_placer_is_part_of_the_key_and_reaches_nextpnr(tmp_path, monkeypatch):
+    """HeAP keeps the keys it always had; the static placer gets its own; nextpnr is told."""
+    args = {"design": "adder", "params": {"width": 8}, "device": "ecp5-25k",
+            "target_mhz": 200.0, "seed": 1, "verilog": "module m; endmodule", "tools": {}}
+    assert cache_key(**args) == cache_key(**args, placer="heap")
+    assert cache_key(**args, placer="static") != cache_key(**args)
+    seen = []
+
+    def fake_tool(tool, code, argv, cwd, log, timeout_s):
+        seen.append(argv)
+        raise SynthError(tool, 1, "stop here")
+
+    monkeypatch.setattr(synth_mod, "_run_tool", fake_tool)
+    (tmp_path / "nextpnr.log").write_text("")
+    for placer in ("heap", "static"):
+        with pytest.raises(SynthError):
+            synth_mod._place_and_route(synth_mod.DEVICES["ecp5-25k"], 200.0, 1, tmp_path, None,
+                                       "router2", placer)
+        assert seen[-1][seen[-1].index("--placer") + 1] == placer
 
 
 def test_widelut_is_part_of_the_key_and_reaches_yosys():
