@@ -78,13 +78,23 @@ DEVICES: dict[str, Device] = {
 class SynthError(RuntimeError):
     """A synthesis tool failed; ``log_tail`` holds the last lines of its log."""
 
-    def __init__(self, tool: str, returncode: int | None, log_tail: str, detail: str = ""):
+    def __init__(self, tool: str, returncode: int | None, log_tail: str, detail: str = "",
+                 status: str | None = None):
         self.tool = tool
         self.returncode = returncode
         self.log_tail = log_tail
-        status = "timed out" if returncode is None else f"failed (exit status {returncode})"
+        status = status or ("timed out" if returncode is None
+                            else f"failed (exit status {returncode})")
         super().__init__(f"{tool} {status}{': ' + detail if detail else ''}; "
                          f"last lines of its log:\n{log_tail}")
+
+
+class ToolStopped(SynthError):
+    """A tool run that psa ended early on purpose; ``reason`` says why."""
+
+    def __init__(self, tool: str, log_tail: str, reason: str):
+        self.reason = reason
+        super().__init__(tool, None, log_tail, reason, status="stopped")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -473,17 +483,39 @@ def _tail(path: Path, extra: str, lines: int = 25) -> str:
 
 
 def _run_tool(tool: str, code: str, args: list[str], cwd: Path, log: Path,
-              timeout_s: float | None) -> None:
-    """Run a YoWASP tool in a child Python (its own log file); SynthError on failure."""
-    try:
-        proc = subprocess.run([sys.executable, "-c", code, str(os.getpid()), *args], cwd=cwd,
-                              timeout=timeout_s,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
-        raise SynthError(tool, None, _tail(log, out or ""), f"after {timeout_s} s") from None
-    if proc.returncode != 0:
-        raise SynthError(tool, proc.returncode, _tail(log, proc.stdout))
+              timeout_s: float | None, stop: Callable[[], str | None] | None = None) -> None:
+    """Run a YoWASP tool in a child Python (its own log file); SynthError on failure.
+
+    ``stop``, if given, is polled about once a second; when it returns a reason, the tool is
+    killed and :class:`ToolStopped` raised with that reason.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    # Output goes to a file, not a pipe: a pipe nobody reads while polling could fill and block.
+    with tempfile.TemporaryFile("w+", errors="replace") as out, subprocess.Popen(
+            [sys.executable, "-c", code, str(os.getpid()), *args], cwd=cwd,
+            stdout=out, stderr=subprocess.STDOUT, text=True) as proc:
+        stopped, timed_out = None, False
+        while True:
+            poll = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
+            try:
+                returncode = proc.wait(timeout=poll)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            stopped = stop() if stop is not None else None
+            timed_out = deadline is not None and time.monotonic() >= deadline
+            if stopped is not None or timed_out:
+                proc.kill()
+                proc.wait()
+                break
+        out.seek(0)
+        tail = _tail(log, out.read())
+    if stopped is not None:
+        raise ToolStopped(tool, tail, stopped)
+    if timed_out:
+        raise SynthError(tool, None, tail, f"after {timeout_s} s")
+    if returncode != 0:
+        raise SynthError(tool, returncode, tail)
 
 
 def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True,
@@ -589,6 +621,32 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
     }
 
 
+class _OverflowWatch:
+    """``stop`` for nextpnr: a reason once the utilisation table after packing overflows.
+
+    HeAP refuses a design too big for the part at once, but the static placer starts
+    spreading it anyway and can run for an hour before giving up. The table is complete when
+    a blank line follows it; after that the log is not read again.
+    """
+
+    def __init__(self, log: Path):
+        self.log, self.done = log, False
+
+    def __call__(self) -> str | None:
+        if self.done:
+            return None
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        table = text.partition("Device utilisation:")[2]
+        if "\n\n" not in table:
+            return None
+        self.done = True
+        over = overflow(parse_nextpnr_log(text)[0])
+        if not over:
+            return None
+        return "does not fit after packing: " + ", ".join(
+            f"{bel} {used}/{avail}" for bel, (used, avail) in over.items())
+
+
 def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
                      timeout_s: float | None, router: str = "router1",
                      placer: str = "heap") -> dict[str, Any]:
@@ -603,7 +661,11 @@ def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
             "--out-of-context", "--json", "netlist.json", "--report", "report.json",
             "--log", "nextpnr.log", "--freq", f"{target_mhz:g}", "--seed", str(seed),
             "--placer", placer, "--router", router, "--timing-allow-fail", "-q",
-        ], wd, wd / "nextpnr.log", timeout_s)
+        ], wd, wd / "nextpnr.log", timeout_s, stop=_OverflowWatch(wd / "nextpnr.log"))
+    except ToolStopped as e:
+        util, _ = parse_nextpnr_log((wd / "nextpnr.log").read_text(errors="replace"))
+        return unrouted | {"utilization": util, "fits": False, "routed": False,
+                           "pnr_error": e.reason}
     except SynthError as e:
         # A design too big for the part is a result (area known, no Fmax), not a failure;
         # so is one that was placed but not routed in time (area and Fmax estimate known).

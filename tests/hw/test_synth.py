@@ -31,6 +31,7 @@ from psa.hw.synth import (
     Port,
     SynthError,
     SynthResult,
+    ToolStopped,
     cache_dir,
     cache_key,
     overflow,
@@ -261,6 +262,48 @@ def test_a_design_that_does_not_fit_keeps_its_area(tmp_path):
     assert "DP16KD" in r["pnr_error"]
 
 
+
+def test_overflow_watch_stops_nextpnr_once_packing_shows_it_cannot_fit(tmp_path):
+    """The static placer does not refuse an oversized design: psa stops it after packing."""
+    log = tmp_path / "nextpnr.log"
+    watch = synth_mod._OverflowWatch(log)
+    assert watch() is None                              # no log yet
+    big = (DATA / "nextpnr_overflow_big.log").read_text()
+    head, _, rest = big.partition("DP16KD:")
+    log.write_text(head)                                # table still being written
+    assert watch() is None and not watch.done
+    log.write_text(big)
+    assert watch() == "does not fit after packing: DP16KD 64/56"
+    fits = synth_mod._OverflowWatch(tmp_path / "mac.log")
+    (tmp_path / "mac.log").write_text((DATA / "nextpnr_mac.log").read_text())
+    assert fits() is None and fits.done                 # fits: the log is not read again
+    (tmp_path / "mac.log").write_text(big)
+    assert fits() is None
+
+
+def test_run_tool_stop_and_timeout_kill_the_tool(tmp_path):
+    sleeper = (synth_mod._ORPHAN_GUARD
+               + "import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    log = tmp_path / "none.log"
+    t0 = time.monotonic()
+    with pytest.raises(ToolStopped) as info:
+        synth_mod._run_tool("sleeper", sleeper, [], tmp_path, log, None, stop=lambda: "enough")
+    assert info.value.reason == "enough" and "sleeper stopped: enough" in str(info.value)
+    with pytest.raises(SynthError) as info:
+        synth_mod._run_tool("sleeper", sleeper, [], tmp_path, log, 1.5)
+    assert info.value.returncode is None and "timed out" in str(info.value)
+    assert "started" in info.value.log_tail          # the tool's output is kept
+    assert time.monotonic() - t0 < 20
+
+
+def test_static_placer_on_a_design_that_does_not_fit_stops_after_packing(tmp_path):
+    t0 = time.monotonic()
+    r = run_flow((DATA / "big.v").read_text(), "big", work_dir=tmp_path, placer="static")
+    assert not r["fits"] and r["fmax_mhz"] is None
+    assert overflow(r["utilization"]) == {"DP16KD": (64, 56)}
+    assert r["pnr_error"] == "does not fit after packing: DP16KD 64/56"
+    assert time.monotonic() - t0 < 300
+
 # How each router's part of the log begins (after the placement's last Fmax estimate).
 ROUTING_LOGS = {
     "router1": "Info: Routing globals...\n\nInfo: Routing..\nInfo: Routing 1000 arcs.\n",
@@ -275,9 +318,9 @@ def test_routing_cut_by_the_timeout_keeps_area_and_estimate(tmp_path, monkeypatc
     real_run_tool, real_run_flow = synth_mod._run_tool, synth_mod.run_flow
     placed_log = (DATA / "nextpnr_mac.log").read_text().split("Info: Routing globals")[0]
 
-    def nextpnr_times_out(tool, code, args, cwd, log, timeout_s):
+    def nextpnr_times_out(tool, code, args, cwd, log, timeout_s, stop=None):
         if tool != "nextpnr-ecp5":
-            return real_run_tool(tool, code, args, cwd, log, timeout_s)
+            return real_run_tool(tool, code, args, cwd, log, timeout_s, stop)
         log.write_text(placed_log + ROUTING_LOGS[router])
         raise SynthError(tool, None, "", f"after {timeout_s} s")
 
@@ -310,9 +353,9 @@ def test_routing_cut_by_the_timeout_keeps_area_and_estimate(tmp_path, monkeypatc
     text = console.export_text()
     assert "routing unfinished" in text and "145.7 MHz" in text and "same --timeout" in text
 
-    def nextpnr_fails(tool, code, args, cwd, log, timeout_s):
+    def nextpnr_fails(tool, code, args, cwd, log, timeout_s, stop=None):
         if tool != "nextpnr-ecp5":
-            return real_run_tool(tool, code, args, cwd, log, timeout_s)
+            return real_run_tool(tool, code, args, cwd, log, timeout_s, stop)
         log.write_text(placed_log.split("Info: Max frequency")[0])   # still placing
         raise SynthError(tool, None, "", f"after {timeout_s} s")
 
@@ -552,7 +595,7 @@ def test_router_is_part_of_the_key_and_reaches_nextpnr(tmp_path, monkeypatch):
     assert cache_key(**args, router="router2") != cache_key(**args)
     seen = []
 
-    def fake_tool(tool, code, argv, cwd, log, timeout_s):
+    def fake_tool(tool, code, argv, cwd, log, timeout_s, stop=None):
         seen.append((tool, argv))
         raise SynthError(tool, 1, "stop here")
 
@@ -573,7 +616,7 @@ def test_placer_is_part_of_the_key_and_reaches_nextpnr(tmp_path, monkeypatch):
     assert cache_key(**args, placer="static") != cache_key(**args)
     seen = []
 
-    def fake_tool(tool, code, argv, cwd, log, timeout_s):
+    def fake_tool(tool, code, argv, cwd, log, timeout_s, stop=None):
         seen.append(argv)
         raise SynthError(tool, 1, "stop here")
 
