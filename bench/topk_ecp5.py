@@ -78,13 +78,14 @@ def main(argv: list[str] | None = None) -> None:
 
     table = Table(title=f"top-k engine, W = {WIDTH}, N = {MAX_N}, LFE5U-85F speed 6")
     for name in ("P", "cycles/packet", "elements/cycle", "LUT4", "FF", "DP16KD", "DSP",
-                 "fits", "target MHz", "Fmax MHz", "placed est. MHz", "M elements/s", "verified"):
+                 "slots", "fits", "target MHz", "Fmax MHz", "placed est. MHz", "M elements/s",
+                 "verified"):
         table.add_column(name, justify="right")
     for r in rows:
         table.add_row(str(r["lanes"]), _fmt(r.get("interval_cycles"), "g"),
                       _fmt(r.get("elements_per_cycle"), ".1f"), _fmt(r.get("lut4")),
                       _fmt(r.get("ff")), _fmt(r.get("bram")), _fmt(r.get("dsp")),
-                      str(r.get("fits")), _fmt(r["target_mhz"], "g"),
+                      _fmt(r.get("placed_comb")), str(r.get("fits")), _fmt(r["target_mhz"], "g"),
                       _fmt(r.get("fmax_mhz"), ".1f"),
                       _fmt(r.get("fmax_placed_mhz"), ".1f"),
                       _fmt(r.get("throughput_meps"), ".0f"), str(r.get("verified", "-")))

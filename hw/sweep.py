@@ -653,6 +653,13 @@ def plot(rows: Sequence[Mapping[str, Any]], params: Sequence[str], out: Path,
         for i, r in enumerate(pts):
             ax.annotate(_label(r, varying), xy[i], fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
+        # Points too big for the part have an area but no throughput: a dashed line at it.
+        for j, r in enumerate(r for r in ok if r.get("fits") is False and r.get("lut4")):
+            ax.axvline(r["lut4"], color="0.5", linestyle="--",
+                       label="does not fit the part (area only)" if j == 0 else None)
+            ax.annotate(f"{_label(r, varying)}: does not fit", (r["lut4"], 0.5), fontsize=7,
+                        xycoords=("data", "axes fraction"), rotation=90, ha="right",
+                        va="center", xytext=(-2, 0), textcoords="offset points")
         ax.legend(fontsize=7)
     else:
         empty(ax, "no point with area and cycles")

@@ -100,6 +100,28 @@ def test_outputs_json_csv_and_plots(tmp_path):
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+
+def test_pareto_plot_marks_a_point_that_does_not_fit(tmp_path, monkeypatch):
+    """Area but no Fmax: a dashed line at its LUT4, labelled, instead of nothing."""
+    import matplotlib.axes
+
+    fitting = {"design": "topk", "lanes": 8, "status": "ok", "key": "a", "n": 1024,
+               "interval_cycles": 163.0, "lut4": 14000, "fmax_mhz": 35.0, "fits": True,
+               "throughput_meps": 219.0, "elements_per_cycle": 6.3}
+    too_big = {"design": "topk", "lanes": 32, "status": "ok", "key": "b", "n": 1024,
+               "interval_cycles": 51.0, "lut4": 95000, "fmax_mhz": None, "fits": False,
+               "elements_per_cycle": 20.1}
+    lines = []
+    real_axvline = matplotlib.axes.Axes.axvline
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline",
+                        lambda ax, x, **kw: lines.append((x, kw.get("label")))
+                        or real_axvline(ax, x, **kw))
+    write_outputs(tmp_path, [fitting, too_big], {"design": "topk", "axes": {"lanes": [8, 32]}})
+    assert lines == [(95000, "does not fit the part (area only)")]
+    lines.clear()
+    write_outputs(tmp_path, [fitting], {"design": "topk", "axes": {"lanes": [8]}})
+    assert lines == []
+
 def test_unrouted_point_gets_an_estimated_throughput_apart(tmp_path, monkeypatch):
     """Routing cut short: throughput from the placement estimate, in its own field and drawn."""
     import psa.hw.sweep as sweep
