@@ -8,8 +8,9 @@ four bucket packers); ``(engine control)`` is the engine's own logic: stage cont
 counters, address generators and the row registers between stages. "Slots" are LUT4 + 2 x CCU2C,
 what nextpnr packs into the part's LUT/carry slots. Without flattening Yosys cannot optimise
 across block boundaries; the totals came within 6% of the flat ``psa synth`` slot counts
-(P = 8 / 16 / 32: 18,404 / 47,488 / 132,345 against 17,399 / 47,268 / 134,621 placed). No place and route. About 10 minutes at P = 32 on one core.
-Writes bench/results/topk_area.json.
+(P = 8 / 16 / 32: 18,404 / 47,488 / 132,345 against 17,399 / 47,268 / 134,621 placed).
+No place and route; about 10 minutes at P = 32 on one core. Writes
+bench/results/topk_area.json.
 
     python bench/topk_area.py [--lanes 8 16 32]
 """
