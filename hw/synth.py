@@ -429,6 +429,10 @@ def cache_key(design: str, params: Mapping[str, Any], device: str, target_mhz: f
         "tools": dict(tools if tools is not None else tool_versions()),
         "flow": FLOW_VERSION, "verilog": hashlib.sha256(verilog.encode()).hexdigest(),
     }
+    # ABC9 results from before the XAIGER-writer fix are not reused; classic-ABC keys stay
+    # (`check -assert` was added to their script too, but it only checks).
+    if abc9:
+        fields["abc9_xaiger"] = 1
     if router != "router1":     # keys of default-router results stay as they were
         fields["router"] = router
     if not widelut:             # likewise for the default LUT mapping
@@ -525,8 +529,13 @@ def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True,
     # Without ABC9, synth_ecp5's own LUT-mapping step (`abc9 -W 300`) is replaced by classic
     # `abc -lut 4:7`, the mapping synth_ecp5 used before ABC9 became its only one.
     # Without wide LUTs, logic maps to LUT4 only: no LUT5-7 built from PFU muxes.
+    # ABC9 in Yosys 0.70 writes its input with the new XAIGER2 backend, which can wire two
+    # flip-flops to one net (YosysHQ/yosys#6237; seen on topk lanes=4 width=8 max_n=64). The
+    # scratchpad flag selects the previous XAIGER writer. `check -assert` after mapping makes
+    # any such netlist a Yosys error rather than numbers from a broken design.
     nowide = "" if widelut else " -nowidelut"
-    ecp5 = [f"synth_ecp5{nowide} -top {WRAPPER_TOP} -json netlist.json"] if abc9 else [
+    ecp5 = ["scratchpad -set abc9.xaiger 1",
+            f"synth_ecp5{nowide} -top {WRAPPER_TOP} -json netlist.json"] if abc9 else [
         f"synth_ecp5{nowide} -top {WRAPPER_TOP} -run begin:map_luts",
         f"techmap -map +/lattice/latches_map.v; abc -lut {'4:7' if widelut else '4'} -dress; "
         "clean",
@@ -544,6 +553,7 @@ def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True,
         "tee -q -o generic_stat.json stat -json",
         "design -load elaborated",
         *ecp5,
+        "check -assert",
         "tee -q -o ecp5_stat.json stat -json",
         "",
     ])

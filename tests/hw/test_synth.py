@@ -304,6 +304,32 @@ def test_static_placer_on_a_design_that_does_not_fit_stops_after_packing(tmp_pat
     assert r["pnr_error"] == "does not fit after packing: DP16KD 64/56"
     assert time.monotonic() - t0 < 300
 
+
+def test_a_netlist_with_conflicting_drivers_is_an_error_not_numbers(tmp_path):
+    with pytest.raises(SynthError) as info:
+        run_flow((DATA / "clash.v").read_text(), "clash", work_dir=tmp_path, place=False,
+                 abc9=False)
+    assert info.value.tool == "yosys" and "check -assert" in info.value.log_tail
+    assert "multiple conflicting drivers" in info.value.log_tail
+
+
+def test_abc9_uses_the_xaiger_writer_without_the_driver_conflict_bug():
+    """YosysHQ/yosys#6237: Yosys 0.70's XAIGER2 writer can wire two flip-flops to one net."""
+    with_abc9 = synth_mod._yosys_script("d.v", "w.v", "m", abc9=True).splitlines()
+    flag = with_abc9.index("scratchpad -set abc9.xaiger 1")
+    assert with_abc9[flag + 1].startswith("synth_ecp5 ")
+    assert with_abc9.index("check -assert") > flag + 1
+    without = synth_mod._yosys_script("d.v", "w.v", "m", abc9=False).splitlines()
+    assert "scratchpad -set abc9.xaiger 1" not in without and "check -assert" in without
+
+
+@pytest.mark.slow
+def test_topk_in_the_default_abc9_flow_places(tmp_path):
+    """The configuration that hit YosysHQ/yosys#6237 (about 4 minutes)."""
+    params = {"lanes": 4, "width": 8, "max_n": 64, "signed": False}
+    r = synthesize("topk", params, cache_root=tmp_path, device="ecp5-25k")
+    assert r.abc9 and r.fits and r.routed and r.fmax_mhz > 0 and r.lut4 > 0
+
 # How each router's part of the log begins (after the placement's last Fmax estimate).
 ROUTING_LOGS = {
     "router1": "Info: Routing globals...\n\nInfo: Routing..\nInfo: Routing 1000 arcs.\n",
