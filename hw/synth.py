@@ -672,18 +672,16 @@ def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
             "--log", "nextpnr.log", "--freq", f"{target_mhz:g}", "--seed", str(seed),
             "--placer", placer, "--router", router, "--timing-allow-fail", "-q",
         ], wd, wd / "nextpnr.log", timeout_s, stop=_OverflowWatch(wd / "nextpnr.log"))
-    except ToolStopped as e:
-        util, _ = parse_nextpnr_log((wd / "nextpnr.log").read_text(errors="replace"))
-        return unrouted | {"utilization": util, "fits": False, "routed": False,
-                           "pnr_error": e.reason}
     except SynthError as e:
-        # A design too big for the part is a result (area known, no Fmax), not a failure;
-        # so is one that was placed but not routed in time (area and Fmax estimate known).
+        # A design too big for the part is a result (area known, no Fmax), not a failure,
+        # whether nextpnr gave up or psa stopped it; so is one that was placed but not routed
+        # in time (area and Fmax estimate known).
         text = (wd / "nextpnr.log").read_text(errors="replace")
         util, error = parse_nextpnr_log(text)
-        if e.returncode is not None and overflow(util):
+        stopped = isinstance(e, ToolStopped)
+        if (stopped or e.returncode is not None) and overflow(util):
             return unrouted | {"utilization": util, "fits": False, "routed": False,
-                               "pnr_error": error}
+                               "pnr_error": e.reason if stopped else error}
         if e.returncode is None and _ROUTING_STARTS.search(text):
             return unrouted | {"utilization": util, "fits": True, "routed": False,
                                "pnr_error": f"routing unfinished after {timeout_s:g} s"}
