@@ -1,7 +1,7 @@
 """Area, Fmax and throughput of the top-k engine on an ECP5-85k: the README's table and plot.
 
 For P in {4, 8, 16, 32} (W = 16, N = 1024, unsigned) runs one ``psa sweep`` point each
-(:func:`psa.hw.sweep.evaluate_point`): cycles on Verilator (back-to-back packets of
+(:func:`psa.flows.sweep.evaluate_point`): cycles on Verilator (back-to-back packets of
 n = 1024, k = 256, median of ``--packets``), ``psa synth`` for the LFE5U-85F and, with
 ``--verify``, the cocotb bench. One flow for every P: classic ABC mapping to LUT4 only
 (``--no-abc9 --no-widelut``), nextpnr's static placer and router1, seed 1, and a clock
@@ -30,7 +30,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from psa.hw.sweep import SweepOptions, evaluate_point, write_outputs
+from psa.flows.sweep import SweepOptions, evaluate_point, write_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, MAX_N = 16, 1024

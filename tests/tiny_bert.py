@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from psa.golden.model import BertEncoder
+from psa.models.minilm import BertEncoder
 
 SEED = 1234
 WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "fast", "a", "big", "red", "ball",

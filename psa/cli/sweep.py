@@ -1,5 +1,5 @@
 """``psa sweep DESIGN --param a,b,c ... --out DIR``: cycles, ECP5 area and Fmax over a grid,
-on a local process pool or a Dask cluster (library: :mod:`psa.hw.sweep`, docs/sweep.md).
+on a local process pool or a Dask cluster (library: :mod:`psa.flows.sweep`, docs/sweep.md).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from rich.table import Table
 
 from psa.cli import UserError
 from psa.cli.designs import DesignGroup
+from psa.flows.sweep import SweepOptions, parse_axis, run_sweep
+from psa.flows.synth import DEVICES, PLACERS, ROUTERS
 from psa.hw.designs import Design
-from psa.hw.sweep import SweepOptions, parse_axis, run_sweep
-from psa.hw.synth import DEVICES, PLACERS, ROUTERS
 from psa.verif.verify import default_build_root
 
 

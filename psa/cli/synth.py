@@ -19,8 +19,7 @@ from rich.table import Table
 
 from psa.cli import UserError
 from psa.cli.designs import DesignGroup, param_option
-from psa.hw.designs import Design, get_design
-from psa.hw.synth import (
+from psa.flows.synth import (
     DEVICES,
     KEY_CELLS,
     PLACERS,
@@ -30,6 +29,7 @@ from psa.hw.synth import (
     overflow,
     synthesize,
 )
+from psa.hw.designs import Design, get_design
 
 _CELL_HELP = {
     "LUT4": "4-input LUTs",

@@ -8,8 +8,6 @@ new designs (the pruner) appear without touching this module:
 
 from __future__ import annotations
 
-import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +15,11 @@ import click
 
 from psa.cli import UserError
 from psa.cli.designs import DesignGroup, param_option
+from psa.cli.options import check_writable_file
+from psa.flows.lint import lint_verilog
 from psa.hw.designs import Design
 
-__all__ = ["verilog", "lint_verilog"]
-
-_LINT_FLAGS = ["--lint-only", "-Wall", "-Wno-fatal"]
+__all__ = ["verilog"]
 
 
 @click.group("verilog", cls=DesignGroup, make_command=lambda d: _design_command(d))
@@ -32,26 +30,10 @@ def verilog() -> None:
     """
 
 
-def lint_verilog(path: Path, toplevel: str) -> list[str]:
-    """Verilator ``--lint-only -Wall`` warnings for ``path`` (one line each, ``%Warning-...``).
-
-    Raises RuntimeError if Verilator reports an error (not just warnings).
-    """
-    from psa.verif.runner import verilator_env
-
-    verilator_env()
-    cmd = ["verilator", *_LINT_FLAGS, "--top-module", toplevel, str(path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = proc.stderr.splitlines()
-    if proc.returncode != 0 or any(line.startswith("%Error") for line in lines):
-        raise RuntimeError("verilator lint failed:\n" + "\n".join(lines[:40]))
-    return [line for line in lines if re.match(r"%Warning-[A-Z]+", line)]
-
-
 def _design_command(design: Design) -> click.Command:
     def run(output: Path, lint: bool, **params: Any) -> None:
+        check_writable_file(output, "--output")
         text = design.verilog(**params)
-        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text)
         shown = " ".join(f"{k}={v}" for k, v in params.items())
         click.echo(f"wrote {output}: module {design.toplevel} ({shown}), "

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from tiny_bert import write_tiny
 
 from psa.cli import cli
-from psa.cli.report import SCHEMA_VERSION, simulate_dram
-from psa.golden.experiment import coalesce, concat_traces, run_policy
-from psa.golden.model import DensePolicy, load_model
-from psa.golden.policies import make_policy
 from psa.golden.trace import read_trace
+from psa.models.minilm import DensePolicy, load_model
+from psa.policies.encoder import make_policy
+from psa.reports.encoder import SCHEMA_VERSION, simulate_dram
+from psa.reports.experiment import coalesce, concat_traces, run_policy
 from psa.sim import simulate
 
 KEYS = ("name", "params", "dram_bytes_reduction", "cycles_reduction", "energy_reduction",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from psa.golden.corpus import DEFAULT_MODULES, MIN_WORDS, chunks, fingerprint, paragraphs
-from psa.golden.model import Tokenizer, model_dir
+from psa.models.corpus import DEFAULT_MODULES, MIN_WORDS, chunks, fingerprint, paragraphs
+from psa.models.minilm import Tokenizer, model_dir
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ import pytest
 from safetensors.numpy import save_file
 from tiny_bert import SEED, SPECIAL, TINY, WORDS, ids_for, tiny_tensors, write_tiny  # noqa: F401
 
-from psa.golden.model import (
+from psa.golden.trace import KVLayout, Plane
+from psa.models.minilm import (
     Attention,
     BertConfig,
     BertEncoder,
@@ -31,7 +32,6 @@ from psa.golden.model import (
     model_dir,
     scaled_scores,
 )
-from psa.golden.trace import KVLayout, Plane
 
 # --------------------------------------------------------------------------------------------
 # the independent reference
@@ -592,7 +592,7 @@ def torch_reference(folder: Path, ids_list):
 
 @pytest.mark.slow
 def test_minilm_matches_torch_reference(minilm):
-    from psa.golden.corpus import chunks
+    from psa.models.corpus import chunks
 
     texts = ["A man is eating food.", "The new movie is so great.",
              "Sparse attention accelerators prune tokens and heads to save DRAM traffic."]

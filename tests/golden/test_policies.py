@@ -13,16 +13,11 @@ import pytest
 from tiny_bert import ids_for, write_tiny
 
 from psa.golden.cascade import CascadeConfig, dense_trace
-from psa.golden.experiment import (
-    accuracy,
-    coalesce,
-    concat_traces,
-    cosines,
-    retrieval_agreement,
-    run_policy,
-)
-from psa.golden.model import BertEncoder, DensePolicy, LayerView, fetch_trace
-from psa.golden.policies import (
+from psa.golden.pruning import PruningState
+from psa.golden.quant import split_quantize
+from psa.golden.trace import AccessTrace, KVLayout, Plane
+from psa.models.minilm import BertEncoder, DensePolicy, LayerView, fetch_trace
+from psa.policies.encoder import (
     FP32_BITS,
     POLICY_NAMES,
     ProgressivePolicy,
@@ -35,9 +30,14 @@ from psa.golden.policies import (
     progressive_schedule,
     spatten_preset,
 )
-from psa.golden.pruning import PruningState
-from psa.golden.quant import split_quantize
-from psa.golden.trace import AccessTrace, KVLayout, Plane
+from psa.reports.experiment import (
+    accuracy,
+    coalesce,
+    concat_traces,
+    cosines,
+    retrieval_agreement,
+    run_policy,
+)
 
 SEED = 4321
 
@@ -422,8 +422,8 @@ REPLAY_POLICIES = ("spatten=default", "spatten=aggressive", "progressive=0.3")
 def replay_case(n_tokens: int = 32, seed: int = 0) -> tuple[dict, dict]:
     """Record the pruning-unit commands of each SpAtten-style policy on one MiniLM input of
     ``n_tokens`` tokens; returns the bench's JSON case and the unit parameters."""
-    from psa.golden.corpus import chunks
-    from psa.golden.model import load_model
+    from psa.models.corpus import chunks
+    from psa.models.minilm import load_model
 
     model = load_model("minilm")
     chunk = next(c for c in chunks(model.tokenizer, 40, seed=seed, min_tokens=16,

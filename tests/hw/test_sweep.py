@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from psa.cli import cli
-from psa.hw.sweep import (
+from psa.flows.sweep import (
     CSV_COLUMNS,
     SweepOptions,
     evaluate_point,
@@ -124,7 +124,7 @@ def test_pareto_plot_marks_a_point_that_does_not_fit(tmp_path, monkeypatch):
 
 def test_unrouted_point_gets_an_estimated_throughput_apart(tmp_path, monkeypatch):
     """Routing cut short: throughput from the placement estimate, in its own field and drawn."""
-    import psa.hw.sweep as sweep
+    import psa.flows.sweep as sweep
 
     monkeypatch.setattr(sweep, "measure_cycles", lambda *a: {
         "n": 1024, "interval_cycles": 160.0, "cycles_per_beat": 1.25})

@@ -23,10 +23,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import psa.hw.synth as synth_mod
+import psa.flows.synth as synth_mod
 from psa.cli.synth import synth as synth_cli
-from psa.hw.designs import all_designs, get_design
-from psa.hw.synth import (
+from psa.flows.synth import (
     WRAPPER_TOP,
     Port,
     SynthError,
@@ -47,6 +46,7 @@ from psa.hw.synth import (
     tool_versions,
     yowasp_cache_dir,
 )
+from psa.hw.designs import all_designs, get_design
 
 DATA = Path(__file__).parent / "data"
 MAC_V = (DATA / "mac.v").read_text()
@@ -564,7 +564,7 @@ def test_tool_dies_with_its_parent(tmp_path):
     script.write_text(
         "import sys\n"
         "from pathlib import Path\n"
-        "from psa.hw.synth import _ORPHAN_GUARD, _run_tool\n"
+        "from psa.flows.synth import _ORPHAN_GUARD, _run_tool\n"
         "sleeper = 'import os, time\\n'\n"
         "sleeper += 'open(sys.argv[1], \"w\").write(str(os.getpid()))\\n'\n"
         "sleeper += 'time.sleep(60)\\n'\n"

@@ -76,7 +76,7 @@ def test_topk_rtl_full(case, sim_build_root):
 def test_topk_verilog_lints_without_errors(tmp_path):
     """Verilator --lint-only -Wall finds no error; the warning kinds are the known benign
     ones of Yosys-written Verilog (docs/topk.md, "Lint")."""
-    from psa.cli.verilog import lint_verilog
+    from psa.flows.lint import lint_verilog
 
     path = tmp_path / "topk.v"
     path.write_text(get_design("topk").verilog(lanes=4, width=8, max_n=64, signed=True))

@@ -1,7 +1,7 @@
 """cocotb bench: replay a real-model policy's pruning-unit commands on ``pruning_unit``.
 
 ``PSA_REPLAY`` names a JSON file written by ``test_policies.py::test_rtl_replays_policies``:
-sequences of per-layer commands recorded by :class:`psa.golden.policies.SpAttenPolicy` (and
+sequences of per-layer commands recorded by :class:`psa.policies.encoder.SpAttenPolicy` (and
 its subclasses) on MiniLM, with the golden fetch lines (the policy's own ``K_MSB``/``V_MSB``
 reads as trace lines), kept heads and alive tokens. Per layer the bench issues ``FETCH`` and
 compares the captured stream line for line, sends every head's probability rows and

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .trace import AccessTrace, KVLayout, Plane
+from psa.golden.trace import AccessTrace, KVLayout, Plane
 
 __all__ = [
     "MODEL_PACKAGES",

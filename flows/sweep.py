@@ -18,7 +18,7 @@ stage's message, ``error_detail`` the full tracebacks with the tools' log tails)
   max_tokens`` tokens, prune to ``n / 2`` and fetch; ``interval_cycles`` is the accumulation
   time of the rows. ``cycles_per_beat`` = ``interval_cycles / beats``, where a beat is ``P``
   elements (1.0: ``P`` elements every cycle).
-- synthesis (:func:`psa.hw.synth.synthesize`): ``lut4``, ``ff``, ``ccu2c``, ``bram``, ``dsp``,
+- synthesis (:func:`psa.flows.synth.synthesize`): ``lut4``, ``ff``, ``ccu2c``, ``bram``, ``dsp``,
   ``generic_cells``, ``fmax_mhz``, ``fmax_placed_mhz`` (estimate after placement),
   ``routed``, ``fits`` (flat figures of ``SynthResult.row()``).
 - ``throughput_meps``: million elements per second = ``lanes * fmax_mhz / cycles_per_beat``;
@@ -57,7 +57,7 @@ class SweepOptions:
     ``packets``: cycle-test packets per size (top-k) or query rows (pruner); ``seed`` seeds the
     cycle and verification stimulus; ``verify_count`` packets/sequences for verification
     (``None``: the bench's default); ``build_root`` holds the Verilator builds and
-    ``cache_root`` the synthesis cache (``None``: :func:`psa.hw.synth.cache_dir`), both as seen
+    ``cache_root`` the synthesis cache (``None``: :func:`psa.flows.synth.cache_dir`), both as seen
     by the machine that runs the point.
     """
 
@@ -290,7 +290,7 @@ def evaluate_point(design: str, params: Mapping[str, Any],
 
 def _synth_fields(design: str, params: Mapping[str, Any],
                   options: SweepOptions) -> dict[str, Any]:
-    from psa.hw.synth import synthesize
+    from psa.flows.synth import synthesize
 
     r = synthesize(design, params, device=options.device, target_mhz=options.target_mhz,
                    abc9=options.abc9, widelut=options.widelut, place=options.place,

@@ -1,6 +1,6 @@
-"""Attention policies for the NumPy encoder (:mod:`psa.golden.model`), each with its K/V reads.
+"""Attention policies for the NumPy encoder (:mod:`psa.models.minilm`), each with its K/V reads.
 
-Every policy is a :class:`~psa.golden.model.Policy`: it computes the layer's attention
+Every policy is a :class:`~psa.models.minilm.Policy`: it computes the layer's attention
 probabilities (and the values used), says which K/V rows it read from DRAM, in issue order,
 and may prune tokens and heads for later layers. :meth:`bits` gives the K/V plane widths, so
 :func:`policy_layout` builds the :class:`~psa.golden.trace.KVLayout` its trace is addressed in.
@@ -14,7 +14,7 @@ its queries need; a row needed by several tiles is read by each.
 Policies (see ``docs/report.md`` for what each costs and saves):
 
 ``dense``
-    :class:`~psa.golden.model.DensePolicy`: all tokens, heads, rows, float32.
+    :class:`~psa.models.minilm.DensePolicy`: all tokens, heads, rows, float32.
 ``spatten``
     :class:`SpAttenPolicy`: cascade token + head pruning driven by
     :class:`~psa.golden.pruning.PruningState` (the pruning unit's command-level spec) and
@@ -36,10 +36,14 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .attention import topk_mask
-from .cascade import CascadeConfig
-from .fixed_point import quantize_unsigned_fraction
-from .model import (
+from psa.golden.attention import topk_mask
+from psa.golden.cascade import CascadeConfig
+from psa.golden.fixed_point import quantize_unsigned_fraction
+from psa.golden.pruning import PruningState, resolve_keep
+from psa.golden.quant import split_quantize
+from psa.golden.topk import topk, topk_threshold_mask
+from psa.golden.trace import KVLayout, Plane
+from psa.models.minilm import (
     Attention,
     BertConfig,
     DensePolicy,
@@ -48,10 +52,6 @@ from .model import (
     masked_softmax,
     scaled_scores,
 )
-from .pruning import PruningState, resolve_keep
-from .quant import split_quantize
-from .topk import topk, topk_threshold_mask
-from .trace import KVLayout, Plane
 
 __all__ = [
     "FP32_BITS",
@@ -77,7 +77,7 @@ FP32_BITS = (32, 0, 32, 0)
 
 def policy_bits(policy: Policy) -> tuple[int, int, int, int]:
     """``(k_msb, k_lsb, v_msb, v_lsb)`` plane bits of ``policy`` (float32 if it has no
-    ``bits`` method, as :class:`~psa.golden.model.DensePolicy`)."""
+    ``bits`` method, as :class:`~psa.models.minilm.DensePolicy`)."""
     bits = getattr(policy, "bits", None)
     return tuple(bits()) if bits is not None else FP32_BITS
 

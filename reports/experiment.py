@@ -13,8 +13,8 @@ Accuracy of a policy against dense attention on the same ``N`` inputs:
 * ``top5_agreement``: mean over queries of ``|top5(policy) & top5(dense)| / 5`` (``k`` is
   ``min(5, N - 1)``).
 
-Traces: :func:`psa.golden.model.fetch_trace` of each input in the policy's layout
-(:func:`~psa.golden.policies.policy_layout`), one request per K/V row read. :func:`coalesce`
+Traces: :func:`psa.models.minilm.fetch_trace` of each input in the policy's layout
+(:func:`~psa.policies.encoder.policy_layout`), one request per K/V row read. :func:`coalesce`
 merges runs of contiguous requests (adjacent token rows of one plane and head) into one
 request, as a DMA engine in front of the memory controller does; DRAM figures use the
 coalesced traces, so a 32-byte row is not charged a whole burst when its neighbour is read too.
@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cascade import dense_trace
-from .model import BertEncoder, Policy, fetch_trace
-from .policies import policy_bits, policy_layout
-from .trace import AccessTrace, KVLayout
+from psa.golden.cascade import dense_trace
+from psa.golden.trace import AccessTrace, KVLayout
+from psa.models.minilm import BertEncoder, Policy, fetch_trace
+from psa.policies.encoder import policy_bits, policy_layout
 
 __all__ = ["PolicyResult", "run_policy", "accuracy", "retrieval_agreement", "cosines",
            "coalesce", "dense_traces", "concat_traces"]

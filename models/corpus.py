@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import Tokenizer
+from .minilm import Tokenizer
 
 __all__ = ["DEFAULT_MODULES", "MIN_WORDS", "Chunk", "paragraphs", "chunks", "fingerprint"]
 

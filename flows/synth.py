@@ -747,7 +747,7 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
     ValueError
         Unknown design, device or parameter. :class:`SynthError` if a tool fails.
     """
-    from .designs import get_design
+    from psa.hw.designs import get_design
 
     if device not in DEVICES:
         raise ValueError(f"device must be one of {sorted(DEVICES)}, got {device!r}")

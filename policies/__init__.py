@@ -1,0 +1,2 @@
+"""Attention policies that run on the models of :mod:`psa.models`, each reporting the K/V
+rows it reads: :mod:`.encoder` for the MiniLM encoder."""

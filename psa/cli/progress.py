@@ -1,0 +1,61 @@
+"""Progress for long runs: a rich bar on a terminal, plain timestamped lines otherwise.
+
+With output redirected (CI logs, pipes) a bar draws nothing useful, so :func:`progress_bar`
+prints one line per stage and then one every ``every_s`` seconds (``done/total``, elapsed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+__all__ = ["progress_bar", "Stage"]
+
+# stage(description, total) -> tick(); call tick() once per unit of work.
+Stage = Callable[[str, int], Callable[[], None]]
+
+
+@contextmanager
+def progress_bar(console: Console | None = None, every_s: float = 10.0) -> Iterator[Stage]:
+    """Yield a ``stage(description, total)`` function for :data:`Stage`-style progress."""
+    console = console or Console(stderr=True)
+    if console.is_terminal:
+        columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
+                   MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=False) as bar:
+            def stage(description: str, total: int) -> Callable[[], None]:
+                task = bar.add_task(description, total=total)
+                return lambda: bar.advance(task)
+
+            yield stage
+        return
+
+    t0 = time.monotonic()
+
+    def stage(description: str, total: int) -> Callable[[], None]:
+        state = {"done": 0, "last": time.monotonic()}
+        console.print(f"[{time.monotonic() - t0:6.0f} s] {description}: 0/{total}",
+                      highlight=False)
+
+        def tick() -> None:
+            state["done"] += 1
+            now = time.monotonic()
+            if now - state["last"] >= every_s or state["done"] == total:
+                state["last"] = now
+                console.print(f"[{now - t0:6.0f} s] {description}: {state['done']}/{total}",
+                              highlight=False)
+
+        return tick
+
+    yield stage
