@@ -13,10 +13,10 @@ import pytest
 from tiny_bert import ids_for, write_tiny
 
 from psa.golden.cascade import CascadeConfig, dense_trace
-from psa.golden.pruning import PruningState
+from psa.golden.pruning import PruningState, kv_fetch_trace
 from psa.golden.quant import split_quantize
 from psa.golden.trace import AccessTrace, KVLayout, Plane
-from psa.models.minilm import BertEncoder, DensePolicy, LayerView, fetch_trace
+from psa.models.minilm import BertConfig, BertEncoder, DensePolicy, LayerView, fetch_trace
 from psa.policies.encoder import (
     FP32_BITS,
     POLICY_NAMES,
@@ -68,58 +68,184 @@ def _same(a: AccessTrace, b: AccessTrace) -> bool:
 # SpAtten
 # --------------------------------------------------------------------------------------------
 
+
+def _keep_count(keep: int | float, total: int) -> int:
+    """A schedule entry as a count, from CascadeConfig's contract: ints are counts, fractions
+    of ``total`` round half up, at least 1."""
+    return keep if isinstance(keep, int) else max(1, int(np.floor(keep * total + 0.5)))
+
+
+def _top(scores: dict[int, int], ids: list[int], k: int) -> list[int]:
+    """The ``k`` ids with the highest score, ties to the lowest id, returned ascending."""
+    return sorted(sorted(ids, key=lambda i: (-scores[i], i))[:k])
+
+
+def reference_schedule(cfg: CascadeConfig, n: int, n_heads: int, probs, mags) -> list:
+    """SpAtten's cascade schedule written out plainly, independent of ``PruningState``.
+
+    ``probs[l]``: per running head (ascending) the ``(queries, keys)`` ``UQ0.prob_bits``
+    integers of layer ``l``, keys in alive order; ``mags[l]``: per running head its output L1
+    magnitude (empty for the last layer, which prunes nothing). Token importance is the
+    probabilities summed over heads and queries and accumulated over layers (saturating at
+    ``score_bits``); head importance the magnitudes, likewise. After layer ``l`` the
+    schedules keep the top heads, then the top tokens (ties to the lowest index); a pruned
+    token or head never returns. Returns ``(alive, heads)`` at the start of every layer and
+    after the last.
+    """
+    tok_cap, head_cap = (1 << cfg.score_bits) - 1, (1 << cfg.head_score_bits) - 1
+    score = dict.fromkeys(range(n), 0)
+    head_score = dict.fromkeys(range(n_heads), 0)
+    alive, heads = list(range(n)), list(range(n_heads))
+    states = []
+    for layer, (layer_probs, layer_mags) in enumerate(zip(probs, mags, strict=True)):
+        states.append((alive, heads))
+        assert len(layer_probs) == len(heads) and len(layer_mags) in (0, len(heads))
+        for p in layer_probs:
+            for pos, token in enumerate(alive):
+                score[token] = min(score[token] + int(p[:, pos].sum()), tok_cap)
+        for head, mag in zip(heads, layer_mags, strict=False):
+            head_score[head] = min(head_score[head] + int(mag), head_cap)
+        if layer in cfg.head_keep:
+            heads = _top(head_score, heads, _keep_count(cfg.head_keep[layer], n_heads))
+        if layer in cfg.token_keep:
+            alive = _top(score, alive, _keep_count(cfg.token_keep[layer], n))
+    states.append((alive, heads))
+    return states
+
+
 CASES = [
     CascadeConfig(token_keep={0: 0.8, 1: 0.5, 2: 5}, head_keep={1: 3, 2: 0.5}),
+    # narrow scores: prob_bits=8, score_bits=10 saturate after a few rows
     CascadeConfig(token_keep={1: 7}, head_keep={0: 2}, k_msb_bits=6, v_msb_bits=4, v_lsb_bits=2,
                   refetch_threshold=0.3, prob_bits=8, score_bits=10),
     CascadeConfig(token_keep={0: 0.5, 2: 0.25}, v_keep=0.5),
 ]
 
 
-@pytest.mark.parametrize("case", range(len(CASES)))
+POLICY_CASES = [(SpAttenPolicy, (cfg,)) for cfg in CASES] + [(ProgressivePolicy, (0.4,))]
+
+
+class _Capture:
+    """Policy mixin keeping ``[view, attention, head_out]`` of every layer in ``captured``."""
+
+    def begin(self, n_tokens, config):
+        self.captured = []
+        super().begin(n_tokens, config)
+
+    def attend(self, view):
+        att = super().attend(view)
+        self.captured.append([view, att, None])
+        return att
+
+    def prune(self, view, att, head_out):
+        self.captured[-1][2] = head_out
+        return super().prune(view, att, head_out)
+
+
+@pytest.mark.parametrize("case", range(len(POLICY_CASES)))
 @pytest.mark.parametrize("n", [9, 30])
-def test_spatten_replays_on_pruning_state(tiny, case, n):
-    """The recorded commands, replayed on a fresh PruningState (what the RTL bench does with
-    the unit), give the same alive tokens and heads per layer, and the unit's fetch stream
-    equals the policy's K_MSB/V_MSB reads line for line (when v_keep = 1)."""
-    cfg = CASES[case]
-    pol = SpAttenPolicy(cfg, record=True)
-    enc = _encode(tiny, pol, n, SEED + case)
+def test_spatten_matches_reference_schedule(tiny, case, n):
+    """Alive tokens and heads of every layer are those of :func:`reference_schedule` fed with
+    what the policy computed (probabilities, head outputs); the recorded unit commands say the
+    same; each head's K_MSB/V_MSB reads are its alive rows in ascending order, line for line
+    the pruning unit's fetch stream (:func:`kv_fetch_trace`) for that state."""
+    seed = SEED + case
+    cls, args = POLICY_CASES[case]
+    pol = type("Capture", (_Capture, cls), {})(*args, record=True)
+    enc = _encode(tiny, pol, n, seed)
+    cfg, n_heads = pol.config, tiny.config.num_attention_heads
+    n_layers = tiny.config.num_hidden_layers
+    captured = pol.captured
+    assert len(pol.script) == len(captured) == n_layers
+    mag_cap = (1 << cfg.mag_bits) - 1
+    mags = [[] if out is None else
+            [min(int(np.floor(np.abs(o).sum(dtype=np.float64))), mag_cap) for o in out]
+            for _, _, out in captured]
+    for layer, (_, att, _) in enumerate(captured):
+        ctx = f"seed={seed} n={n} layer={layer}"
+        for qp, p in zip(pol.script[layer].probs, att.probs, strict=True):
+            # the unit's inputs are the probabilities in UQ0.prob_bits, rounded to nearest
+            # (1.0 clamps to the largest code); 1e-3: float32 probabilities
+            top = (1 << cfg.prob_bits) - 1
+            exact = np.minimum(p.astype(np.float64) * (1 << cfg.prob_bits), top)
+            assert np.abs(qp.astype(np.float64) - exact).max() <= 0.5 + 1e-3, ctx
+    states = reference_schedule(cfg, n, n_heads, [rec.probs for rec in pol.script], mags)
     layout = policy_layout(pol, tiny.config)
     trace = fetch_trace(enc.layers, layout)
-    state = PruningState(n, tiny.config.num_attention_heads, cfg.prob_bits, cfg.score_bits,
-                         cfg.head_score_bits)
-    state.start(n)
-    assert len(pol.script) == tiny.config.num_hidden_layers
-    for rec, lrec in zip(pol.script, enc.layers, strict=True):
-        ctx = f"seed={SEED + case} n={n} layer={rec.layer}"
-        np.testing.assert_array_equal(state.alive, lrec.tokens, err_msg=ctx)
-        np.testing.assert_array_equal(state.heads, lrec.heads, err_msg=ctx)
-        np.testing.assert_array_equal(rec.alive, lrec.tokens, err_msg=ctx)
-        golden = _planes(trace, (Plane.K_MSB, Plane.V_MSB))
-        golden_layer = _planes(AccessTrace(golden.addr[golden.layer == rec.layer],
-                                           golden.size[golden.layer == rec.layer],
-                                           layer=rec.layer,
-                                           plane=golden.plane[golden.layer == rec.layer]),
-                               (Plane.K_MSB, Plane.V_MSB))
-        unit = state.fetch_requests(layout, rec.layer)
+    kv = (int(Plane.K_MSB), int(Plane.V_MSB))
+    for layer, (rec, lrec) in enumerate(zip(pol.script, enc.layers, strict=True)):
+        ctx = f"seed={seed} n={n} layer={layer}"
+        alive, heads = states[layer]
+        assert lrec.tokens.tolist() == alive, ctx
+        assert lrec.heads.tolist() == heads, ctx
+        assert rec.alive.tolist() == alive and rec.heads.tolist() == heads, ctx
+        if layer + 1 < n_layers:  # the commands that take the unit to the next state
+            assert rec.mags == mags[layer], ctx
+            nxt_alive, nxt_heads = states[layer + 1]
+            assert set(nxt_alive) <= set(alive) and set(nxt_heads) <= set(heads), ctx
+            assert rec.prune == (len(nxt_alive) if layer in cfg.token_keep else None), ctx
+            assert rec.prune_heads == (len(nxt_heads) if layer in cfg.head_keep else None), ctx
+        req = lrec.requests[np.isin(lrec.requests[:, 0], kv)]
         if cfg.v_keep == 1.0:
-            assert _same(unit, golden_layer), ctx
-        else:
-            k_only = _planes(unit, (Plane.K_MSB,))
-            assert _same(k_only, _planes(golden_layer, (Plane.K_MSB,))), ctx
-        assert len(rec.probs) == len(rec.heads)
-        for p in rec.probs:
-            assert p.shape == (len(rec.alive), len(rec.alive)), ctx
-            assert p.max() < 1 << cfg.prob_bits
-            state.add_probs(p)
-        for head, mag in zip(rec.heads, rec.mags, strict=False):
-            state.add_head_magnitude(int(head), mag)
-        if rec.prune_heads is not None:
-            state.prune_heads(rec.prune_heads)
-        if rec.prune is not None:
-            state.prune(rec.prune)
-    np.testing.assert_array_equal(state.alive, enc.tokens)
+            expect = [(plane, h, t) for h in heads for plane in kv for t in alive]
+            assert req.tolist() == [list(e) for e in expect], ctx
+            sel = (trace.layer == layer) & np.isin(trace.plane, kv)
+            unit = kv_fetch_trace(layout, layer, np.array(alive), np.array(heads))
+            assert _same(AccessTrace(trace.addr[sel], trace.size[sel], plane=trace.plane[sel]),
+                         unit), ctx
+        else:  # every K row; V rows a subset of the alive ones, ascending, per head
+            k_rows = req[req[:, 0] == int(Plane.K_MSB)]
+            assert k_rows.tolist() == [[int(Plane.K_MSB), h, t] for h in heads for t in alive]
+            for h in heads:
+                v_rows = req[(req[:, 0] == int(Plane.V_MSB)) & (req[:, 1] == h), 2]
+                assert set(v_rows) <= set(alive) and np.all(np.diff(v_rows) > 0), ctx
+    assert enc.tokens.tolist() == states[-1][0]
+
+
+TINY_CFG = BertConfig(vocab_size=8, hidden_size=8, num_hidden_layers=3, num_attention_heads=2,
+                      intermediate_size=8, max_position_embeddings=8)
+
+
+def _view(layer: int, tokens, heads, q, k) -> LayerView:
+    q, k = np.asarray(q, np.float32), np.asarray(k, np.float32)
+    return LayerView(layer=layer, n_tokens=4, tokens=np.array(tokens), heads=np.array(heads),
+                     q=q, k=k, v=np.ones_like(k))
+
+
+@pytest.mark.parametrize("head_mags, kept_head", [((4, 8), 1), ((8, 8), 0), ((9, 8), 0)])
+def test_spatten_by_hand(head_mags, kept_head):
+    """Four tokens, two heads, float32 planes, by hand. Layer 0: head 0 attends uniformly
+    (every probability 1/4 = 1024 in UQ0.12, 4 queries: 4096 per token), head 1 puts
+    everything on token 3 (4095 per query): scores 4096, 4096, 4096, 20476. Keep 3 tokens:
+    3 and, of the tied 0, 1, 2, the lowest two; keep 1 head: the larger magnitude, ties to
+    head 0. Layer 1 (tokens 0, 1, 3): the kept head attends only to token 1 (+3 * 4095 =
+    16381), but token 3's accumulated 20476 still wins the single slot."""
+    big = [10.0, 0.0, 0.0, 0.0]
+    pol = SpAttenPolicy(CascadeConfig(token_keep={0: 3, 1: 1}, head_keep={0: 1},
+                                      k_msb_bits=32, k_lsb_bits=0, v_msb_bits=32,
+                                      v_lsb_bits=0, refetch_threshold=0.0), record=True)
+    pol.begin(4, TINY_CFG)
+    assert pol.heads(0, 4).tolist() == [True, True]
+    v0 = _view(0, [0, 1, 2, 3], [0, 1], [np.zeros((4, 4)), [big] * 4],
+               [np.zeros((4, 4)), [[0] * 4] * 3 + [big]])
+    att = pol.attend(v0)
+    assert [p.sum(axis=0).tolist() for p in pol.script[0].probs] == \
+        [[4096] * 4, [0, 0, 0, 4 * 4095]]
+    K, V = int(Plane.K_MSB), int(Plane.V_MSB)
+    assert att.requests.tolist() == [[pl, h, t] for h in (0, 1) for pl in (K, V)
+                                     for t in range(4)]
+    # head outputs whose L1 norms are the wanted magnitudes (+0.5: floor)
+    head_out = np.stack([np.full((4, 4), (m + 0.5) / 16) for m in head_mags])
+    assert pol.prune(v0, att, head_out).tolist() == [True, True, False, True]
+    assert pol.script[0].mags == list(head_mags)
+    assert pol.heads(1, 3).tolist() == [kept_head == 0, kept_head == 1]
+    q1, k1 = [big] * 3, [[0] * 4, big, [0] * 4]
+    v1 = _view(1, [0, 1, 3], [kept_head], [q1], [k1])
+    att = pol.attend(v1)
+    assert pol.script[1].probs[0].sum(axis=0).tolist() == [0, 3 * 4095, 0]
+    assert att.requests.tolist() == [[pl, kept_head, t] for pl in (K, V) for t in (0, 1, 3)]
+    assert pol.prune(v1, att, np.ones((1, 3, 4))).tolist() == [False, False, True]
+    assert pol.heads(2, 1).tolist() == [kept_head == 0, kept_head == 1]
 
 
 def test_spatten_probs_are_the_units_inputs(tiny):
