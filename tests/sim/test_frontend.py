@@ -62,20 +62,108 @@ def test_unknown_preset_lists_known_ones():
         load_preset("ddr7")
 
 
-def test_constraint_table_has_every_listed_constraint():
+# JESD79-4, DDR4-2400R (16-16-16), x8 devices (1 KB page), 8 Gb: a count of clocks, or
+# (minimum in ns, minimum in clocks) for max(n nCK, t ns).
+DDR4_2400_JEDEC = {
+    "nCL": 16, "nCWL": 12, "nCCDS": 4,
+    "nRCD": (13.32, 0), "nRP": (13.32, 0), "nRAS": (32.0, 0), "nRC": (45.32, 0),
+    "nWR": (15.0, 0), "nRTP": (7.5, 4), "nCCDL": (5.0, 5), "nRRDS": (3.3, 4),
+    "nRRDL": (4.9, 4), "nWTRS": (2.5, 2), "nWTRL": (7.5, 4), "nFAW": (21.0, 20),
+    "nRFC": (350.0, 0),
+}
+
+
+def _clocks(t_ns: float, tck_ps: float, min_ck: int) -> int:
+    """JESD79-4's rounding of a minimum time to clocks: round up with a 2.5 % guard band."""
+    return max(min_ck, int(np.floor(t_ns * 1000 / tck_ps + 0.974)))
+
+
+def test_ddr4_2400_timing_is_jedec():
+    """Every DDR4-2400 value of the preset from the JEDEC table at 2400 MT/s (1200 MHz)."""
     t = load_preset("ddr4-2400").timing
-    table = constraint_table(load_preset("ddr4-2400"))
-    lat = {(c.level, c.preceding, c.following, c.sibling, c.window): c.latency for c in table}
-    assert lat[("bank", ("ACT",), ("RD",), False, 1)] == t.nRCD
-    assert lat[("bank", ("PRE",), ("ACT",), False, 1)] == t.nRP
-    assert lat[("bank", ("ACT",), ("PRE",), False, 1)] == t.nRAS
-    assert lat[("bank", ("ACT",), ("ACT",), False, 1)] == t.nRC
-    assert lat[("bankgroup", ("RD",), ("RD",), False, 1)] == t.nCCDL
-    assert lat[("rank", ("RD",), ("RD",), False, 1)] == t.nCCDS
-    assert lat[("rank", ("ACT",), ("ACT",), False, 4)] == t.nFAW
-    assert lat[("bank", ("WR",), ("PRE",), False, 1)] == t.nCWL + t.nBL + t.nWR
-    assert lat[("bank", ("RD",), ("PRE",), False, 1)] == t.nRTP
-    assert lat[("rank", ("REF",), ("ACT", "REF", "PREA"), False, 1)] == t.nRFC
+    tck = 1e6 / 1200  # ps
+    assert t.tCK_ps == round(tck)
+    for name, value in DDR4_2400_JEDEC.items():
+        want = value if isinstance(value, int) else _clocks(value[0], tck, value[1])
+        assert getattr(t, name) == want, name
+    assert t.nBL == 8 // 2  # BL8, two beats a clock
+    assert abs(t.nREFI * tck / 1e3 - 7800) < 0.001 * 7800  # tREFI 7.8 us (< 85 C)
+
+
+@pytest.mark.parametrize("preset", ["ddr4-2400", "hbm2", "hbm2-legacy"])
+def test_timing_relations(preset):
+    """Relations any JEDEC part satisfies: tRC = tRAS + tRP; a burst of BL beats holds the
+    data bus BL/2 clocks and back-to-back column commands to other bank groups keep it busy
+    (tCCD_S = BL/2, what peak bandwidth assumes); the same-bank-group (_L) timings are at
+    least the other-group (_S) ones; a row opens before it may close (tRCD <= tRAS)."""
+    spec = load_preset(preset)
+    t = spec.timing
+    assert t.nRC == t.nRAS + t.nRP
+    assert t.nBL == spec.org.burst_length // 2 == t.nCCDS
+    assert t.nCCDS <= t.nCCDL and t.nRRDS <= t.nRRDL and t.nWTRS <= t.nWTRL
+    assert max(t.nRCD, t.nRCDWR) <= t.nRAS
+
+
+_LEVELS = {"bank": ("bank", "bankgroup", "rank", "channel"),
+           "bankgroup": ("bankgroup", "rank", "channel"), "rank": ("rank", "channel"),
+           "other rank": ("channel",)}
+
+
+def _gap(table, first: str, second: str, where: str) -> int:
+    """Cycles from ``first`` to ``second`` the table demands, the two commands being in the
+    same bank, the same bank group (another bank), the same rank (another bank group) or in
+    another rank of the channel; per the table's contract (:mod:`psa.sim.spec`) a rule
+    applies where both commands fall in one unit of its level, a sibling rule between ranks."""
+    gaps = [c.latency for c in table
+            if c.window == 1 and first in c.preceding and second in c.following
+            and (c.level in _LEVELS[where] if not c.sibling
+                 else c.level == "rank" and where == "other rank")]
+    return max(gaps, default=0)
+
+
+# Worked out from JESD79-4 for DDR4-2400R (RL = CL = 16, WL = CWL = 12, BL/2 = 4, the values
+# above) and a rank-to-rank switch (tRTRS) of 2 clocks:
+#   RD -> WR    RL + BL/2 - WL + 2 (preamble, turnaround)       = 10
+#   WR -> RD    WL + BL/2 + tWTR_L (9) / tWTR_S (3)              = 25 / 19
+#   WR -> PRE   WL + BL/2 + tWR (18)                              = 34
+#   other rank: RD -> RD BL/2 + tRTRS = 6, RD -> WR RL + BL/2 + tRTRS - WL = 10,
+#               WR -> RD WL + BL/2 + tRTRS - RL = 2; no bank rule crosses ranks
+DDR4_2400_GAPS = {
+    "bank": {("ACT", "RD"): 16, ("ACT", "WR"): 16, ("ACT", "PRE"): 39, ("PRE", "ACT"): 16,
+             ("ACT", "ACT"): 55, ("RD", "PRE"): 9, ("WR", "PRE"): 34, ("RD", "RD"): 6,
+             ("WR", "WR"): 6, ("WR", "RD"): 25, ("RD", "WR"): 10},
+    "bankgroup": {("ACT", "ACT"): 6, ("RD", "RD"): 6, ("WR", "WR"): 6, ("WR", "RD"): 25,
+                  ("RD", "WR"): 10, ("ACT", "RD"): 0, ("RD", "PRE"): 0, ("PRE", "ACT"): 0},
+    "rank": {("ACT", "ACT"): 4, ("RD", "RD"): 4, ("WR", "WR"): 4, ("WR", "RD"): 19,
+             ("RD", "WR"): 10, ("ACT", "PREA"): 39, ("RD", "PREA"): 9, ("WR", "PREA"): 34,
+             ("PREA", "ACT"): 16, ("REF", "ACT"): 420, ("REF", "REF"): 420,
+             ("ACT", "REF"): 55, ("PRE", "REF"): 16, ("PREA", "REF"): 16},
+    "other rank": {("RD", "RD"): 6, ("WR", "WR"): 6, ("RD", "WR"): 10, ("WR", "RD"): 2,
+                   ("ACT", "ACT"): 0, ("REF", "ACT"): 0, ("ACT", "RD"): 0},
+}
+
+# HBM2 pseudo-channel mode (tCK 1 ns: clocks = ns): the two pseudo-channels of a channel
+# ("ranks") have their own 64-bit data buses, so column commands do not wait for each other;
+# they share the row-command bus, where an ACT takes 2 clocks (JESD235).
+HBM2_GAPS = {
+    "bank": {("ACT", "RD"): 14, ("ACT", "ACT"): 48, ("ACT", "PRE"): 34, ("PRE", "ACT"): 14},
+    "bankgroup": {("ACT", "ACT"): 6, ("RD", "RD"): 4, ("WR", "WR"): 4},
+    "rank": {("ACT", "ACT"): 4, ("RD", "RD"): 2, ("WR", "WR"): 2, ("REF", "ACT"): 260},
+    "other rank": {("RD", "RD"): 0, ("WR", "WR"): 0, ("RD", "WR"): 0, ("WR", "RD"): 0,
+                   ("ACT", "ACT"): 2, ("ACT", "PRE"): 2, ("PRE", "ACT"): 0},
+}
+
+
+@pytest.mark.parametrize("preset,gaps", [("ddr4-2400", DDR4_2400_GAPS), ("hbm2", HBM2_GAPS)])
+def test_constraint_table_gives_hand_derived_gaps(preset, gaps):
+    spec = load_preset(preset).with_overrides(ranks=2)
+    table = constraint_table(spec)
+    for where, pairs in gaps.items():
+        for (first, second), want in pairs.items():
+            assert _gap(table, first, second, where) == want, (preset, where, first, second)
+    faw = [c for c in table if c.window > 1]
+    assert [(c.level, c.preceding, c.window, c.latency) for c in faw] == \
+        [("rank", ("ACT",), 4, 26 if preset == "ddr4-2400" else 30)]
 
 
 # -- address mapping ---------------------------------------------------------------------------
