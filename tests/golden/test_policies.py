@@ -166,6 +166,7 @@ def test_spatten_matches_reference_schedule(tiny, case, n):
         for qp, p in zip(pol.script[layer].probs, att.probs, strict=True):
             # the unit's inputs are the probabilities in UQ0.prob_bits, rounded to nearest
             # (1.0 clamps to the largest code); 1e-3: float32 probabilities
+            assert qp.shape == p.shape == (len(att.probs[0]),) * 2, ctx
             top = (1 << cfg.prob_bits) - 1
             exact = np.minimum(p.astype(np.float64) * (1 << cfg.prob_bits), top)
             assert np.abs(qp.astype(np.float64) - exact).max() <= 0.5 + 1e-3, ctx
