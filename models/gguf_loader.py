@@ -110,6 +110,9 @@ def config_from_metadata(meta: dict[str, Any], source: str = "GGUF") -> LlamaCon
     if rope_dim != head_dim:
         raise GGUFError(f"{source}: partial RoPE (rope.dimension_count {rope_dim} != head_dim "
                         f"{head_dim}) is not supported")
+    scaling = meta.get("llama.rope.scaling.type", "none")
+    if scaling != "none":
+        raise GGUFError(f"{source}: RoPE scaling {scaling!r} is not supported")
     vocab = meta.get("llama.vocab_size") or len(meta.get("tokenizer.ggml.tokens", []))
     if not vocab:
         raise GGUFError(f"{source}: neither llama.vocab_size nor tokenizer.ggml.tokens present")
@@ -142,6 +145,8 @@ def _dequant(tensors: dict[str, Any], name: str, shape: tuple[int, ...], source:
         raise GGUFError(f"{source}: tensor {name!r} missing")
     t = tensors[name]
     w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+    if not w.flags.writeable:  # F32 tensors come back as views of the read-only file map
+        w = w.copy()
     if w.shape != shape:
         raise GGUFError(f"{source}: tensor {name!r} has shape {w.shape}, expected {shape}")
     return w

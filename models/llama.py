@@ -128,6 +128,12 @@ def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
+def _mm(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x [..., in] @ w [in, out]`` as one 2-D matrix product (a 3-D ``@`` would run one
+    product per leading index and stream the weights that many times)."""
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[1])
+
+
 def _softmax_rows(s: np.ndarray) -> np.ndarray:
     s = s - s.max(axis=-1, keepdims=True)
     np.exp(s, out=s)
@@ -356,19 +362,19 @@ class LlamaDecoder:
     def _logits(self, x: np.ndarray) -> np.ndarray:
         h = rms_norm(x, self.norm, self.config.rms_eps)
         out = self.embed if self.output is None else self.output
-        return h @ out.T
+        return _mm(h, out.T)
 
     def _mlp(self, lay: LlamaLayer, x: np.ndarray) -> np.ndarray:
-        gu = rms_norm(x, lay.ffn_norm, self.config.rms_eps) @ lay.wgu
+        gu = _mm(rms_norm(x, lay.ffn_norm, self.config.rms_eps), lay.wgu)
         f = self.config.ffn
-        return (silu(gu[..., :f]) * gu[..., f:]) @ lay.w_down
+        return _mm(silu(gu[..., :f]) * gu[..., f:], lay.w_down)
 
     def _qkv(self, lay: LlamaLayer, x: np.ndarray, positions: np.ndarray):
         """x ``[B, L, hidden]``, positions ``[B, L]`` -> q ``[B, H, L, d]``, k, v ``[B, Hkv,
         L, d]``, RoPE applied to q and k."""
         c = self.config
         B, L, _ = x.shape
-        h = rms_norm(x, lay.attn_norm, c.rms_eps) @ lay.wqkv
+        h = _mm(rms_norm(x, lay.attn_norm, c.rms_eps), lay.wqkv)
         h = h.reshape(B, L, c.n_heads + 2 * c.n_kv_heads, c.head_dim).transpose(0, 2, 1, 3)
         cos, sin = self._cos[positions][:, None], self._sin[positions][:, None]
         q = apply_rope(h[:, :c.n_heads], cos, sin)
@@ -393,8 +399,18 @@ class LlamaDecoder:
         start = cache.lengths.copy()
         positions = start[:, None] + np.arange(L)[None, :]
         x = self.embed[ids]
+        # Plain dense hooks on a decode step: one batched attention over the whole batch, each
+        # sequence masked to its own length (same result as calling DenseAttention.decode).
+        batched = decode and B > 1 and all(type(h) is DenseAttention for h in hooks)
         for li, lay in enumerate(self.layers):
             q, k, v = self._qkv(lay, x, positions)
+            if batched:
+                cache.k[li, np.arange(B), :, start] = k[:, :, 0]
+                cache.v[li, np.arange(B), :, start] = v[:, :, 0]
+                att = self._dense_decode_batch(q[:, :, 0], cache, li, start + 1)[:, None]
+                x = x + _mm(att, lay.wo)
+                x = x + self._mlp(lay, x)
+                continue
             att = np.empty((B, L, c.n_heads * c.head_dim), np.float32)
             for b in range(B):
                 s = int(start[b])
@@ -413,10 +429,25 @@ class LlamaDecoder:
                     raise ValueError(f"attention hook {type(hooks[b]).__name__} returned "
                                      f"shape {shown}, expected {want}")
                 att[b] = o.transpose(1, 0, 2).reshape(L, -1)
-            x = x + att @ lay.wo
+            x = x + _mm(att, lay.wo)
             x = x + self._mlp(lay, x)
         cache.lengths += L
         return x[:, -1]
+
+    def _dense_decode_batch(self, q: np.ndarray, cache: KVCache, layer: int,
+                            lengths: np.ndarray) -> np.ndarray:
+        """Dense decode attention of ``q [B, H, d]`` against each sequence's first
+        ``lengths[b]`` cache rows; ``[B, H * d]``."""
+        c = self.config
+        B = q.shape[0]
+        n = int(lengths.max())
+        k, v = cache.k[layer, :, :, :n], cache.v[layer, :, :, :n]  # [B, Hkv, n, d]
+        qg = q.reshape(B, c.n_kv_heads, c.group, c.head_dim)
+        s = np.matmul(qg, k.transpose(0, 1, 3, 2))  # [B, Hkv, g, n]
+        s *= np.float32(1.0 / math.sqrt(c.head_dim))
+        beyond = np.arange(n)[None, :] >= lengths[:, None]  # [B, n]
+        p = _softmax_rows(np.where(beyond[:, None, None, :], np.float32(-np.inf), s))
+        return np.matmul(p, v).reshape(B, c.n_heads * c.head_dim)
 
     def _check_room(self, cache: KVCache, n: int, what: str) -> None:
         if cache.config != self.config:
@@ -489,7 +520,7 @@ class LlamaDecoder:
             v = np.repeat(v, c.group, axis=1)
             s = np.einsum("bhqd,bhkd->bhqk", q, k) * scale + mask
             o = np.einsum("bhqk,bhkd->bhqd", _softmax_rows(s), v)
-            x = x + o.transpose(0, 2, 1, 3).reshape(B, L, -1) @ lay.wo
+            x = x + _mm(o.transpose(0, 2, 1, 3).reshape(B, L, -1), lay.wo)
             x = x + self._mlp(lay, x)
         return self._logits(x)
 

