@@ -4,6 +4,8 @@ from amaranth.hdl import Elaboratable, Module, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import check_int
+
 __all__ = ["RegisteredAdder"]
 
 
@@ -17,9 +19,7 @@ class RegisteredAdder(wiring.Component):
     """
 
     def __init__(self, width: int = 8):
-        if not isinstance(width, int) or not 1 <= width <= 64:
-            raise ValueError(f"RegisteredAdder: width must be an integer in 1..64, got {width!r}")
-        self._width = width
+        self._width = check_int("width", width, 1, 64, owner="RegisteredAdder")
         super().__init__({"a": In(unsigned(width)), "b": In(unsigned(width)),
                           "o": Out(unsigned(width + 1))})
 

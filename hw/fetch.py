@@ -14,6 +14,8 @@ from amaranth.hdl import Module, Mux, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .params import check_int
+
 __all__ = ["kv_config_layout", "row_request_layout", "fetch_request_layout",
            "FetchAddressGenerator", "ROW_BYTES_BITS", "PITCH_BITS"]
 
@@ -88,12 +90,11 @@ class FetchAddressGenerator(wiring.Component):
 
     def __init__(self, addr_bits: int = 40, head_bits: int = 4, token_bits: int = 10,
                  layer_bits: int = 8):
-        for name, v, lo, hi in (("addr_bits", addr_bits, 16, 64), ("head_bits", head_bits, 1, 16),
-                                ("token_bits", token_bits, 1, 17),
-                                ("layer_bits", layer_bits, 1, 16)):
-            if not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"FetchAddressGenerator: {name} must be an integer in "
-                                 f"{lo}..{hi}, got {v!r}")
+        owner = type(self).__name__
+        check_int("addr_bits", addr_bits, 16, 64, owner=owner)
+        check_int("head_bits", head_bits, 1, 16, owner=owner)
+        check_int("token_bits", token_bits, 1, 17, owner=owner)
+        check_int("layer_bits", layer_bits, 1, 16, owner=owner)
         self._addr_bits = addr_bits
         super().__init__({
             "cfg": In(kv_config_layout(addr_bits)),

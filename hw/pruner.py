@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2, exact_log2
 
 from .fetch import FetchAddressGenerator, fetch_request_layout, kv_config_layout
+from .params import check_int
 
 __all__ = ["Op", "command_layout", "prob_beat_layout", "magnitude_layout", "token_out_layout",
            "head_out_layout", "ScoreMemory", "AliveList", "HeadScores", "PruningUnit",
@@ -69,16 +70,11 @@ def head_out_layout(head_bits: int, head_score_bits: int) -> data.StructLayout:
 
 
 def _check(owner: str, name: str, value, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ValueError(f"{owner}: {name} must be an integer in {lo}..{hi}, got {value!r}")
-    return value
+    return check_int(name, value, lo, hi, owner=owner)
 
 
 def _check_lanes(owner: str, lanes) -> int:
-    _check(owner, "lanes", lanes, 1, 64)
-    if lanes & (lanes - 1):
-        raise ValueError(f"{owner}: lanes must be a power of two in 1..64, got {lanes!r}")
-    return lanes
+    return check_int("lanes", lanes, 1, 64, owner=owner, power_of_two=True)
 
 
 def _saturate(value, bits: int):

@@ -34,6 +34,7 @@ from .layouts import (
     topk_out_signature,
     value_shape,
 )
+from .params import check_bool, check_int
 from .topk_blocks import (
     Packer,
     Partition,
@@ -58,16 +59,10 @@ LUTRAM_MAX_BITS = 18 * 1024
 
 def validate_topk_params(lanes: int, width: int, max_n: int, signed: bool) -> None:
     """Raise ValueError naming the parameter and its allowed range if any is out of range."""
-    if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= 64 \
-            or lanes & (lanes - 1):
-        raise ValueError(f"topk: lanes must be a power of two in 1..64, got {lanes!r}")
-    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 32:
-        raise ValueError(f"topk: width must be an integer in 1..32, got {width!r}")
-    if isinstance(max_n, bool) or not isinstance(max_n, int) or not lanes <= max_n <= 65536:
-        raise ValueError(f"topk: max_n must be an integer in lanes..65536 "
-                         f"({lanes}..65536), got {max_n!r}")
-    if not isinstance(signed, bool):
-        raise ValueError(f"topk: signed must be a bool, got {signed!r}")
+    check_int("lanes", lanes, 1, 64, owner="topk", power_of_two=True)
+    check_int("width", width, 1, 32, owner="topk")
+    check_int("max_n", max_n, lanes, 65536, owner="topk", bounds="lanes..65536")
+    check_bool("signed", signed, owner="topk")
 
 
 class TopKEngine(wiring.Component):

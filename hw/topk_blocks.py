@@ -24,13 +24,14 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from .params import check_int
+
 __all__ = ["Compactor", "Packer", "SideLog", "SideWriter", "Partition", "TieFilter", "RankSelect",
            "lane_mask"]
 
 
 def _check_lanes(owner: str, lanes: int, limit: int = 64) -> None:
-    if not isinstance(lanes, int) or not 1 <= lanes <= limit:
-        raise ValueError(f"{owner}: lanes must be an integer in 1..{limit}, got {lanes!r}")
+    check_int("lanes", lanes, 1, limit, owner=owner)
 
 
 def prefix_counts(m: Module, bits: list[Value], name: str) -> list[Value]:
@@ -211,11 +212,9 @@ class SideLog(wiring.Component):
 
     def __init__(self, lanes: int, shape: ShapeLike, depth: int, samples: int = 0):
         _check_lanes("SideLog", lanes)
-        if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"SideLog: depth must be a positive integer, got {depth!r}")
-        if samples and (samples < 2 or samples & (samples - 1)):
-            raise ValueError(f"SideLog: samples must be 0 or a power of two >= 2, "
-                             f"got {samples!r}")
+        check_int("depth", depth, 1, 1 << 20, owner="SideLog")
+        if samples != 0:
+            check_int("samples", samples, 2, 1 << 10, owner="SideLog", power_of_two=True)
         self._lanes, self._shape, self._depth, self._samples = lanes, shape, depth, samples
         ports = {
             "i_data": In(data.ArrayLayout(shape, lanes)),
@@ -312,8 +311,7 @@ class Partition(wiring.Component):
 
     def __init__(self, lanes: int, shape: ShapeLike, pivots: int = 1):
         _check_lanes("Partition", lanes)
-        if not isinstance(pivots, int) or not 1 <= pivots <= 7:
-            raise ValueError(f"Partition: pivots must be an integer in 1..7, got {pivots!r}")
+        check_int("pivots", pivots, 1, 7, owner="Partition")
         super().__init__({
             "i_data": In(data.ArrayLayout(shape, lanes)),
             "i_mask": In(lanes),
@@ -352,6 +350,7 @@ class TieFilter(wiring.Component):
 
     def __init__(self, lanes: int, shape: ShapeLike, max_n: int):
         _check_lanes("TieFilter", lanes)
+        check_int("max_n", max_n, 1, 65536, owner="TieFilter")
         super().__init__({
             "i_data": In(data.ArrayLayout(shape, lanes)),
             "i_mask": In(lanes),
@@ -395,8 +394,7 @@ class RankSelect(wiring.Component):
 
     def __init__(self, lanes: int, shape: ShapeLike, ranks: int = 1):
         _check_lanes("RankSelect", lanes)
-        if not isinstance(ranks, int) or not 1 <= ranks <= 7:
-            raise ValueError(f"RankSelect: ranks must be an integer in 1..7, got {ranks!r}")
+        check_int("ranks", ranks, 1, 7, owner="RankSelect")
         super().__init__({
             "i_data": In(data.ArrayLayout(shape, lanes)),
             "i_mask": In(lanes),
