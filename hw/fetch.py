@@ -11,61 +11,20 @@ netlist serves any model whose layout fits the port widths.
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .layouts import (
+    PITCH_BITS,
+    ROW_BYTES_BITS,
+    fetch_request_layout,
+    kv_config_layout,
+    row_request_layout,
+)
 from .params import check_int
 
 __all__ = ["kv_config_layout", "row_request_layout", "fetch_request_layout",
            "FetchAddressGenerator", "ROW_BYTES_BITS", "PITCH_BITS"]
-
-ROW_BYTES_BITS = 16   # row_bytes up to 65535 bytes (d_head * bits / 8)
-PITCH_BITS = 17       # token_pitch up to 65536 (KVLayout.max_tokens), head_pitch up to 256
-
-
-def kv_config_layout(addr_bits: int) -> data.StructLayout:
-    """Run-time K/V layout: plane bases (bytes), row sizes (bytes, 0: plane absent), pitches.
-
-    ``token_pitch`` is ``KVLayout.max_tokens`` and ``head_pitch`` is ``KVLayout.n_heads``.
-    """
-    return data.StructLayout({
-        "k_base": unsigned(addr_bits),
-        "v_base": unsigned(addr_bits),
-        "k_row_bytes": unsigned(ROW_BYTES_BITS),
-        "v_row_bytes": unsigned(ROW_BYTES_BITS),
-        "token_pitch": unsigned(PITCH_BITS),
-        "head_pitch": unsigned(9),
-    })
-
-
-def row_request_layout(head_bits: int, token_bits: int) -> data.StructLayout:
-    """One K or V row of one head (``plane``: 0 = K MSBs, 1 = V MSBs).
-
-    ``last`` marks the final request of a fetch command; ``empty`` a fetch with no requests
-    (a single beat with ``last = 1``, carrying no request).
-    """
-    return data.StructLayout({
-        "head": unsigned(head_bits),
-        "token": unsigned(token_bits),
-        "plane": unsigned(1),
-        "last": unsigned(1),
-        "empty": unsigned(1),
-    })
-
-
-def fetch_request_layout(addr_bits: int, head_bits: int, token_bits: int) -> data.StructLayout:
-    """A DRAM read of ``size`` bytes at byte address ``addr``; ``plane`` is the
-    :class:`psa.golden.trace.Plane` value (0 = K_MSB, 2 = V_MSB); ``head``/``token`` tag it."""
-    return data.StructLayout({
-        "addr": unsigned(addr_bits),
-        "size": unsigned(ROW_BYTES_BITS),
-        "plane": unsigned(2),
-        "head": unsigned(head_bits),
-        "token": unsigned(token_bits),
-        "last": unsigned(1),
-        "empty": unsigned(1),
-    })
-
 
 class FetchAddressGenerator(wiring.Component):
     """Turns row requests into byte addresses; one register stage, one request per cycle.

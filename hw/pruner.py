@@ -16,57 +16,41 @@ commands, bit for bit. Datasheet: ``docs/pruner.md``. Blocks:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2, exact_log2
 
-from .fetch import FetchAddressGenerator, fetch_request_layout, kv_config_layout
+from .fetch import FetchAddressGenerator
+from .layouts import (
+    CMD_ARG_BITS,
+    Op,
+    command_layout,
+    fetch_request_layout,
+    head_out_layout,
+    kv_config_layout,
+    magnitude_layout,
+    prob_beat_layout,
+    token_out_layout,
+)
 from .params import check_int
 
-__all__ = ["Op", "command_layout", "prob_beat_layout", "magnitude_layout", "token_out_layout",
+__all__ = ["DEFAULTS", "Op", "command_layout",
+           "prob_beat_layout", "magnitude_layout", "token_out_layout",
            "head_out_layout", "ScoreMemory", "AliveList", "HeadScores", "PruningUnit",
            "CMD_ARG_BITS"]
 
-CMD_ARG_BITS = 32
-
-
-class Op(enum.Enum, shape=3):
-    """Command opcodes (``cmd.p.op``); ``cmd.p.arg`` is the command's argument."""
-
-    START = 0        #: arg = n: tokens 0..n-1 alive, scores 0; all heads kept, head scores 0
-    PRUNE = 1        #: arg = k: keep the top min(k, alive) tokens; streams the new alive list
-    PRUNE_HEADS = 2  #: arg = kh: keep the top min(kh, kept) heads; streams the kept heads
-    FETCH = 3        #: arg = layer: streams the K then V row reads of each kept head
-    READ_TOKENS = 4  #: streams the alive list with scores (no state change)
-    READ_HEADS = 5   #: streams the kept heads with scores (no state change)
-
-
-def command_layout() -> data.StructLayout:
-    return data.StructLayout({"op": Op, "arg": unsigned(CMD_ARG_BITS)})
-
-
-def prob_beat_layout(lanes: int, prob_bits: int) -> data.StructLayout:
-    """``P`` probabilities of one query row at alive positions ``beat*P ..``; ``last`` ends the
-    row."""
-    return data.StructLayout({"data": data.ArrayLayout(unsigned(prob_bits), lanes), "last": 1})
-
-
-def magnitude_layout(head_bits: int, mag_bits: int) -> data.StructLayout:
-    return data.StructLayout({"head": unsigned(head_bits), "value": unsigned(mag_bits)})
-
-
-def token_out_layout(token_bits: int, score_bits: int) -> data.StructLayout:
-    """One alive token with its score; ``last`` ends a list, ``empty`` marks an empty list (a
-    single beat, ``last = 1``, no token)."""
-    return data.StructLayout({"id": unsigned(token_bits), "score": unsigned(score_bits),
-                              "last": 1, "empty": 1})
-
-
-def head_out_layout(head_bits: int, head_score_bits: int) -> data.StructLayout:
-    return data.StructLayout({"id": unsigned(head_bits), "score": unsigned(head_score_bits),
-                              "last": 1, "empty": 1})
+#: Default parameters of :class:`PruningUnit`: the one definition, used by its constructor,
+#: the ``pruner`` design's registered parameters (``psa verilog|synth|sweep pruner``) and the
+#: verification suite.
+DEFAULTS: Mapping[str, int] = MappingProxyType({
+    "max_tokens": 256, "n_heads": 12, "lanes": 8, "prob_bits": 12, "score_bits": 24,
+    "mag_bits": 24, "head_score_bits": 32, "addr_bits": 40, "layer_bits": 8,
+})
 
 
 def _check(owner: str, name: str, value, lo: int, hi: int) -> int:
@@ -338,9 +322,12 @@ class PruningUnit(wiring.Component):
         out of range, unknown opcode).
     """
 
-    def __init__(self, max_tokens: int = 256, n_heads: int = 12, lanes: int = 8,
-                 prob_bits: int = 12, score_bits: int = 24, mag_bits: int = 24,
-                 head_score_bits: int = 32, addr_bits: int = 40, layer_bits: int = 8):
+    def __init__(self, max_tokens: int = DEFAULTS["max_tokens"],
+                 n_heads: int = DEFAULTS["n_heads"], lanes: int = DEFAULTS["lanes"],
+                 prob_bits: int = DEFAULTS["prob_bits"], score_bits: int = DEFAULTS["score_bits"],
+                 mag_bits: int = DEFAULTS["mag_bits"],
+                 head_score_bits: int = DEFAULTS["head_score_bits"],
+                 addr_bits: int = DEFAULTS["addr_bits"], layer_bits: int = DEFAULTS["layer_bits"]):
         owner = type(self).__name__
         self._p = _check_lanes(owner, lanes)
         self._n = _check(owner, "max_tokens", max_tokens, max(lanes, 2), 65536)

@@ -31,7 +31,7 @@ from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .pruner import PruningUnit
+from .pruner import DEFAULTS, PruningUnit
 
 __all__ = ["PrunerTop", "STREAMS"]
 
@@ -47,7 +47,8 @@ def _fields(view):
 
 
 class PrunerTop(wiring.Component):
-    """Flat-port wrapper of :class:`PruningUnit` (same parameters)."""
+    """Flat-port wrapper of :class:`PruningUnit` (same parameters, defaults
+    :data:`psa.hw.pruner.DEFAULTS`)."""
 
     def __init__(self, **params):
         self._params = params
@@ -103,17 +104,17 @@ def _register() -> None:
         summary="cascade token/head pruning unit: score accumulation, top-k, alive list, K/V "
                 "fetch addresses",
         build=lambda **params: PrunerTop(**params),
-        params=(
-            Param("max_tokens", int, 256, "N, largest sequence (max(lanes,2)..65536)"),
-            Param("n_heads", int, 12, "H, heads per layer (1..256)"),
-            Param("lanes", int, 8, "P, probabilities per cycle (power of two, 1..64)"),
-            Param("prob_bits", int, 12, "UQ0.prob_bits probability lanes (1..16)"),
-            Param("score_bits", int, 24, "saturating token score width (prob_bits..32)"),
-            Param("mag_bits", int, 24, "head magnitude input width (1..48)"),
-            Param("head_score_bits", int, 32, "saturating head score width (1..32)"),
-            Param("addr_bits", int, 40, "fetch address width (16..64)"),
-            Param("layer_bits", int, 8, "FETCH layer field width (1..16)"),
-        ),
+        params=tuple(Param(name, int, DEFAULTS[name], help) for name, help in (
+            ("max_tokens", "N, largest sequence (max(lanes,2)..65536)"),
+            ("n_heads", "H, heads per layer (1..256)"),
+            ("lanes", "P, probabilities per cycle (power of two, 1..64)"),
+            ("prob_bits", "UQ0.prob_bits probability lanes (1..16)"),
+            ("score_bits", "saturating token score width (prob_bits..32)"),
+            ("mag_bits", "head magnitude input width (1..48)"),
+            ("head_score_bits", "saturating head score width (1..32)"),
+            ("addr_bits", "fetch address width (16..64)"),
+            ("layer_bits", "FETCH layer field width (1..16)"),
+        )),
     ))
 
 

@@ -89,3 +89,13 @@ def test_signed_must_be_bool():
     for build in (TopKEngine, TopKTop):
         with pytest.raises(ValueError, match="topk: signed must be a bool, got 1"):
             build(signed=1)
+
+
+def test_pruner_defaults_have_one_definition():
+    """The registered design, the unit's constructor and its properties all use DEFAULTS."""
+    from psa.hw.designs import get_design
+    from psa.hw.pruner import DEFAULTS
+
+    assert get_design("pruner").defaults() == dict(DEFAULTS)
+    unit = PruningUnit()
+    assert {name: getattr(unit, name) for name in DEFAULTS} == dict(DEFAULTS)
