@@ -37,7 +37,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -144,25 +143,16 @@ def point_key(design: str, params: Mapping[str, Any], options: SweepOptions) -> 
 
 @dataclass(frozen=True)
 class CycleBench:
-    """How to measure one design's cycles with its bench's ``cycles`` test."""
+    """What a sweep measures with a design's ``cycles`` test (the bench itself, its build
+    folder and environment are the design's :class:`psa.verif.designs.BenchDesign`)."""
 
-    module: str
-    build_name: Callable[[Mapping[str, Any]], str]
-    env: Callable[[Mapping[str, Any], SweepOptions, str], dict[str, str]]
+    points: Callable[[Mapping[str, Any], SweepOptions], list[list[int]]]
     summarise: Callable[[Mapping[str, Any], Any], dict[str, Any]]
 
 
-def _topk_sizes(p: Mapping[str, Any]) -> list[tuple[int, int]]:
+def _topk_points(p: Mapping[str, Any], o: SweepOptions) -> list[list[int]]:
     sizes = sorted({max(p["lanes"], p["max_n"] // 4), p["max_n"]})
-    return [(n, max(1, n // 4)) for n in sizes]
-
-
-def _topk_env(p: Mapping[str, Any], o: SweepOptions, out: str) -> dict[str, str]:
-    points = ",".join(f"{n}:{k}" for n, k in _topk_sizes(p))
-    return {"PSA_LANES": str(p["lanes"]), "PSA_MAX_N": str(p["max_n"]),
-            "PSA_SIGNED": str(int(p["signed"])), "PSA_SEED": str(o.seed),
-            "PSA_BENCH_POINTS": points, "PSA_BENCH_PACKETS": str(o.packets),
-            "PSA_BENCH_OUT": out}
+    return [[n, max(1, n // 4)] for n in sizes]
 
 
 def _median(values: Iterable[float]) -> float:
@@ -187,11 +177,9 @@ def _topk_summary(p: Mapping[str, Any], data: Any) -> dict[str, Any]:
             "cycles_by_size": per_size}
 
 
-def _pruner_env(p: Mapping[str, Any], o: SweepOptions, out: str) -> dict[str, str]:
+def _pruner_points(p: Mapping[str, Any], o: SweepOptions) -> list[list[int]]:
     n = p["max_tokens"]
-    return {"PSA_PRUNER_PARAMS": json.dumps(dict(p)),
-            "PSA_BENCH_POINTS": json.dumps([[n, o.packets, max(1, n // 2)]]),
-            "PSA_BENCH_OUT": out}
+    return [[n, o.packets, max(1, n // 2)]]
 
 
 def _pruner_summary(p: Mapping[str, Any], data: Any) -> dict[str, Any]:
@@ -201,36 +189,22 @@ def _pruner_summary(p: Mapping[str, Any], data: Any) -> dict[str, Any]:
             "prune_cycles": r["prune_cycles"], "fetch_cycles": r["fetch_cycles"]}
 
 
-def _tag(design: str) -> Callable[[Mapping[str, Any]], str]:
-    def name(p: Mapping[str, Any]) -> str:
-        from psa.verif.verify import BENCHES
-
-        return BENCHES[design].tag(p)
-    return name
-
-
 #: Designs whose bench has a ``cycles`` test.
 CYCLE_BENCHES: dict[str, CycleBench] = {
-    "topk": CycleBench("psa.verif.benches.tb_topk", _tag("topk"), _topk_env, _topk_summary),
-    "pruner": CycleBench("psa.verif.benches.tb_pruner", _tag("pruner"), _pruner_env,
-                         _pruner_summary),
+    "topk": CycleBench(_topk_points, _topk_summary),
+    "pruner": CycleBench(_pruner_points, _pruner_summary),
 }
 
 
 def measure_cycles(design: str, params: Mapping[str, Any],
                    options: SweepOptions) -> dict[str, Any]:
     """Run ``design``'s ``cycles`` test for one configuration; returns the row's cycle fields."""
-    from psa.hw.designs import get_design
-    from psa.verif.runner import run_cocotb
+    from psa.verif.designs import get_bench
 
     bench = CYCLE_BENCHES[design]
-    spec = get_design(design)
-    build = Path(options.build_root) / bench.build_name(params)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = str(Path(tmp) / "cycles.json")
-        run_cocotb(spec.verilog(**params), spec.toplevel, bench.module, build,
-                   extra_env=bench.env(params, options, out), testcase="cycles", quiet=True)
-        data = json.loads(Path(out).read_text())
+    data = get_bench(design).measure_cycles(params, options.build_root,
+                                            bench.points(params, options),
+                                            packets=options.packets, seed=options.seed)
     return bench.summarise(params, data)
 
 
@@ -305,9 +279,10 @@ def _synth_fields(design: str, params: Mapping[str, Any],
 
 def _verify_fields(design: str, params: Mapping[str, Any],
                    options: SweepOptions) -> dict[str, Any]:
-    from psa.verif.verify import BENCHES, verify
+    from psa.verif.designs import BENCH_DESIGNS
+    from psa.verif.verify import verify
 
-    if design not in BENCHES:
+    if design not in BENCH_DESIGNS:
         return {}
     r = verify(design, params, count=options.verify_count, seed=options.seed,
                build_root=options.build_root)

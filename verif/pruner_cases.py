@@ -27,6 +27,7 @@ from psa.golden.cascade import spatten_token_schedule
 from psa.golden.fixed_point import quantize_unsigned_fraction
 from psa.golden.pruning import PruningState, resolve_keep
 from psa.golden.trace import AccessTrace, KVLayout, Plane, read_trace
+from psa.hw.pruner import DEFAULTS, Op
 
 __all__ = ["PrunerParams", "SequenceSpec", "LayerScript", "sequence_script", "make_sequences",
            "kv_layout", "kv_config", "requests_to_trace", "PARAM_SETS", "FetchRequest",
@@ -36,25 +37,28 @@ __all__ = ["PrunerParams", "SequenceSpec", "LayerScript", "sequence_script", "ma
 
 @dataclass(frozen=True)
 class PrunerParams:
-    """Hardware parameters of :class:`psa.hw.pruner.PruningUnit` (same names)."""
+    """Hardware parameters of :class:`psa.hw.pruner.PruningUnit` (same names and defaults:
+    :data:`psa.hw.pruner.DEFAULTS`)."""
 
-    max_tokens: int = 64
-    n_heads: int = 4
-    lanes: int = 8
-    prob_bits: int = 12
-    score_bits: int = 24
-    mag_bits: int = 24
-    head_score_bits: int = 32
-    addr_bits: int = 40
-    layer_bits: int = 8
+    max_tokens: int = DEFAULTS["max_tokens"]
+    n_heads: int = DEFAULTS["n_heads"]
+    lanes: int = DEFAULTS["lanes"]
+    prob_bits: int = DEFAULTS["prob_bits"]
+    score_bits: int = DEFAULTS["score_bits"]
+    mag_bits: int = DEFAULTS["mag_bits"]
+    head_score_bits: int = DEFAULTS["head_score_bits"]
+    addr_bits: int = DEFAULTS["addr_bits"]
+    layer_bits: int = DEFAULTS["layer_bits"]
 
     def kwargs(self) -> dict:
         return asdict(self)
 
     @property
     def tag(self) -> str:
-        return (f"n{self.max_tokens}_h{self.n_heads}_p{self.lanes}_pb{self.prob_bits}"
-                f"_sb{self.score_bits}_hb{self.head_score_bits}")
+        """Build-folder tag (``sim_build/pruner_<tag>``): :mod:`psa.verif.designs`'."""
+        from psa.verif.designs import get_bench
+
+        return get_bench("pruner").tag(self.kwargs())
 
 
 #: The parameter sets of the RTL suite: main (scores narrow enough to saturate in the ``max``
@@ -289,7 +293,6 @@ async def run_sequence(port: PrunerPort, spec: SequenceSpec, params: PrunerParam
     """Drive ``spec`` through ``port`` and the golden model together; after every layer check
     the fetch requests (line for line in the trace format), the alive list with scores, the
     kept heads with scores, and every prune's output. Raises :class:`Mismatch`."""
-    from psa.hw.pruner import Op  # the opcodes are part of the hardware contract
 
     state = PruningState(params.max_tokens, params.n_heads, params.prob_bits, params.score_bits,
                          params.head_score_bits)
@@ -365,8 +368,7 @@ def capture_fetch_trace(params: PrunerParams, spec: SequenceSpec, layout: KVLayo
     ``layout`` must address every token and head of ``params`` (``max_tokens`` and
     ``n_heads`` at least as large).
     """
-    from psa.hw.designs import get_design
-    from psa.verif.runner import run_cocotb
+    from psa.verif.designs import get_bench
 
     if layout.max_tokens < params.max_tokens or layout.n_heads < params.n_heads:
         raise ValueError(f"capture_fetch_trace: layout ({layout.max_tokens} tokens, "
@@ -375,12 +377,11 @@ def capture_fetch_trace(params: PrunerParams, spec: SequenceSpec, layout: KVLayo
     if layout.n_layers < spec.n_layers:
         raise ValueError(f"capture_fetch_trace: layout has {layout.n_layers} layers, the "
                          f"sequence {spec.n_layers}")
-    build = Path(build_root).resolve() / f"pruner_{params.tag}"
-    out = build / f"capture_{spec.seed}.trace"
-    run_cocotb(get_design("pruner").verilog(**params.kwargs()), "pruning_unit",
-               "psa.verif.benches.tb_pruner", build, testcase="capture_trace", quiet=True,
-               extra_env={"PSA_PRUNER_PARAMS": json.dumps(params.kwargs()),
-                          "PSA_SEQUENCE": spec.to_json(), "PSA_LAYOUT": layout_to_json(layout),
-                          "PSA_TRACE_OUT": str(out), "PSA_IDLE": str(idle),
-                          "PSA_STALL": str(stall)})
+    bench = get_bench("pruner")
+    root = Path(build_root).resolve()
+    out = bench.build_dir(params.kwargs(), root) / f"capture_{spec.seed}.trace"
+    bench.build_and_run(params.kwargs(), root, purpose="capture",
+                        env={"PSA_SEQUENCE": spec.to_json(),
+                             "PSA_LAYOUT": layout_to_json(layout), "PSA_TRACE_OUT": str(out),
+                             "PSA_IDLE": str(idle), "PSA_STALL": str(stall)})
     return read_trace(out)

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["verilator_env", "run_cocotb", "CocotbFailure", "VERILATOR_ARGS"]
+__all__ = ["verilator_env", "run_cocotb", "results_path", "CocotbFailure", "VERILATOR_ARGS"]
 
 # Amaranth's Verilog trips a few style warnings (e.g. UNUSEDSIGNAL on don't-care lanes,
 # WIDTHEXPAND on Yosys' zero-extensions); none is a functional problem, so warnings are not
@@ -60,6 +60,11 @@ def _failures(results_xml: Path) -> list[str]:
     return failed
 
 
+def results_path(build_dir: str | os.PathLike, test_module: str) -> Path:
+    """The results XML :func:`run_cocotb` writes for ``test_module`` in ``build_dir``."""
+    return Path(build_dir) / f"results_{test_module.rsplit('.', 1)[-1]}.xml"
+
+
 def run_cocotb(
     verilog: str,
     toplevel: str,
@@ -97,7 +102,7 @@ def run_cocotb(
         [str(Path(d).resolve()) for d in test_dirs] + [p for p in sys.path if p]
     )
     env = {"PYTHONPATH": pythonpath, **(extra_env or {})}
-    results = build_dir / f"results_{test_module.rsplit('.', 1)[-1]}.xml"
+    results = results_path(build_dir, test_module)
     results.unlink(missing_ok=True)
     runner.test(
         test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,

@@ -13,73 +13,22 @@ packet with its expected and actual values, read from the cocotb results XML.
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchSpec", "BENCHES", "TestOutcome", "Mismatch", "VerifyResult", "verify",
+__all__ = ["TestOutcome", "Mismatch", "VerifyResult", "verify",
            "default_build_root", "read_outcomes", "parse_mismatch"]
 
 
 def default_build_root() -> Path:
     """``$PSA_SIM_BUILD``, else ``./sim_build`` (the folder the test suite uses)."""
     return Path(os.environ.get("PSA_SIM_BUILD", "sim_build"))
-
-
-@dataclass(frozen=True)
-class BenchSpec:
-    """How to run one design's bench: module, tests, build-folder name and environment.
-
-    ``env(params, seed, count, idle, stall)`` returns the bench's environment variables;
-    ``count`` is in ``unit`` (packets for top-k, sequences for the pruner).
-    """
-
-    design: str
-    module: str
-    tests: tuple[str, ...]
-    unit: str
-    default_count: int
-    tag: Callable[[Mapping[str, Any]], str]
-    env: Callable[[Mapping[str, Any], int, int, float, float], dict[str, str]]
-
-
-def _topk_tag(p: Mapping[str, Any]) -> str:
-    return f"topk_p{p['lanes']}_w{p['width']}_n{p['max_n']}_{'s' if p['signed'] else 'u'}"
-
-
-def _topk_env(p: Mapping[str, Any], seed: int, count: int, idle: float,
-              stall: float) -> dict[str, str]:
-    return {"PSA_LANES": str(p["lanes"]), "PSA_MAX_N": str(p["max_n"]),
-            "PSA_SIGNED": str(int(p["signed"])), "PSA_PACKETS": str(count),
-            "PSA_SEED": str(seed), "PSA_IDLE": str(idle), "PSA_STALL": str(stall)}
-
-
-def _pruner_tag(p: Mapping[str, Any]) -> str:
-    from psa.verif.pruner_cases import PrunerParams
-
-    return f"pruner_{PrunerParams(**p).tag}"
-
-
-def _pruner_env(p: Mapping[str, Any], seed: int, count: int, idle: float,
-                stall: float) -> dict[str, str]:
-    return {"PSA_PRUNER_PARAMS": json.dumps(dict(p)), "PSA_SEED": str(seed),
-            "PSA_SEQUENCES": str(count), "PSA_IDLE": str(idle), "PSA_STALL": str(stall)}
-
-
-BENCHES: dict[str, BenchSpec] = {
-    "topk": BenchSpec("topk", "psa.verif.benches.tb_topk", ("random_packets", "reset_mid_packet"),
-                      "packets", 200, _topk_tag, _topk_env),
-    "pruner": BenchSpec("pruner", "psa.verif.benches.tb_pruner",
-                        ("golden_sequences", "reset_mid_layer"), "sequences", 10, _pruner_tag,
-                        _pruner_env),
-}
 
 
 @dataclass
@@ -196,7 +145,8 @@ def verify(design: str, params: Mapping[str, Any] | None = None, *, count: int |
     Parameters
     ----------
     design, params
-        A design with a bench (:data:`BENCHES`: ``topk``, ``pruner``) and its hardware
+        A design with a bench (:data:`psa.verif.designs.BENCH_DESIGNS`: ``topk``,
+        ``pruner``) and its hardware
         parameters (defaults of :mod:`psa.hw.designs` filled in).
     count
         Random packets (top-k) or generated sequences (pruner); default the bench's own.
@@ -219,14 +169,11 @@ def verify(design: str, params: Mapping[str, Any] | None = None, *, count: int |
     reported in the result, not raised.
     """
     from psa.hw.designs import get_design
-    from psa.verif.runner import CocotbFailure, run_cocotb
+    from psa.verif.designs import get_bench
+    from psa.verif.runner import CocotbFailure, results_path
 
-    if design not in BENCHES:
-        raise ValueError(f"no cocotb bench for design {design!r}; choose one of "
-                         f"{sorted(BENCHES)}")
-    bench = BENCHES[design]
-    spec = get_design(design)
-    full = {**spec.defaults(), **(params or {})}
+    bench = get_bench(design)
+    full = bench.full(params)
     if count is None:
         count = bench.default_count
     if count < 1:
@@ -234,19 +181,17 @@ def verify(design: str, params: Mapping[str, Any] | None = None, *, count: int |
     for name, p in (("idle", idle), ("stall", stall)):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"{name} must be a probability in [0, 1), got {p}")
-    generated = spec.verilog(**full)  # validates the parameters (ValueError)
-    tag = bench.tag(full)
-    if verilog is not None and verilog != generated:
-        tag += "_custom_" + sha256(verilog.encode()).hexdigest()[:10]
-    build = Path(build_root if build_root is not None else default_build_root()) / tag
-    results = build / f"results_{bench.module.rsplit('.', 1)[-1]}.xml"
+    get_design(design).validate(**full)  # ValueError before anything is built
+    root = build_root if build_root is not None else default_build_root()
+    build = bench.build_dir(full, root, verilog)
+    results = results_path(build, bench.verify.module)
+    results.unlink(missing_ok=True)  # a failed build must not leave an old run's results
     t0 = time.perf_counter()
     error = None
-    env = {**bench.env(full, seed, count, idle, stall), **(extra_env or {})}
     try:
-        run_cocotb(verilog if verilog is not None else generated, spec.toplevel, bench.module,
-                   build, extra_env=env,
-                   testcase=list(tests or bench.tests), seed=seed, quiet=True)
+        bench.build_and_run(full, root, tests=tests, verilog=verilog, seed=seed,
+                            env={**bench.env(full, seed, count, idle, stall),
+                                 **(extra_env or {})})
     except (Exception, SystemExit) as e:  # failed tests, or the build/simulator failed
         if not results.exists():
             error = str(e) if isinstance(e, CocotbFailure) else f"{type(e).__name__}: {e}"

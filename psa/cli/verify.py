@@ -16,11 +16,12 @@ from psa.cli import UserError
 from psa.cli.designs import DesignGroup, param_option
 from psa.hw.designs import Design
 from psa.verif import verify as verif_lib
-from psa.verif.verify import BENCHES, VerifyResult, default_build_root
+from psa.verif.designs import BENCH_DESIGNS
+from psa.verif.verify import VerifyResult, default_build_root
 
 
 @click.group("verify", cls=DesignGroup, make_command=lambda d: _design_command(d),
-             names=lambda: BENCHES.keys(), unknown="no bench for design")
+             names=lambda: BENCH_DESIGNS.keys(), unknown="no bench for design")
 def verify_cmd() -> None:
     """Run a block's cocotb bench (the test suite's own) for one configuration on Verilator,
     against the bit-exact golden model; prints pass/fail with the seed, and for a failure the
@@ -34,7 +35,7 @@ verify = verify_cmd  # the name registered in psa.cli.COMMANDS
 
 
 def _design_command(design: Design) -> click.Command:
-    bench = BENCHES[design.name]
+    bench = BENCH_DESIGNS[design.name]
 
     def run(packets: int | None, seed: int, idle: float, stall: float, build_root: Path,
             json_out: Path | None, **params: Any) -> None:
@@ -70,10 +71,11 @@ def _design_command(design: Design) -> click.Command:
         click.Option(["--json", "json_out"], type=click.Path(dir_okay=False, path_type=Path),
                      help="Also write the result as JSON."),
     ]
-    tests = ", ".join(bench.tests)
+    tests = ", ".join(bench.verify.tests)
     return click.Command(
         design.name, callback=run, params=options, short_help=design.summary,
-        help=f"Verify {design.name} ({design.summary}) with {bench.module} (tests: {tests}).")
+        help=f"Verify {design.name} ({design.summary}) with {bench.verify.module} "
+             f"(tests: {tests}).")
 
 
 def print_result(r: VerifyResult, console: Console) -> None:

@@ -8,30 +8,24 @@ build takes minutes on a loaded machine; it is reused while the Verilog is uncha
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from psa.hw.designs import get_design
+from psa.verif.designs import get_bench
 from psa.verif.pruner_cases import PARAM_SETS, PrunerParams
-from psa.verif.runner import run_cocotb
 
-BENCH = "psa.verif.benches.tb_pruner"
+PRUNER = get_bench("pruner")
 
 
-def run_bench(params: PrunerParams, root, testcase: str, seed: int, **env) -> None:
-    verilog = get_design("pruner").verilog(**params.kwargs())
-    run_cocotb(verilog, "pruning_unit", BENCH, root / f"pruner_{params.tag}", testcase=testcase,
-               extra_env={"PSA_PRUNER_PARAMS": json.dumps(params.kwargs()),
-                          "PSA_SEED": str(seed), **{k: str(v) for k, v in env.items()}},
-               quiet=True)
+def run_bench(params: PrunerParams, root, testcase: str, seed: int, sequences: int = 10,
+              idle: float = 0.2, stall: float = 0.3) -> None:
+    PRUNER.build_and_run(params.kwargs(), root, tests=testcase,
+                         env=PRUNER.env(params.kwargs(), seed, sequences, idle, stall))
 
 
 @pytest.mark.rtl
 @pytest.mark.parametrize("name,sequences,seed", [("main", 20, 101)])
 def test_pruner_matches_golden(sim_build_root, name, sequences, seed):
-    run_bench(PARAM_SETS[name], sim_build_root, "golden_sequences", seed,
-              PSA_SEQUENCES=sequences, PSA_IDLE=0.2, PSA_STALL=0.3)
+    run_bench(PARAM_SETS[name], sim_build_root, "golden_sequences", seed, sequences)
 
 
 @pytest.mark.rtl
@@ -47,5 +41,5 @@ def test_pruner_full_suite(sim_build_root, name, idle, stall):
     """70 sequences per parameter set over the three pacings: 210 sequences in all."""
     seed = 1000 + 10 * sorted(PARAM_SETS).index(name) + int(100 * idle)
     sequences = {0.0: 30, 0.3: 20, 0.05: 20}[idle]
-    run_bench(PARAM_SETS[name], sim_build_root, "golden_sequences", seed,
-              PSA_SEQUENCES=sequences, PSA_IDLE=idle, PSA_STALL=stall)
+    run_bench(PARAM_SETS[name], sim_build_root, "golden_sequences", seed, sequences, idle,
+              stall)

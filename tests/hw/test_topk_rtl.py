@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import pytest
 
 from psa.hw.designs import get_design
-from psa.verif.runner import run_cocotb
+from psa.verif.designs import get_bench
+
+TOPK = get_bench("topk")
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,13 @@ class Case:
     seed: int
 
     @property
+    def params(self) -> dict:
+        return {"lanes": self.lanes, "width": self.width, "max_n": self.max_n,
+                "signed": self.signed}
+
+    @property
     def id(self) -> str:
-        return f"p{self.lanes}_w{self.width}_n{self.max_n}_{'s' if self.signed else 'u'}"
+        return TOPK.tag(self.params)
 
 
 DEFAULT = [Case(4, 8, 64, True, 400, 1)]
@@ -45,16 +52,10 @@ FULL = [
 assert sum(c.packets for c in FULL) >= 10_000
 
 
-def run_case(case: Case, root, testcase=None) -> None:
-    verilog = get_design("topk").verilog(lanes=case.lanes, width=case.width,
-                                         max_n=case.max_n, signed=case.signed)
-    env = {"PSA_LANES": str(case.lanes), "PSA_MAX_N": str(case.max_n),
-           "PSA_SIGNED": str(int(case.signed)), "PSA_PACKETS": str(case.packets),
-           "PSA_SEED": str(case.seed), "PSA_IDLE": "0.2", "PSA_STALL": "0.3"}
+def run_case(case: Case, root) -> None:
     try:
-        run_cocotb(verilog, "topk_engine", "psa.verif.benches.tb_topk",
-                   root / f"topk_{case.id}", extra_env=env, quiet=True,
-                   testcase=testcase or ["random_packets", "reset_mid_packet"])
+        TOPK.build_and_run(case.params, root,
+                           env=TOPK.env(case.params, case.seed, case.packets, 0.2, 0.3))
     except AssertionError as e:
         raise AssertionError(f"{case} (seed {case.seed}): {e}") from None
 
