@@ -1,4 +1,5 @@
-"""Sub-blocks of the top-k engine: zero eliminator, row packer, partition, filter, rank select.
+"""Sub-blocks of the top-k engine: zero eliminator, row packer, partition, filter, rank select,
+and the slotted row buffers the stages share.
 
 All blocks work on rows of ``lanes`` elements (``data.ArrayLayout(shape, lanes)``) with a
 ``lanes``-bit mask of the lanes that hold an element. Combinational blocks settle in the cycle
@@ -8,6 +9,7 @@ their inputs are presented; :class:`Packer` and :class:`SideWriter` register the
 from __future__ import annotations
 
 from amaranth.hdl import (
+    Array,
     Cat,
     Const,
     Elaboratable,
@@ -21,13 +23,48 @@ from amaranth.hdl import (
     unsigned,
 )
 from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import bits_for
+from amaranth.utils import bits_for, ceil_log2
 
 from .params import check_int
 
 __all__ = ["Compactor", "Packer", "SideLog", "SideWriter", "Partition", "TieFilter", "RankSelect",
-           "lane_mask"]
+           "lane_mask", "buffer_memory", "buffer_addr_width", "slot_address",
+           "LUTRAM_MAX_ROWS", "LUTRAM_MAX_BITS"]
+
+#: Buffer memories of at most this many rows (all slots) and bits carry
+#: ``ram_style = "distributed"`` (LUT RAM); others are left to the synthesiser (block RAM on
+#: ECP5). The bit limit is one DP16KD's capacity: wider memories would cost more LUTs than the
+#: block RAMs they save.
+LUTRAM_MAX_ROWS = 96
+LUTRAM_MAX_BITS = 18 * 1024
+
+
+def buffer_memory(row: ShapeLike, rows: int, slots: int) -> Memory:
+    """A memory of ``slots`` row buffers of ``rows`` rows each, slot ``i`` at rows
+    ``i*rows ..`` (address with :func:`slot_address`).
+
+    One write and one read port serve all slots: while one stage writes a slot, the next reads
+    another. A small, shallow buffer is asked for in LUT RAM: in 512-row block RAMs it would
+    leave each block over 80% empty, and routing the row's bits into the few block-RAM columns
+    congests (the pruning unit's engine, 32 rows per slot).
+    """
+    depth = slots * rows
+    small = depth <= LUTRAM_MAX_ROWS and depth * Shape.cast(row).width <= LUTRAM_MAX_BITS
+    attrs = {"ram_style": "distributed"} if small else None
+    return Memory(shape=row, depth=depth, init=[], attrs=attrs)
+
+
+def buffer_addr_width(rows: int, slots: int) -> int:
+    """Address width of a :func:`buffer_memory` (for the port signatures of its users)."""
+    return ceil_log2(slots * rows)
+
+
+def slot_address(slot: Value, row: Value, rows: int, slots: int) -> Value:
+    """Address of row ``row`` of buffer ``slot`` in a :func:`buffer_memory`."""
+    bases = Array(Const(i * rows, range(slots * rows)) for i in range(slots))
+    return bases[slot] + row
 
 
 def _check_lanes(owner: str, lanes: int, limit: int = 64) -> None:

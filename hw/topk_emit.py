@@ -1,0 +1,169 @@
+"""Emit, the last stage of the top-k engine: the final pass over a stored packet.
+
+For each :func:`~psa.hw.layouts.topk_result_layout` it takes from Select, Emit reads the packet
+buffer in index order, keeps what the result says (``> threshold``, then the first ``need``
+elements ``== threshold``; everything; or nothing), packs the kept values with their indices
+into ``P``-wide beats and streams them out through an 8-deep FIFO. Cycle model: docs/topk.md.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Shape, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import ReadPort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
+
+from .layouts import (
+    EmitMode,
+    topk_lane_layout,
+    topk_out_layout,
+    topk_out_signature,
+    topk_result_layout,
+    value_shape,
+)
+from .topk_blocks import Packer, TieFilter, buffer_addr_width, lane_mask, slot_address
+
+__all__ = ["TopKEmit", "PACKET_SLOTS", "FIFO_DEPTH"]
+
+#: Packet buffers the engine holds (one being ingested, one selected, one emitted).
+PACKET_SLOTS = 3
+#: Output FIFO entries.
+FIFO_DEPTH = 8
+
+
+class TopKEmit(wiring.Component):
+    """Filters a stored packet in index order and streams the survivors out, ``P`` per beat.
+
+    Parameters
+    ----------
+    lanes, width, max_n, signed
+        As :class:`psa.hw.topk.TopKEngine` (checked there).
+
+    Members
+    -------
+    results : ``In(stream.Signature(topk_result_layout(W, N, signed)))``
+        One per packet, in packet order. Read when Emit starts the packet; taken
+        (``ready`` for one cycle) when its last beat enters the output FIFO.
+    packet_r : ``In(ReadPort.Signature(...))``
+        Read port of the packet buffers (:func:`~psa.hw.topk_blocks.buffer_memory`,
+        :data:`PACKET_SLOTS` slots of ``ceil(N/P)`` rows): one row per cycle while the FIFO has
+        room.
+    o_stream : ``Out(stream.Signature(topk_out_layout(P, W, N, signed)))``
+        The engine's output stream (contract: :class:`psa.hw.topk.TopKEngine`).
+    packet_done : ``Out(1)``
+        One-cycle pulse with the ``results`` transfer: the packet's buffer is free.
+    """
+
+    def __init__(self, lanes: int, width: int, max_n: int, signed: bool):
+        self._lanes, self._width, self._max_n, self._signed = lanes, width, max_n, signed
+        self._rows = rows = -(-max_n // lanes)
+        row = data.ArrayLayout(value_shape(width, signed), lanes)
+        super().__init__({
+            "results": In(stream.Signature(topk_result_layout(width, max_n, signed))),
+            "packet_r": In(ReadPort.Signature(
+                addr_width=buffer_addr_width(rows, PACKET_SLOTS), shape=row)),
+            "o_stream": Out(topk_out_signature(lanes, width, max_n, signed)),
+            "packet_done": Out(1),
+        })
+
+    def elaborate(self, platform) -> Elaboratable:
+        m = Module()
+        p, n_max, rows = self._lanes, self._max_n, self._rows
+        lane_bits = exact_log2(p)
+        vshape = value_shape(self._width, self._signed)
+        out_layout = topk_out_layout(p, self._width, n_max, self._signed)
+
+        m.submodules.out_fifo = fifo = SyncFIFOBuffered(
+            width=Shape.cast(out_layout).width, depth=FIFO_DEPTH)
+        m.d.comb += [self.o_stream.valid.eq(fifo.r_rdy),
+                     self.o_stream.payload.eq(fifo.r_data),
+                     fifo.r_en.eq(self.o_stream.ready)]
+        # Room for the rows in flight: the row addressed now, the packer's two stages, the
+        # row the memory returns.
+        room = fifo.w_level <= FIFO_DEPTH - 4
+
+        # The packet being emitted, copied from its result when Emit starts it.
+        result = self.results.payload
+        packet_slot = Signal(range(PACKET_SLOTS))
+        mode = Signal(EmitMode)
+        threshold = Signal(vshape)
+        need, n_keep = Signal(range(n_max + 1)), Signal(range(n_max + 1))
+        last_row, last_row_mask = Signal(range(rows)), Signal(p)
+        row = Signal(range(rows + 1))               # next row to address
+        ties_seen = Signal(range(n_max + 1))        # elements == threshold in the rows filtered
+        n_sent = Signal(range(n_max + 1))           # elements packed into beats so far
+        flush, send_empty = Signal(), Signal()
+
+        # The row the memory returns this cycle (addressed in the previous one that had room).
+        read_valid, read_row, read_mask = Signal(), Signal(range(rows)), Signal(p)
+        read_data = Signal.like(self.packet_r.data)
+        m.d.comb += [self.packet_r.addr.eq(slot_address(packet_slot, row, rows, PACKET_SLOTS)),
+                     self.packet_r.en.eq(room), read_data.eq(self.packet_r.data)]
+
+        m.submodules.filter = filt = TieFilter(p, vshape, n_max)
+        m.d.comb += [filt.i_data.eq(read_data), filt.i_mask.eq(read_mask),
+                     filt.threshold.eq(threshold), filt.need.eq(need),
+                     filt.ties_before.eq(ties_seen), filt.keep_all.eq(mode == EmitMode.ALL)]
+        m.submodules.out_packer = packer = Packer(
+            p, topk_lane_layout(self._width, n_max, self._signed))
+        for j in range(p):
+            m.d.comb += [packer.i_data[j].value.eq(read_data[j]),
+                         packer.i_data[j].index.eq(Cat(Const(j, lane_bits), read_row))]
+        m.d.comb += [packer.i_mask.eq(filt.keep), packer.i_valid.eq(read_valid & room),
+                     packer.i_flush.eq(flush)]
+        with m.If(read_valid & room):
+            m.d.sync += ties_seen.eq(ties_seen + filt.ties)
+
+        beat = Signal(out_layout)
+        for j in range(p):
+            m.d.comb += [beat.data[j].eq(packer.o_data[j].value),
+                         beat.index[j].eq(packer.o_data[j].index)]
+        m.d.comb += [beat.count.eq(Mux(send_empty, 0, packer.o_count)),
+                     beat.last.eq(send_empty | (n_sent + packer.o_count == n_keep)),
+                     fifo.w_data.eq(beat), fifo.w_en.eq(packer.o_valid | send_empty)]
+        with m.If(packer.o_valid):
+            m.d.sync += n_sent.eq(n_sent + packer.o_count)
+
+        def packet_done():
+            m.d.comb += [self.results.ready.eq(1), self.packet_done.eq(1)]
+            m.next = "IDLE"
+
+        with m.FSM(name="emit"):
+            with m.State("IDLE"):
+                with m.If(self.results.valid):
+                    n = result.n
+                    m.d.sync += [packet_slot.eq(result.packet_slot), mode.eq(result.mode),
+                                 threshold.eq(result.threshold), need.eq(result.need),
+                                 n_keep.eq(result.n_keep),
+                                 row.eq(0), last_row.eq((n - 1) >> lane_bits),
+                                 last_row_mask.eq(lane_mask(((n - 1) & (p - 1)) + 1, p)),
+                                 ties_seen.eq(0), n_sent.eq(0)]
+                    with m.If(result.mode == EmitMode.NONE):
+                        m.next = "EMPTY"
+                    with m.Else():
+                        m.next = "SCAN"
+            with m.State("EMPTY"):
+                with m.If(room):
+                    m.d.comb += send_empty.eq(1)
+                    packet_done()
+            with m.State("SCAN"):
+                with m.If(room):
+                    m.d.sync += [read_valid.eq(1), read_row.eq(row), row.eq(row + 1),
+                                 read_mask.eq(Mux(row == last_row, last_row_mask, (1 << p) - 1))]
+                    with m.If(row == last_row):
+                        m.next = "SCAN_LAST"
+            with m.State("SCAN_LAST"):
+                with m.If(room):
+                    m.d.sync += read_valid.eq(0)
+                    m.next = "FLUSH"
+            with m.State("FLUSH"):
+                with m.If(room):
+                    m.d.comb += flush.eq(1)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):      # the packer's first stage holds the flush
+                m.next = "DRAIN_LAST"
+            with m.State("DRAIN_LAST"):  # the last row enters the FIFO this cycle
+                packet_done()
+        return m
