@@ -628,16 +628,10 @@ def test_replay_case_is_consistent():
 def test_rtl_replays_policies(sim_build_root, tmp_path):
     """The Verilated pruning unit, driven with the commands SpAtten/progressive policies
     issue on a MiniLM input, fetches exactly the policy's K_MSB/V_MSB rows, line for line."""
-    from psa.hw.designs import get_design
-    from psa.verif.pruner_cases import PrunerParams
-    from psa.verif.runner import run_cocotb
+    from psa.verif.designs import get_bench
 
     case, kw = replay_case()
-    params = PrunerParams(**kw)
     path = tmp_path / "replay.json"
     path.write_text(json.dumps(case))
-    run_cocotb(get_design("pruner").verilog(**params.kwargs()), "pruning_unit",
-               "psa.verif.benches.tb_policy_replay", sim_build_root / f"pruner_{params.tag}",
-               extra_env={"PSA_PRUNER_PARAMS": json.dumps(params.kwargs()),
-                          "PSA_REPLAY": str(path)},
-               quiet=True)
+    get_bench("pruner").build_and_run(kw, sim_build_root, purpose="replay",
+                                      env={"PSA_REPLAY": str(path)})

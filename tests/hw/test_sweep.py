@@ -271,15 +271,21 @@ def test_error_points_are_retried_on_resume(tmp_path, synth_cache):
 # -- top-k cycles
 
 
-@pytest.mark.rtl
-def test_topk_cycle_stage(tmp_path, sim_build_root):
-    """The bench's cycles test on the RTL suite's build: one pass over the input at least."""
-    params = {"lanes": [4], "width": [8], "max_n": [64], "signed": [True]}
-    run = run_sweep("topk", params, tmp_path,
-                    SweepOptions(synth=False, packets=4, build_root=str(sim_build_root)),
+def cycle_row(design: str, params: dict, out, build_root) -> dict:
+    """The row of a one-point sweep with the cycle stage only (4 packets / rows)."""
+    run = run_sweep(design, {k: [v] for k, v in params.items()}, out,
+                    SweepOptions(synth=False, packets=4, build_root=str(build_root)),
                     plots=False)
     (row,) = run.rows
     assert row["status"] == "ok", row["error"]
+    return row
+
+
+@pytest.mark.rtl
+def test_topk_cycle_stage(tmp_path, sim_build_root):
+    """The bench's cycles test on the RTL suite's build: one pass over the input at least."""
+    row = cycle_row("topk", {"lanes": 4, "width": 8, "max_n": 64, "signed": True}, tmp_path,
+                    sim_build_root)
     assert (row["n"], row["k"]) == (64, 16)
     beats = math.ceil(64 / 4)
     assert row["interval_cycles"] >= beats and row["cycles_per_beat"] >= 1.0
@@ -313,12 +319,7 @@ def test_pruner_cycle_stage(tmp_path, sim_build_root):
     """The pruner's cycles test through the generic sweep: P probabilities per cycle."""
     from psa.verif.pruner_cases import PARAM_SETS
 
-    params = {k: [v] for k, v in PARAM_SETS["main"].kwargs().items()}
-    run = run_sweep("pruner", params, tmp_path,
-                    SweepOptions(synth=False, packets=4, build_root=str(sim_build_root)),
-                    plots=False)
-    (row,) = run.rows
-    assert row["status"] == "ok", row["error"]
+    row = cycle_row("pruner", PARAM_SETS["main"].kwargs(), tmp_path, sim_build_root)
     assert (row["n"], row["k"]) == (64, 32)
     assert row["interval_cycles"] >= 4 * 64 // 8 and row["cycles_per_beat"] >= 1.0
     assert row["latency_cycles"] == row["prune_cycles"] + row["fetch_cycles"] > 0

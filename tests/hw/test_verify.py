@@ -18,6 +18,7 @@ from rich.console import Console
 from psa.cli import cli
 from psa.cli.verify import print_result
 from psa.hw.designs import get_design
+from psa.verif.designs import BENCH_DESIGNS, get_bench
 from psa.verif.verify import Mismatch, parse_mismatch, read_outcomes, verify
 
 TOPK = dict(lanes=4, width=8, max_n=64, signed=True)  # the RTL suite's default build
@@ -43,6 +44,47 @@ def test_read_outcomes_of_a_results_file(tmp_path):
     got = read_outcomes(xml)
     assert [(t.name, t.passed, t.message) for t in got] == \
         [("a", True, None), ("b", False, "boom: expected 1")]
+
+
+def test_every_parameter_of_a_bench_design_names_its_build_folder(tmp_path):
+    """Two parameter sets never share a build folder: changing any one parameter changes the
+    tag; defaults are filled in from the registered design."""
+    for name, bench in BENCH_DESIGNS.items():
+        design = get_design(name)
+        base = design.defaults()
+        assert bench.tag({}) == bench.tag(base)
+        assert bench.build_dir({}, tmp_path) == tmp_path / f"{name}_{bench.tag(base)}"
+        for p in design.params:
+            other = (not p.default) if p.type is bool else p.default + 1
+            assert bench.tag({p.name: other}) != bench.tag(base), (name, p.name)
+    assert BENCH_DESIGNS["topk"].tag(TOPK) == "p4_w8_n64_s"
+
+
+def test_bench_environment_and_custom_verilog_folder(tmp_path):
+    topk = get_bench("topk")
+    assert topk.env(TOPK, 3, 25, 0.1, 0.2) == {
+        "PSA_LANES": "4", "PSA_MAX_N": "64", "PSA_SIGNED": "1", "PSA_SEED": "3",
+        "PSA_PACKETS": "25", "PSA_IDLE": "0.1", "PSA_STALL": "0.2"}
+    pruner = get_bench("pruner")
+    env = pruner.env({"lanes": 4}, 9, 2, 0.0, 0.5)
+    assert json.loads(env.pop("PSA_PRUNER_PARAMS")) == \
+        {**get_design("pruner").defaults(), "lanes": 4}
+    assert env == {"PSA_SEED": "9", "PSA_SEQUENCES": "2", "PSA_IDLE": "0.0", "PSA_STALL": "0.5"}
+    small = dict(lanes=2, width=4, max_n=8, signed=False)
+    text = get_design("topk").verilog(**small)
+    assert topk.build_dir(small, tmp_path, text) == topk.build_dir(small, tmp_path)
+    custom = topk.build_dir(small, tmp_path, text + "// edited\n")
+    assert custom.name.startswith("topk_p2_w4_n8_u_custom_")
+    with pytest.raises(ValueError, match="no cocotb bench for design 'adder'; choose one of"):
+        get_bench("adder")
+    with pytest.raises(ValueError, match="topk: no 'capture' bench"):
+        topk.build_and_run(small, tmp_path, purpose="capture")
+
+
+def test_pruner_params_defaults_are_the_hardware_defaults():
+    from psa.verif.pruner_cases import PrunerParams
+
+    assert PrunerParams().kwargs() == get_design("pruner").defaults()
 
 
 def test_bad_parameter_is_a_clean_cli_error():
