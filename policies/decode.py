@@ -260,7 +260,7 @@ class OracleDecode(DecodePolicy):
 
 class H2ODecode(DecodePolicy):
     """H2O: per (layer, K/V head) a cache of ``budget`` tokens (fraction of the current length,
-    or a count), ``recent`` of it (fraction of the budget) the newest tokens, the rest the
+    or a count), ``max(1, round(recent * budget))`` of it the newest tokens, the rest the
     heaviest hitters by accumulated attention (:func:`~psa.golden.decode.gqa_importance` of
     every prefill query and decode step, summed over the group's query heads); an evicted
     token never returns (:class:`~psa.golden.decode.DecodePruningState`). The cache is pruned
@@ -301,7 +301,7 @@ class H2ODecode(DecodePolicy):
             st = self.states[layer][h]
             while st.next_token < n:
                 st.append()
-            alive = st.prune_decode(kk, int(round(self.recent * kk)))
+            alive = st.prune_decode(kk, max(1, int(round(self.recent * kk))))
             self._cnt["alive"][layer, h] = len(alive)
             self.read(P.K_MSB, layer, h, alive[alive != n - 1])
             self.read(P.V_MSB, layer, h, alive[alive != n - 1])
@@ -362,10 +362,10 @@ class NSADecode(DecodePolicy):
     group's heads of softmax(q . c_b / sqrt(d))`` over the compressed keys ``c_b`` (mean of
     the block's keys) of every complete block, ties to the lower block. Output: one softmax
     over the window and selected blocks (NSA's compressed branch and gates are not modelled:
-    summaries only choose). Defaults scaled to the prompt length ``L``: ``window = max(16,
-    L // 8)``, ``block_tokens = max(16, L // 16)``, ``selected = 4``. Reads: every complete
-    block's summary (``BLOCK_SUMMARY``), then K and V rows; writes: a block's summary when it
-    completes."""
+    summaries only choose). Defaults scaled to the prompt length ``L`` (``context``, default
+    ``capacity``): ``window = max(16, L // 8)``, ``block_tokens = max(16, L // 16)``, ``selected
+    = 4``. Reads: the summaries of the complete blocks before the window (``BLOCK_SUMMARY``),
+    then K and V rows; writes: a block's summary when it completes."""
 
     name = "nsa"
 
@@ -390,7 +390,7 @@ class NSADecode(DecodePolicy):
         n_out = max(0, (n - self.window) // bt)  # complete blocks entirely before the window
         sets = []
         for kvh in range(c.n_kv_heads):
-            self.read(P.BLOCK_SUMMARY, layer, kvh, np.arange(complete))
+            self.read(P.BLOCK_SUMMARY, layer, kvh, np.arange(n_out))
             if n % bt == 0:
                 self.read(P.BLOCK_SUMMARY, layer, kvh, [complete - 1], write=True)
             blocks = np.zeros(0, np.int64)
@@ -468,7 +468,8 @@ class SpAttenDecode(DecodePolicy):
     to every layer (score 0), then layer by layer: ``retain`` the previous layer's alive tokens
     (cascade: a deeper layer never holds a token a shallower one dropped), then
     ``prune_decode(k_l, recent_l)`` with ``k_l = resolve_keep(schedule[l], n)`` and
-    ``recent_l = round(recent * k_l)`` newest tokens protected. Pruned tokens never return.
+    ``recent_l = max(1, round(recent * k_l))`` newest tokens protected (the new token at
+    least). Pruned tokens never return.
 
     Per layer and K/V head with ``A`` the alive tokens: K rows are ``k_msb + k_lsb``-bit codes
     (:func:`~psa.golden.decode_trace.quantize_rows`); every query head of the group computes
@@ -533,7 +534,7 @@ class SpAttenDecode(DecodePolicy):
             if prev is not None:
                 st.retain(prev)
             kk = resolve_keep(self.schedule[li], n, f"spatten keep[{li}]")
-            prev = st.prune_decode(max(kk, 1), int(round(self.recent * kk)))
+            prev = st.prune_decode(max(kk, 1), max(1, int(round(self.recent * kk))))
 
     def on_step_end(self):
         if self.head_keep >= 1.0:
@@ -549,6 +550,7 @@ class SpAttenDecode(DecodePolicy):
         km, kl, vm, vl = self.plane_bits
         st = self.states[layer]
         alive = st.alive
+        assert alive[-1] == n - 1, "the new token is always alive (recent >= 1)"
         prev = alive[alive != n - 1]
         out = np.zeros(q.shape, np.float64)
         row = np.zeros(len(alive), np.uint64)
