@@ -366,281 +366,317 @@ class PruningUnit(wiring.Component):
     layer_bits = property(lambda self: self._layer_bits)
 
     def elaborate(self, platform) -> Module:
+        m = Module()
+        c = self._datapath(m)
+        with m.FSM(name="ctrl") as fsm:
+            self._command_states(m, c)
+            self._token_states(m, c)
+            self._fetch_states(m, c)
+            self._head_states(m, c)
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | c.scores.busy | self.fetch.valid)
+        return m
+
+    def _datapath(self, m: Module) -> _Control:
+        """Blocks, status registers, the shared read pipeline and the controller's counters."""
         from .topk import TopKEngine
 
-        m = Module()
         n, h, p = self._n, self._h, self._p
-        shift = exact_log2(p)
-
-        m.submodules.scores = scores = ScoreMemory(n, p, self._prob_bits, self._score_bits)
-        m.submodules.alive = alive = AliveList(n)
-        m.submodules.head_scores = hs = HeadScores(h, self._mag_bits, self._head_score_bits)
-        m.submodules.fetch_gen = fg = FetchAddressGenerator(
+        c = _Control()
+        c.shift = shift = exact_log2(p)
+        m.submodules.scores = c.scores = scores = ScoreMemory(n, p, self._prob_bits,
+                                                              self._score_bits)
+        m.submodules.alive = c.alive = alive = AliveList(n)
+        m.submodules.head_scores = c.hs = hs = HeadScores(h, self._mag_bits,
+                                                          self._head_score_bits)
+        m.submodules.fetch_gen = c.fg = fg = FetchAddressGenerator(
             self._addr_bits, self._head_bits, self._token_bits, self._layer_bits)
-        m.submodules.topk = tk = TopKEngine(lanes=p, width=self._score_bits, max_n=n)
-        m.submodules.topk_heads = tkh = TopKEngine(lanes=1, width=self._head_score_bits,
-                                                   max_n=max(h, 2))
+        m.submodules.topk = c.tk = TopKEngine(lanes=p, width=self._score_bits, max_n=n)
+        m.submodules.topk_heads = c.tkh = TopKEngine(lanes=1, width=self._head_score_bits,
+                                                     max_n=max(h, 2))
         wiring.connect(m, wiring.flipped(self.probs), scores.probs)
         wiring.connect(m, wiring.flipped(self.mags), hs.mags)
         wiring.connect(m, fg.requests, wiring.flipped(self.fetch))
         m.d.comb += fg.cfg.eq(self.cfg)
 
-        alive_cnt = Signal(range(n + 1))
-        error = Signal()
-        arg = Signal(CMD_ARG_BITS)          # k of PRUNE / PRUNE_HEADS, layer of FETCH
-        layer = Signal(self._layer_bits)
-        m.d.comb += [self.alive_count.eq(alive_cnt), self.head_count.eq(hs.count),
-                     self.error.eq(error), fg.layer.eq(layer), scores.alive.eq(alive_cnt)]
+        c.n_alive = Signal(range(n + 1))
+        c.error = Signal()
+        c.arg = Signal(CMD_ARG_BITS)          # k of PRUNE / PRUNE_HEADS, layer of FETCH
+        c.layer = Signal(self._layer_bits)
+        m.d.comb += [self.alive_count.eq(c.n_alive), self.head_count.eq(hs.count),
+                     self.error.eq(c.error), fg.layer.eq(c.layer), scores.alive.eq(c.n_alive)]
         with m.If(hs.error):
-            m.d.sync += error.eq(1)
+            m.d.sync += c.error.eq(1)
 
-        # Shared read pipeline: stage 0 (s0_*) addresses the memories, stage 1 (s1_*) holds the
-        # tags while the memories return the data; `dest_ready` is the ready of the stage-1
-        # consumer in the current state.
-        s0_valid, s0_pos, s0_last = Signal(), Signal(self._token_bits), Signal()
-        s0_row = Signal.like(scores.rd_row)
-        s0_value = Signal(self._score_bits)
-        s0_count = Signal(range(p + 1))
-        s1_valid, s1_last, s1_value = Signal(), Signal(), Signal(self._score_bits)
-        s1_lane = Signal(range(max(p, 2)))
-        s1_count = Signal(range(p + 1))
-        s1_head, s1_plane = Signal(self._head_bits), Signal()
-        s0_head, s0_plane = Signal(self._head_bits), Signal()
-        dest_ready = Signal()
-        adv = Signal()
-        m.d.comb += [adv.eq(~s1_valid | dest_ready),
-                     alive.rd_en.eq(adv), alive.rd_pos.eq(s0_pos),
-                     scores.rd_en.eq(adv), scores.rd_row.eq(s0_row)]
-        with m.If(adv):
-            m.d.sync += [s1_valid.eq(s0_valid), s1_last.eq(s0_last), s1_value.eq(s0_value),
-                         s1_lane.eq(s0_pos[:shift] if shift else 0), s1_count.eq(s0_count),
-                         s1_head.eq(s0_head), s1_plane.eq(s0_plane)]
-        issue = s0_valid & adv
-        src_done = Signal()          # the state's source has issued its last item
-        drained = src_done & ~s1_valid
-        s1_score = scores.rd_data[s1_lane]
+        # Shared read pipeline: the request stage (req_*) addresses the memories, the response
+        # stage (rsp_*) holds the request's tags while the memories return the data.
+        # `consumer_ready` is the ready of the response's consumer in the current state.
+        c.req_valid, c.req_pos, c.req_last = Signal(), Signal(self._token_bits), Signal()
+        c.req_row = Signal.like(scores.rd_row)
+        c.req_value = Signal(self._score_bits)
+        c.req_count = Signal(range(p + 1))
+        c.req_head, c.req_plane = Signal(self._head_bits), Signal()
+        c.rsp_valid, c.rsp_last, c.rsp_value = Signal(), Signal(), Signal(self._score_bits)
+        rsp_lane = Signal(range(max(p, 2)))
+        c.rsp_count = Signal(range(p + 1))
+        c.rsp_head, c.rsp_plane = Signal(self._head_bits), Signal()
+        c.consumer_ready = Signal()
+        c.advance = advance = Signal()        # the pipeline moves this cycle
+        m.d.comb += [advance.eq(~c.rsp_valid | c.consumer_ready),
+                     alive.rd_en.eq(advance), alive.rd_pos.eq(c.req_pos),
+                     scores.rd_en.eq(advance), scores.rd_row.eq(c.req_row)]
+        with m.If(advance):
+            m.d.sync += [c.rsp_valid.eq(c.req_valid), c.rsp_last.eq(c.req_last),
+                         c.rsp_value.eq(c.req_value),
+                         rsp_lane.eq(c.req_pos[:shift] if shift else 0),
+                         c.rsp_count.eq(c.req_count),
+                         c.rsp_head.eq(c.req_head), c.rsp_plane.eq(c.req_plane)]
+        c.issue = c.req_valid & advance
+        c.issued_all = Signal()          # the state's source has issued its last request
+        c.drained = c.issued_all & ~c.rsp_valid
+        c.rsp_score = scores.rd_data[rsp_lane]
 
         # Counters shared by the states (only one state runs at a time).
-        pos = Signal(range(n + 1))   # position / row / output index
-        j = Signal(range(n + 1))     # next compacted position
-        lane = Signal(range(max(p, 2)))
-        cur_head = Signal(range(max(h, 2)))
-        plane = Signal()
-        new_kept = Signal(h)
-        pos2id = Array(Signal(self._head_bits, name=f"pos2id{i}") for i in range(h))
+        c.pos = Signal(range(n + 1))           # position / row / output index
+        c.compact_pos = Signal(range(n + 1))   # next compacted position
+        c.out_lane = Signal(range(max(p, 2)))  # lane of the top-k output beat being read
+        c.cur_head = Signal(range(max(h, 2)))
+        c.plane = Signal()
+        c.new_kept = Signal(h)
+        c.pos2id = Array(Signal(self._head_bits, name=f"pos2id{i}") for i in range(h))
 
-        kept = hs.kept
-        above = Cat(*[cur_head < i for i in range(h)])
-        has_next, next_head = _lowest_set(m, kept & above, h, "next_kept")
-        has_first, first_head = _lowest_set(m, kept, h, "first_kept")
+        above = Cat(*[c.cur_head < i for i in range(h)])
+        c.has_next, c.next_head = _lowest_set(m, hs.kept & above, h, "next_kept")
+        c.has_first, c.first_head = _lowest_set(m, hs.kept, h, "first_kept")
+        c.n_rows = (c.n_alive + (p - 1)) >> shift
+        return c
 
-        k_rows_bytes, v_rows_bytes = self.cfg.k_row_bytes, self.cfg.v_row_bytes
-        n_rows = (alive_cnt + (p - 1)) >> shift
-
+    def _command_states(self, m: Module, c: _Control) -> None:
+        """IDLE (accumulation, command decode) and CLEAR (START zeroes the score rows)."""
+        n = self._n
+        scores, alive, hs = c.scores, c.alive, c.hs
+        k_row_bytes, v_row_bytes = self.cfg.k_row_bytes, self.cfg.v_row_bytes
         cmd = self.cmd.p
-        busy_acc = scores.busy
-        with m.FSM(name="ctrl") as fsm:
-            with m.State("IDLE"):
-                m.d.comb += [scores.enable.eq(1), hs.enable.eq(1),
-                             self.cmd.ready.eq(~busy_acc & ~self.probs.valid & ~self.mags.valid)]
-                with m.If(self.cmd.valid & self.cmd.ready):
-                    m.d.comb += scores.row_reset.eq(1)
-                    m.d.sync += [arg.eq(cmd.arg), src_done.eq(0), pos.eq(0), j.eq(0),
-                                 lane.eq(0), new_kept.eq(0)]
-                    with m.Switch(cmd.op):
-                        with m.Case(Op.START):
-                            n_arg = Mux(cmd.arg > n, n, cmd.arg)
-                            m.d.comb += [hs.start.eq(1), alive.reset_ident.eq(1)]
-                            m.d.sync += [alive_cnt.eq(n_arg), error.eq(cmd.arg > n)]
-                            with m.If(n_arg != 0):
-                                m.next = "CLEAR"
-                        with m.Case(Op.PRUNE):
-                            with m.If((alive_cnt == 0) | (cmd.arg == 0)):
-                                m.d.sync += alive_cnt.eq(0)
-                                m.next = "EMPTY_TOKENS"
-                            with m.Elif(cmd.arg >= alive_cnt):
-                                m.next = "LIST_TOKENS"
-                            with m.Else():
-                                m.next = "TOPK_FEED"
-                        with m.Case(Op.PRUNE_HEADS):
-                            m.d.sync += cur_head.eq(first_head)
-                            with m.If((hs.count == 0) | (cmd.arg == 0)):
-                                m.d.comb += [hs.set_kept.eq(1), hs.new_kept.eq(0),
-                                             hs.new_count.eq(0)]
-                                m.next = "EMPTY_HEADS"
-                            with m.Elif(cmd.arg >= hs.count):
-                                m.next = "LIST_HEADS"
-                            with m.Else():
-                                m.next = "HEADS_FEED"
-                        with m.Case(Op.FETCH):
-                            m.d.sync += [layer.eq(cmd.arg), cur_head.eq(first_head),
-                                         plane.eq(k_rows_bytes == 0)]
-                            with m.If(cmd.arg >> self._layer_bits != 0):
-                                m.d.sync += error.eq(1)
-                            with m.If((alive_cnt == 0) | ~has_first
-                                      | ((k_rows_bytes == 0) & (v_rows_bytes == 0))):
-                                m.next = "EMPTY_FETCH"
-                            with m.Else():
-                                m.next = "FETCH"
-                        with m.Case(Op.READ_TOKENS):
-                            with m.If(alive_cnt == 0):
-                                m.next = "EMPTY_TOKENS"
-                            with m.Else():
-                                m.next = "LIST_TOKENS"
-                        with m.Case(Op.READ_HEADS):
-                            m.d.sync += cur_head.eq(first_head)
-                            with m.If(hs.count == 0):
-                                m.next = "EMPTY_HEADS"
-                            with m.Else():
-                                m.next = "LIST_HEADS"
-                        with m.Default():
-                            m.d.sync += error.eq(1)
-
-            with m.State("CLEAR"):
-                m.d.comb += [scores.clr_en.eq(1), scores.clr_row.eq(pos)]
-                m.d.sync += pos.eq(pos + 1)
-                with m.If(pos + 1 == n_rows):
-                    m.next = "IDLE"
-
-            # -- token lists -------------------------------------------------------------
-            with m.State("EMPTY_TOKENS"):
-                m.d.comb += [self.tokens.valid.eq(1), self.tokens.p.last.eq(1),
-                             self.tokens.p.empty.eq(1)]
-                with m.If(self.tokens.ready):
-                    m.next = "IDLE"
-
-            with m.State("LIST_TOKENS"):
-                m.d.comb += [s0_valid.eq(~src_done), s0_pos.eq(pos), s0_row.eq(pos >> shift),
-                             s0_last.eq(pos == alive_cnt - 1)]
-                with m.If(issue):
-                    m.d.sync += pos.eq(pos + 1)
-                    with m.If(s0_last):
-                        m.d.sync += src_done.eq(1)
-                m.d.comb += [dest_ready.eq(self.tokens.ready), self.tokens.valid.eq(s1_valid),
-                             self.tokens.p.id.eq(alive.rd_id), self.tokens.p.score.eq(s1_score),
-                             self.tokens.p.last.eq(s1_last)]
-                with m.If(drained):
-                    m.next = "IDLE"
-
-            with m.State("TOPK_FEED"):
-                m.d.comb += [s0_valid.eq(~src_done), s0_row.eq(pos),
-                             s0_last.eq(pos == n_rows - 1),
-                             s0_count.eq(Mux(s0_last, alive_cnt - (pos << shift), p))]
-                with m.If(issue):
-                    m.d.sync += pos.eq(pos + 1)
-                    with m.If(s0_last):
-                        m.d.sync += src_done.eq(1)
-                tk_in = tk.i_stream
-                m.d.comb += [dest_ready.eq(tk_in.ready), tk_in.valid.eq(s1_valid),
-                             tk_in.p.data.eq(scores.rd_data), tk_in.p.count.eq(s1_count),
-                             tk_in.p.last.eq(s1_last), tk_in.p.k.eq(arg)]
-                with m.If(drained):
-                    m.d.sync += [src_done.eq(0), pos.eq(0)]
-                    m.next = "TOPK_OUT"
-
-            with m.State("TOPK_OUT"):
-                # Survivors come P at a time in ascending position; each is read from the
-                # alive list and written back at its compacted position j (j <= position,
-                # so no survivor is overwritten before it is read).
-                out = tk.o_stream.p
-                last_lane = (lane + 1 >= out.count)
-                m.d.comb += [s0_valid.eq(tk.o_stream.valid & ~src_done & (out.count != 0)),
-                             s0_pos.eq(out.index[lane]), s0_value.eq(out.data[lane]),
-                             s0_last.eq(j == arg - 1)]
-                with m.If(tk.o_stream.valid & ~src_done & adv & last_lane):
-                    m.d.comb += tk.o_stream.ready.eq(1)
-                    m.d.sync += lane.eq(0)
-                    with m.If(out.last):
-                        m.d.sync += src_done.eq(1)
-                with m.Elif(issue):
-                    m.d.sync += lane.eq(lane + 1)
-                with m.If(issue):
-                    m.d.sync += j.eq(j + 1)
-                m.d.comb += [dest_ready.eq(self.tokens.ready), self.tokens.valid.eq(s1_valid),
-                             self.tokens.p.id.eq(alive.rd_id), self.tokens.p.score.eq(s1_value),
-                             self.tokens.p.last.eq(s1_last)]
-                with m.If(s1_valid & self.tokens.ready):
-                    m.d.comb += [alive.wr_en.eq(1), alive.wr_pos.eq(pos),
-                                 alive.wr_id.eq(alive.rd_id),
-                                 scores.wr_en.eq(1), scores.wr_pos.eq(pos),
-                                 scores.wr_data.eq(s1_value)]
-                    m.d.sync += pos.eq(pos + 1)
-                with m.If(drained):
-                    m.d.comb += alive.clear_ident.eq(1)
-                    m.d.sync += alive_cnt.eq(pos)
-                    m.next = "IDLE"
-
-            # -- fetch ---------------------------------------------------------------------
-            with m.State("EMPTY_FETCH"):
-                m.d.comb += [fg.rows.valid.eq(1), fg.rows.p.last.eq(1), fg.rows.p.empty.eq(1)]
-                with m.If(fg.rows.ready):
-                    m.next = "IDLE"
-
-            with m.State("FETCH"):
-                last_pos = pos == alive_cnt - 1
-                last_plane = plane | (v_rows_bytes == 0)
-                m.d.comb += [s0_valid.eq(~src_done), s0_pos.eq(pos), s0_head.eq(cur_head),
-                             s0_plane.eq(plane), s0_last.eq(last_pos & last_plane & ~has_next)]
-                with m.If(issue):
-                    with m.If(~last_pos):
-                        m.d.sync += pos.eq(pos + 1)
-                    with m.Else():
-                        m.d.sync += pos.eq(0)
-                        with m.If(~last_plane):
-                            m.d.sync += plane.eq(1)
+        with m.State("IDLE"):
+            m.d.comb += [scores.enable.eq(1), hs.enable.eq(1),
+                         self.cmd.ready.eq(~scores.busy & ~self.probs.valid & ~self.mags.valid)]
+            with m.If(self.cmd.valid & self.cmd.ready):
+                m.d.comb += scores.row_reset.eq(1)
+                m.d.sync += [c.arg.eq(cmd.arg), c.issued_all.eq(0), c.pos.eq(0),
+                             c.compact_pos.eq(0), c.out_lane.eq(0), c.new_kept.eq(0)]
+                with m.Switch(cmd.op):
+                    with m.Case(Op.START):
+                        n_arg = Mux(cmd.arg > n, n, cmd.arg)
+                        m.d.comb += [hs.start.eq(1), alive.reset_ident.eq(1)]
+                        m.d.sync += [c.n_alive.eq(n_arg), c.error.eq(cmd.arg > n)]
+                        with m.If(n_arg != 0):
+                            m.next = "CLEAR"
+                    with m.Case(Op.PRUNE):
+                        with m.If((c.n_alive == 0) | (cmd.arg == 0)):
+                            m.d.sync += c.n_alive.eq(0)
+                            m.next = "EMPTY_TOKENS"
+                        with m.Elif(cmd.arg >= c.n_alive):
+                            m.next = "LIST_TOKENS"
                         with m.Else():
-                            m.d.sync += [plane.eq(k_rows_bytes == 0), cur_head.eq(next_head)]
-                    with m.If(s0_last):
-                        m.d.sync += src_done.eq(1)
-                m.d.comb += [dest_ready.eq(fg.rows.ready), fg.rows.valid.eq(s1_valid),
-                             fg.rows.p.head.eq(s1_head), fg.rows.p.plane.eq(s1_plane),
-                             fg.rows.p.token.eq(alive.rd_id), fg.rows.p.last.eq(s1_last)]
-                with m.If(drained):
+                            m.next = "TOPK_FEED"
+                    with m.Case(Op.PRUNE_HEADS):
+                        m.d.sync += c.cur_head.eq(c.first_head)
+                        with m.If((hs.count == 0) | (cmd.arg == 0)):
+                            m.d.comb += [hs.set_kept.eq(1), hs.new_kept.eq(0),
+                                         hs.new_count.eq(0)]
+                            m.next = "EMPTY_HEADS"
+                        with m.Elif(cmd.arg >= hs.count):
+                            m.next = "LIST_HEADS"
+                        with m.Else():
+                            m.next = "HEADS_FEED"
+                    with m.Case(Op.FETCH):
+                        m.d.sync += [c.layer.eq(cmd.arg), c.cur_head.eq(c.first_head),
+                                     c.plane.eq(k_row_bytes == 0)]
+                        with m.If(cmd.arg >> self._layer_bits != 0):
+                            m.d.sync += c.error.eq(1)
+                        with m.If((c.n_alive == 0) | ~c.has_first
+                                  | ((k_row_bytes == 0) & (v_row_bytes == 0))):
+                            m.next = "EMPTY_FETCH"
+                        with m.Else():
+                            m.next = "FETCH"
+                    with m.Case(Op.READ_TOKENS):
+                        with m.If(c.n_alive == 0):
+                            m.next = "EMPTY_TOKENS"
+                        with m.Else():
+                            m.next = "LIST_TOKENS"
+                    with m.Case(Op.READ_HEADS):
+                        m.d.sync += c.cur_head.eq(c.first_head)
+                        with m.If(hs.count == 0):
+                            m.next = "EMPTY_HEADS"
+                        with m.Else():
+                            m.next = "LIST_HEADS"
+                    with m.Default():
+                        m.d.sync += c.error.eq(1)
+
+        with m.State("CLEAR"):
+            m.d.comb += [scores.clr_en.eq(1), scores.clr_row.eq(c.pos)]
+            m.d.sync += c.pos.eq(c.pos + 1)
+            with m.If(c.pos + 1 == c.n_rows):
+                m.next = "IDLE"
+
+    def _issue(self, m: Module, c: _Control, *, next_pos) -> None:
+        """Advance ``pos`` to ``next_pos`` on each issued request; the last one ends the source."""
+        with m.If(c.issue):
+            m.d.sync += c.pos.eq(next_pos)
+            with m.If(c.req_last):
+                m.d.sync += c.issued_all.eq(1)
+
+    def _token_states(self, m: Module, c: _Control) -> None:
+        """Token lists: EMPTY_TOKENS, LIST_TOKENS, and PRUNE's TOPK_FEED / TOPK_OUT."""
+        p, shift = self._p, c.shift
+        scores, alive, tk = c.scores, c.alive, c.tk
+        with m.State("EMPTY_TOKENS"):
+            m.d.comb += [self.tokens.valid.eq(1), self.tokens.p.last.eq(1),
+                         self.tokens.p.empty.eq(1)]
+            with m.If(self.tokens.ready):
+                m.next = "IDLE"
+
+        with m.State("LIST_TOKENS"):
+            m.d.comb += [c.req_valid.eq(~c.issued_all), c.req_pos.eq(c.pos),
+                         c.req_row.eq(c.pos >> shift), c.req_last.eq(c.pos == c.n_alive - 1)]
+            self._issue(m, c, next_pos=c.pos + 1)
+            m.d.comb += [c.consumer_ready.eq(self.tokens.ready),
+                         self.tokens.valid.eq(c.rsp_valid),
+                         self.tokens.p.id.eq(alive.rd_id), self.tokens.p.score.eq(c.rsp_score),
+                         self.tokens.p.last.eq(c.rsp_last)]
+            with m.If(c.drained):
+                m.next = "IDLE"
+
+        with m.State("TOPK_FEED"):
+            m.d.comb += [c.req_valid.eq(~c.issued_all), c.req_row.eq(c.pos),
+                         c.req_last.eq(c.pos == c.n_rows - 1),
+                         c.req_count.eq(Mux(c.req_last, c.n_alive - (c.pos << shift), p))]
+            self._issue(m, c, next_pos=c.pos + 1)
+            tk_in = tk.i_stream
+            m.d.comb += [c.consumer_ready.eq(tk_in.ready), tk_in.valid.eq(c.rsp_valid),
+                         tk_in.p.data.eq(scores.rd_data), tk_in.p.count.eq(c.rsp_count),
+                         tk_in.p.last.eq(c.rsp_last), tk_in.p.k.eq(c.arg)]
+            with m.If(c.drained):
+                m.d.sync += [c.issued_all.eq(0), c.pos.eq(0)]
+                m.next = "TOPK_OUT"
+
+        with m.State("TOPK_OUT"):
+            # Survivors come P at a time in ascending position; each is read from the alive
+            # list and written back at its compacted position (compact_pos <= position, so no
+            # survivor is overwritten before it is read).
+            out = tk.o_stream.p
+            beat_pending = tk.o_stream.valid & ~c.issued_all
+            last_lane = c.out_lane + 1 >= out.count
+            m.d.comb += [c.req_valid.eq(beat_pending & (out.count != 0)),
+                         c.req_pos.eq(out.index[c.out_lane]),
+                         c.req_value.eq(out.data[c.out_lane]),
+                         c.req_last.eq(c.compact_pos == c.arg - 1)]
+            with m.If(beat_pending & c.advance & last_lane):
+                m.d.comb += tk.o_stream.ready.eq(1)
+                m.d.sync += c.out_lane.eq(0)
+                with m.If(out.last):
+                    m.d.sync += c.issued_all.eq(1)
+            with m.Elif(c.issue):
+                m.d.sync += c.out_lane.eq(c.out_lane + 1)
+            with m.If(c.issue):
+                m.d.sync += c.compact_pos.eq(c.compact_pos + 1)
+            m.d.comb += [c.consumer_ready.eq(self.tokens.ready),
+                         self.tokens.valid.eq(c.rsp_valid),
+                         self.tokens.p.id.eq(alive.rd_id), self.tokens.p.score.eq(c.rsp_value),
+                         self.tokens.p.last.eq(c.rsp_last)]
+            with m.If(c.rsp_valid & self.tokens.ready):
+                m.d.comb += [alive.wr_en.eq(1), alive.wr_pos.eq(c.pos),
+                             alive.wr_id.eq(alive.rd_id),
+                             scores.wr_en.eq(1), scores.wr_pos.eq(c.pos),
+                             scores.wr_data.eq(c.rsp_value)]
+                m.d.sync += c.pos.eq(c.pos + 1)
+            with m.If(c.drained):
+                m.d.comb += alive.clear_ident.eq(1)
+                m.d.sync += c.n_alive.eq(c.pos)
+                m.next = "IDLE"
+
+    def _fetch_states(self, m: Module, c: _Control) -> None:
+        """FETCH: per kept head, the K then the V row of every alive token (absent planes
+        skipped); EMPTY_FETCH when there is nothing to fetch."""
+        fg = c.fg
+        k_row_bytes, v_row_bytes = self.cfg.k_row_bytes, self.cfg.v_row_bytes
+        with m.State("EMPTY_FETCH"):
+            m.d.comb += [fg.rows.valid.eq(1), fg.rows.p.last.eq(1), fg.rows.p.empty.eq(1)]
+            with m.If(fg.rows.ready):
+                m.next = "IDLE"
+
+        with m.State("FETCH"):
+            last_pos = c.pos == c.n_alive - 1
+            last_plane = c.plane | (v_row_bytes == 0)
+            m.d.comb += [c.req_valid.eq(~c.issued_all), c.req_pos.eq(c.pos),
+                         c.req_head.eq(c.cur_head), c.req_plane.eq(c.plane),
+                         c.req_last.eq(last_pos & last_plane & ~c.has_next)]
+            with m.If(c.issue):
+                with m.If(~last_pos):
+                    m.d.sync += c.pos.eq(c.pos + 1)
+                with m.Else():
+                    m.d.sync += c.pos.eq(0)
+                    with m.If(~last_plane):
+                        m.d.sync += c.plane.eq(1)
+                    with m.Else():
+                        m.d.sync += [c.plane.eq(k_row_bytes == 0), c.cur_head.eq(c.next_head)]
+                with m.If(c.req_last):
+                    m.d.sync += c.issued_all.eq(1)
+            m.d.comb += [c.consumer_ready.eq(fg.rows.ready), fg.rows.valid.eq(c.rsp_valid),
+                         fg.rows.p.head.eq(c.rsp_head), fg.rows.p.plane.eq(c.rsp_plane),
+                         fg.rows.p.token.eq(c.alive.rd_id), fg.rows.p.last.eq(c.rsp_last)]
+            with m.If(c.drained):
+                m.next = "IDLE"
+
+    def _head_states(self, m: Module, c: _Control) -> None:
+        """Head lists: EMPTY_HEADS, LIST_HEADS, and PRUNE_HEADS's HEADS_FEED / HEADS_OUT."""
+        h = self._h
+        hs, tkh = c.hs, c.tkh
+        with m.State("EMPTY_HEADS"):
+            m.d.comb += [self.heads.valid.eq(1), self.heads.p.last.eq(1),
+                         self.heads.p.empty.eq(1)]
+            with m.If(self.heads.ready):
+                m.next = "IDLE"
+
+        with m.State("LIST_HEADS"):
+            m.d.comb += [hs.sel.eq(c.cur_head), self.heads.valid.eq(1),
+                         self.heads.p.id.eq(c.cur_head), self.heads.p.score.eq(hs.sel_score),
+                         self.heads.p.last.eq(~c.has_next)]
+            with m.If(self.heads.ready):
+                m.d.sync += c.cur_head.eq(c.next_head)
+                with m.If(~c.has_next):
                     m.next = "IDLE"
 
-            # -- heads -------------------------------------------------------------------
-            with m.State("EMPTY_HEADS"):
-                m.d.comb += [self.heads.valid.eq(1), self.heads.p.last.eq(1),
-                             self.heads.p.empty.eq(1)]
-                with m.If(self.heads.ready):
-                    m.next = "IDLE"
+        with m.State("HEADS_FEED"):
+            tk_in = tkh.i_stream
+            m.d.comb += [hs.sel.eq(c.cur_head), tk_in.valid.eq(1),
+                         tk_in.p.data[0].eq(hs.sel_score), tk_in.p.count.eq(1),
+                         tk_in.p.last.eq(~c.has_next), tk_in.p.k.eq(c.arg)]
+            with m.If(tk_in.ready):
+                m.d.sync += [c.pos2id[c.pos].eq(c.cur_head), c.pos.eq(c.pos + 1),
+                             c.cur_head.eq(c.next_head)]
+                with m.If(~c.has_next):
+                    m.d.sync += c.pos.eq(0)
+                    m.next = "HEADS_OUT"
 
-            with m.State("LIST_HEADS"):
-                m.d.comb += [hs.sel.eq(cur_head), self.heads.valid.eq(1),
-                             self.heads.p.id.eq(cur_head), self.heads.p.score.eq(hs.sel_score),
-                             self.heads.p.last.eq(~has_next)]
-                with m.If(self.heads.ready):
-                    m.d.sync += cur_head.eq(next_head)
-                    with m.If(~has_next):
-                        m.next = "IDLE"
+        with m.State("HEADS_OUT"):
+            out = tkh.o_stream.p
+            head_id = c.pos2id[out.index[0]]
+            one_hot = Signal(h)
+            sent = self.heads.valid & self.heads.ready
+            m.d.comb += [hs.sel.eq(head_id), self.heads.p.id.eq(head_id),
+                         self.heads.p.score.eq(hs.sel_score),
+                         self.heads.p.last.eq(c.pos == c.arg - 1),
+                         self.heads.valid.eq(tkh.o_stream.valid & (out.count != 0)),
+                         tkh.o_stream.ready.eq((out.count == 0) | self.heads.ready)]
+            with m.If(sent):
+                m.d.comb += one_hot.eq(Const(1, h) << head_id)
+                m.d.sync += [c.new_kept.eq(c.new_kept | one_hot), c.pos.eq(c.pos + 1)]
+            with m.If(tkh.o_stream.valid & tkh.o_stream.ready & out.last):
+                m.d.comb += [hs.set_kept.eq(1), hs.new_kept.eq(c.new_kept | one_hot),
+                             hs.new_count.eq(c.pos + sent)]
+                m.next = "IDLE"
 
-            with m.State("HEADS_FEED"):
-                m.d.comb += [hs.sel.eq(cur_head), tkh.i_stream.valid.eq(1),
-                             tkh.i_stream.p.data[0].eq(hs.sel_score), tkh.i_stream.p.count.eq(1),
-                             tkh.i_stream.p.last.eq(~has_next), tkh.i_stream.p.k.eq(arg)]
-                with m.If(tkh.i_stream.ready):
-                    m.d.sync += [pos2id[pos].eq(cur_head), pos.eq(pos + 1),
-                                 cur_head.eq(next_head)]
-                    with m.If(~has_next):
-                        m.d.sync += pos.eq(0)
-                        m.next = "HEADS_OUT"
 
-            with m.State("HEADS_OUT"):
-                out = tkh.o_stream.p
-                head_id = pos2id[out.index[0]]
-                one_hot = Signal(h)
-                m.d.comb += [hs.sel.eq(head_id), self.heads.p.id.eq(head_id),
-                             self.heads.p.score.eq(hs.sel_score),
-                             self.heads.p.last.eq(pos == arg - 1),
-                             self.heads.valid.eq(tkh.o_stream.valid & (out.count != 0)),
-                             tkh.o_stream.ready.eq((out.count == 0) | self.heads.ready)]
-                with m.If(self.heads.valid & self.heads.ready):
-                    m.d.comb += one_hot.eq(Const(1, h) << head_id)
-                    m.d.sync += [new_kept.eq(new_kept | one_hot), pos.eq(pos + 1)]
-                with m.If(tkh.o_stream.valid & tkh.o_stream.ready & out.last):
-                    m.d.comb += [hs.set_kept.eq(1), hs.new_kept.eq(new_kept | one_hot),
-                                 hs.new_count.eq(pos + (self.heads.valid & self.heads.ready))]
-                    m.next = "IDLE"
-
-        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | busy_acc | self.fetch.valid)
-        return m
+class _Control:
+    """Blocks and signals that :class:`PruningUnit`'s controller states share; filled in by
+    ``PruningUnit._datapath`` (names as there)."""
