@@ -61,6 +61,7 @@ class BenchDesign:
         return self.benches["verify"]
 
     def bench(self, purpose: str) -> Bench:
+        """The bench of ``purpose``; ValueError naming the purposes this design has."""
         if purpose not in self.benches:
             raise ValueError(f"{self.name}: no {purpose!r} bench; has {sorted(self.benches)}")
         return self.benches[purpose]
