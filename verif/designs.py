@@ -185,12 +185,12 @@ _PRUNER_BENCH = "psa.verif.benches.tb_pruner"
 BENCH_DESIGNS: dict[str, BenchDesign] = {
     "topk": BenchDesign(
         "topk", {"verify": Bench(_TOPK_BENCH, ("random_packets", "reset_mid_packet")),
-                 "cycles": Bench(_TOPK_BENCH, ("cycles",))},
+                 "cycles": Bench(_TOPK_BENCH + "_cycles", ("cycles",))},
         "packets", "PSA_PACKETS", 200, _topk_tag, _topk_params_env, _topk_cycles_env),
     "pruner": BenchDesign(
         "pruner", {"verify": Bench(_PRUNER_BENCH, ("golden_sequences", "reset_mid_layer")),
-                   "cycles": Bench(_PRUNER_BENCH, ("cycles",)),
-                   "capture": Bench(_PRUNER_BENCH, ("capture_trace",)),
+                   "cycles": Bench(_PRUNER_BENCH + "_cycles", ("cycles",)),
+                   "capture": Bench(_PRUNER_BENCH + "_capture", ("capture_trace",)),
                    "replay": Bench("psa.verif.benches.tb_policy_replay", ("replay_policy",))},
         "sequences", "PSA_SEQUENCES", 10, _pruner_tag, _pruner_params_env, _pruner_cycles_env),
 }

@@ -4,18 +4,19 @@ engine itself on a few packets, parameter validation, and ``psa verilog topk``."
 from __future__ import annotations
 
 import random
+from collections import deque
 
-import numpy as np
 import pytest
 from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
 from amaranth.sim import Simulator
 from click.testing import CliRunner
 
 from psa.cli import cli
-from psa.golden.topk import topk
 from psa.hw.topk import TopKEngine
 from psa.hw.topk_blocks import Compactor, Packer, Partition, RankSelect, SideWriter, TieFilter
 from psa.hw.topk_top import TopKTop
+from psa.verif.topk_cases import run_random_packets
 
 
 def run(dut, bench, clocked: bool = True) -> None:
@@ -239,59 +240,89 @@ def test_rank_select_finds_rank_th_largest(lanes, ranks, seed):
     run(dut, bench, clocked=False)
 
 
+class AmaranthTopKPort:
+    """:class:`psa.verif.topk_cases.TopKPort` of a :class:`TopKEngine` on Amaranth's
+    simulator: a background source (input gaps with probability ``idle``) and sink
+    (``ready`` low with probability ``stall``) that also checks the output's valid/ready
+    rules (valid held and payload unchanged until the transfer) every cycle."""
+
+    def __init__(self, sim: Simulator, dut: TopKEngine, lanes: int, width: int, max_n: int,
+                 is_signed: bool, seed: int, idle: float = 0.2, stall: float = 0.3):
+        self.dut, self.lanes, self.width, self.max_n, self.signed = \
+            dut, lanes, width, max_n, is_signed
+        self.cycle = self.overflows = 0
+        self.on_packet = None
+        self.queue: deque[dict] = deque()
+        self.violations: list[str] = []
+        self.ctx = None
+        self._idle, self._stall = idle, stall
+        self._in_rng, self._out_rng = random.Random(seed + 1), random.Random(seed + 2)
+        sim.add_testbench(self._source, background=True)
+        sim.add_testbench(self._sink, background=True)
+
+    def send(self, beat: dict) -> None:
+        self.queue.append(beat)
+
+    async def tick(self) -> None:
+        await self.ctx.tick()
+
+    async def _source(self, ctx) -> None:
+        i = self.dut.i_stream
+        while True:
+            if self.queue and self._in_rng.random() >= self._idle:
+                ctx.set(i.valid, 1)
+                ctx.set(i.payload, self.queue.popleft())
+                await ctx.tick().until(i.ready)
+                ctx.set(i.valid, 0)
+            else:
+                await ctx.tick()
+
+    async def _sink(self, ctx) -> None:
+        o = self.dut.o_stream
+        layout = o.payload.shape()
+        beats, pending = [], None
+        while True:
+            ready = self._out_rng.random() >= self._stall
+            ctx.set(o.ready, ready)
+            _, _, valid, raw, overflow = await ctx.tick().sample(
+                o.valid, o.payload.as_value(), self.dut.overflow)
+            self.cycle += 1
+            self.overflows += overflow
+            if pending is not None and (not valid or raw != pending):
+                self.violations.append(f"cycle {self.cycle}: o_stream "
+                                       f"{'valid dropped' if not valid else 'payload changed'}"
+                                       f" before the transfer (was {pending:#x}, now {raw:#x})")
+            pending = raw if valid and not ready else None
+            if valid and ready:
+                beat = data.Const(layout, raw)
+                beats.append({"data": [beat.data[j] for j in range(self.lanes)],
+                              "index": [beat.index[j] for j in range(self.lanes)],
+                              "count": beat.count, "last": beat.last})
+                if beat.last:
+                    packet, beats = beats, []
+                    self.on_packet(packet)
+
+
 @pytest.mark.parametrize("lanes,max_n,is_signed,seed", [(4, 32, True, 14), (1, 12, False, 15)])
 def test_engine_matches_golden_on_simulator(lanes, max_n, is_signed, seed):
-    """The whole engine on Amaranth's simulator: ragged beats, ties, k > n, empty packets."""
-    rng = random.Random(seed)
+    """The whole engine on Amaranth's simulator with the RTL bench's stimulus and check
+    (:func:`psa.verif.topk_cases.run_random_packets`): edge cases, ragged beats, ties,
+    k > n, empty and overflowing packets, input gaps and back-pressure."""
     width = 6
-    lo, hi = (-32, 31) if is_signed else (0, 63)
     dut = TopKEngine(lanes, width, max_n, is_signed)
-    packets = []
-    for i in range(24):
-        n = [0, max_n, 1][i] if i < 3 else rng.randint(0, max_n)
-        values = [rng.randint(lo, hi) if i % 3 else rng.randint(0, 2) for _ in range(n)]
-        packets.append((values, rng.randint(0, n + 2)))
-    got = []
-
-    async def source(ctx):
-        for values, k in packets:
-            beats, pos = [], 0
-            while pos < len(values):        # ragged: any count 1..P mid-packet
-                c = rng.randint(1, lanes)
-                beats.append(values[pos:pos + c])
-                pos += c
-            beats = beats or [[]]
-            for b, chunk in enumerate(beats):
-                ctx.set(dut.i_stream.valid, 1)
-                ctx.set(dut.i_stream.payload, {"data": chunk + [0] * (lanes - len(chunk)),
-                                               "count": len(chunk), "k": k,
-                                               "last": b == len(beats) - 1})
-                await ctx.tick().until(dut.i_stream.ready)
-            ctx.set(dut.i_stream.valid, 0)
-
-    async def sink(ctx):
-        items = []
-        while len(got) < len(packets):
-            ready = rng.random() > 0.3
-            ctx.set(dut.o_stream.ready, ready)
-            _, _, valid, beat = await ctx.tick().sample(dut.o_stream.valid,
-                                                       dut.o_stream.payload)
-            if valid and ready:
-                items += [(beat.index[j], beat.data[j]) for j in range(beat.count)]
-                if beat.last:
-                    got.append(items)
-                    items = []
-
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(source)
-    sim.add_testbench(sink)
-    sim.run_until(1e-8 * 20000)
-    assert len(got) == len(packets), f"seed {seed}: {len(got)} of {len(packets)} packets"
-    for i, ((values, k), items) in enumerate(zip(packets, got, strict=True)):
-        want = topk(np.asarray(values, dtype=np.int64), k)
-        assert items == list(zip(want.indices.tolist(), want.values.tolist(), strict=True)), \
-            f"seed {seed} packet {i}: n={len(values)} k={k}"
+    port = AmaranthTopKPort(sim, dut, lanes, width, max_n, is_signed, seed)
+
+    async def bench(ctx):
+        port.ctx = ctx
+        await ctx.tick()
+        check = await run_random_packets(port, seed, 24, overflow_rate=0.1)
+        assert check.queued == 35
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert not port.violations, f"seed {seed}: {port.violations[:3]}"
 
 
 @pytest.mark.parametrize("kwargs,match", [

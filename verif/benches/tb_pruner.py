@@ -10,8 +10,10 @@ Environment (set by tests/hw/test_pruner_rtl.py and bench/pruner_cycles.py):
 ``PSA_PRUNER_PARAMS`` (JSON of :class:`PrunerParams`, cross-checked against the port widths),
 ``PSA_SEED``, ``PSA_SEQUENCES`` (count), ``PSA_IDLE`` (input gap probability), ``PSA_STALL``
 (output back-pressure probability), ``PSA_TRACE_OUT`` (write the first sequence's captured
-trace there). The ``cycles`` test reads ``PSA_BENCH_POINTS`` (JSON list of ``[n, rows, k]``)
-and writes ``PSA_BENCH_OUT`` (JSON).
+trace there). Sources and sinks are reset-aware and the sinks check the valid/ready rules of
+the three outputs every cycle (:mod:`psa.verif.streams`). The cycle measurements and the
+trace capture are the separate modules :mod:`psa.verif.benches.tb_pruner_cycles` and
+:mod:`psa.verif.benches.tb_pruner_capture`.
 """
 
 from __future__ import annotations
@@ -29,10 +31,8 @@ from psa.golden.trace import AccessTrace
 from psa.hw.pruner import Op
 from psa.verif.pruner_cases import (
     PrunerParams,
-    SequenceSpec,
     kv_config,
     kv_layout,
-    layout_from_json,
     make_sequences,
     run_sequence,
 )
@@ -64,20 +64,21 @@ class PrunerTB:
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         dut.rst.value = 1
         rng = random.Random(seed)
-        self.cmd = StreamSource(dut, "cmd_", ("op", "arg"), rng=random.Random(rng.random()))
+        self.cmd = StreamSource(dut, "cmd_", ("op", "arg"), rng=random.Random(rng.random()),
+                                reset=dut.rst)
         self.cmd_accepted = 0    # cycle (rising edge count) of the last command transfer
         self.cmd.on_transfer = lambda beat: setattr(self, "cmd_accepted", self.cycle)
         self.prob = StreamSource(dut, "prob_", ("data", "last"), p.lanes, idle=idle,
-                                 rng=random.Random(rng.random()))
+                                 rng=random.Random(rng.random()), reset=dut.rst)
         self.prob.on_transfer = lambda beat: self.prob_cycles.append(self.cycle)
         self.mag = StreamSource(dut, "mag_", ("head", "value"), idle=idle,
-                                rng=random.Random(rng.random()))
+                                rng=random.Random(rng.random()), reset=dut.rst)
         self.collectors = {}
         for name, fields in OUTPUTS.items():
             collector = PacketCollector(lambda beats, name=name: self._on_packet(name, beats))
             self.collectors[name] = collector
             StreamSink(dut, f"{name}_", fields, stall=stall, rng=random.Random(rng.random()),
-                       callback=collector)
+                       callback=collector, reset=dut.rst)
         cocotb.start_soon(self._count())
 
     async def _count(self) -> None:
@@ -94,11 +95,9 @@ class PrunerTB:
             getattr(self.dut, f"cfg_{field}").value = value
 
     async def reset(self, cycles: int = 2) -> None:
+        """Hold ``rst`` for ``cycles`` cycles; the sources abandon what they hold and the
+        sinks drop partial lists by themselves (reset-aware, :mod:`psa.verif.streams`)."""
         self.dut.rst.value = 1
-        for source in (self.cmd, self.prob, self.mag):
-            source.clear()
-        for collector in self.collectors.values():
-            collector.clear()
         await ClockCycles(self.dut.clk, cycles)
         await FallingEdge(self.dut.clk)
         self.dut.rst.value = 0
@@ -164,21 +163,6 @@ async def golden_sequences(dut):
 
 
 @cocotb.test()
-async def capture_trace(dut):
-    """Run the sequence ``PSA_SEQUENCE`` (JSON) with the layout ``PSA_LAYOUT`` (JSON), checked
-    against golden, and write the captured fetch trace to ``PSA_TRACE_OUT``."""
-    if "PSA_SEQUENCE" not in os.environ:
-        return
-    spec = SequenceSpec.from_json(os.environ["PSA_SEQUENCE"])
-    layout = layout_from_json(os.environ["PSA_LAYOUT"])
-    tb = PrunerTB(dut, spec.seed, _env_float("PSA_IDLE", 0.0), _env_float("PSA_STALL", 0.0))
-    tb.set_layout(layout)
-    await tb.reset()
-    result = await run_sequence(tb, spec, tb.params, layout)
-    AccessTrace.concat(result.traces).write(os.environ["PSA_TRACE_OUT"])
-
-
-@cocotb.test()
 async def reset_mid_layer(dut):
     """A reset in the middle of a row leaves the state of ``start(0)``; a full sequence then
     runs bit-exact; bad inputs raise the sticky error flag, cleared by START."""
@@ -210,36 +194,3 @@ async def reset_mid_layer(dut):
     await tb.send_magnitude(0, 1)
     await RisingEdge(dut.clk)
     assert int(dut.error.value), "magnitude for a pruned head must raise error"
-
-
-@cocotb.test()
-async def cycles(dut):
-    """Cycle measurements: per point ``[n, rows, k]``, accumulate ``rows`` full rows over ``n``
-    alive tokens with no gaps and no back-pressure, then prune to ``k`` and fetch."""
-    points = json.loads(os.environ.get("PSA_BENCH_POINTS", "[]"))
-    if not points:
-        return
-    tb = PrunerTB(dut, 1)
-    p = tb.params
-    layout = kv_layout(p, 2)
-    tb.set_layout(layout)
-    await tb.reset()
-    rng = np.random.default_rng(1)
-    out = []
-    for n, rows, k in points:
-        await tb.command(Op.START.value, n)
-        tb.prob_cycles.clear()
-        probs = rng.integers(0, 1 << p.prob_bits, size=(rows, n))
-        await tb.send_rows(probs)
-        first, last = tb.prob_cycles[0], tb.prob_cycles[-1]
-        beats = rows * -(-n // p.lanes)
-        await tb.command(Op.PRUNE.value, k)
-        prune_cycles = tb.last_out["tok"] - tb.cmd_accepted
-        await tb.command(Op.FETCH.value, 0)
-        fetch_cycles = tb.last_out["fetch"] - tb.cmd_accepted
-        out.append({"n": n, "rows": rows, "k": k, "lanes": p.lanes, "beats": beats,
-                    "probs": rows * n, "acc_cycles": last - first + 1,
-                    "prune_cycles": prune_cycles, "fetch_requests": 2 * p.n_heads * min(k, n),
-                    "fetch_cycles": fetch_cycles})
-    with open(os.environ["PSA_BENCH_OUT"], "w") as f:
-        json.dump(out, f)
