@@ -27,9 +27,15 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import topk_in_signature, topk_out_signature, value_shape
 from .params import check_bool, check_int
-from .topk_blocks import LUTRAM_MAX_BITS, LUTRAM_MAX_ROWS, buffer_memory
-from .topk_emit import PACKET_SLOTS, TopKEmit
-from .topk_ingest import CAND_SLOTS, TopKIngest
+from .topk_blocks import (
+    CAND_SLOTS,
+    LUTRAM_MAX_BITS,
+    LUTRAM_MAX_ROWS,
+    PACKET_SLOTS,
+    buffer_memory,
+)
+from .topk_emit import TopKEmit
+from .topk_ingest import TopKIngest
 from .topk_select import TopKSelect
 
 __all__ = ["TopKEngine", "validate_topk_params", "LUTRAM_MAX_ROWS", "LUTRAM_MAX_BITS"]

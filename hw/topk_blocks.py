@@ -31,7 +31,12 @@ from .params import check_int
 
 __all__ = ["Compactor", "Packer", "SideLog", "SideWriter", "Partition", "TieFilter", "RankSelect",
            "lane_mask", "buffer_memory", "buffer_addr_width", "slot_address",
-           "LUTRAM_MAX_ROWS", "LUTRAM_MAX_BITS"]
+           "LUTRAM_MAX_ROWS", "LUTRAM_MAX_BITS", "PACKET_SLOTS", "CAND_SLOTS"]
+
+#: Packet buffers of the engine: one being ingested, one selected, one emitted.
+PACKET_SLOTS = 3
+#: Candidate buffer sets: one being filled by Ingest while Select works on the other.
+CAND_SLOTS = 2
 
 #: Buffer memories of at most this many rows (all slots) and bits carry
 #: ``ram_style = "distributed"`` (LUT RAM); others are left to the synthesiser (block RAM on

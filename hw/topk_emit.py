@@ -23,12 +23,17 @@ from .layouts import (
     topk_result_layout,
     value_shape,
 )
-from .topk_blocks import Packer, TieFilter, buffer_addr_width, lane_mask, slot_address
+from .topk_blocks import (
+    PACKET_SLOTS,
+    Packer,
+    TieFilter,
+    buffer_addr_width,
+    lane_mask,
+    slot_address,
+)
 
-__all__ = ["TopKEmit", "PACKET_SLOTS", "FIFO_DEPTH"]
+__all__ = ["TopKEmit", "FIFO_DEPTH"]
 
-#: Packet buffers the engine holds (one being ingested, one selected, one emitted).
-PACKET_SLOTS = 3
 #: Output FIFO entries.
 FIFO_DEPTH = 8
 
@@ -48,8 +53,8 @@ class TopKEmit(wiring.Component):
         (``ready`` for one cycle) when its last beat enters the output FIFO.
     packet_r : ``In(ReadPort.Signature(...))``
         Read port of the packet buffers (:func:`~psa.hw.topk_blocks.buffer_memory`,
-        :data:`PACKET_SLOTS` slots of ``ceil(N/P)`` rows): one row per cycle while the FIFO has
-        room.
+        :data:`~psa.hw.topk_blocks.PACKET_SLOTS` slots of ``ceil(N/P)`` rows): one row per
+        cycle while the FIFO has room.
     o_stream : ``Out(stream.Signature(topk_out_layout(P, W, N, signed)))``
         The engine's output stream (contract: :class:`psa.hw.topk.TopKEngine`).
     packet_done : ``Out(1)``

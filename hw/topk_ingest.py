@@ -17,6 +17,8 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import topk_in_signature, topk_select_job_layout, value_shape
 from .topk_blocks import (
+    CAND_SLOTS,
+    PACKET_SLOTS,
     Packer,
     Partition,
     RankSelect,
@@ -26,12 +28,8 @@ from .topk_blocks import (
     lane_mask,
     slot_address,
 )
-from .topk_emit import PACKET_SLOTS
 
-__all__ = ["TopKIngest", "CAND_SLOTS"]
-
-#: Candidate buffer sets: one being filled by Ingest while Select works on the other.
-CAND_SLOTS = 2
+__all__ = ["TopKIngest"]
 
 
 class TopKIngest(wiring.Component):
@@ -55,14 +53,15 @@ class TopKIngest(wiring.Component):
     overflow : ``Out(1)``
         One-cycle pulse when a packet holds more than ``N`` elements (the rest are dropped).
     packet_w : ``In(WritePort.Signature(...))``
-        Write port of the packet buffers (:data:`~psa.hw.topk_emit.PACKET_SLOTS` slots of
+        Write port of the packet buffers (:data:`~psa.hw.topk_blocks.PACKET_SLOTS` slots of
         ``ceil(N/P)`` dense rows), used in turn.
     cand_w : ``In(WritePort.Signature(...)).array(pivots + 1)``
-        Per bucket, write port of its candidate buffers (:data:`CAND_SLOTS` slots).
+        Per bucket, write port of its candidate buffers
+        (:data:`~psa.hw.topk_blocks.CAND_SLOTS` slots).
     jobs : ``Out(stream.Signature(topk_select_job_layout(...)))``
         One per packet, valid from the cycle after its buffers are complete; its payload, and
         the candidate slot it names, hold until it is taken (when Select is done with it). At
-        most :data:`CAND_SLOTS` are queued.
+        most :data:`~psa.hw.topk_blocks.CAND_SLOTS` are queued.
     packet_free : ``In(1)``
         One-cycle pulse: Emit is done with a packet buffer.
     """

@@ -20,6 +20,8 @@ from amaranth.utils import exact_log2
 
 from .layouts import EmitMode, topk_result_layout, topk_select_job_layout, value_shape
 from .topk_blocks import (
+    CAND_SLOTS,
+    PACKET_SLOTS,
     Partition,
     RankSelect,
     SideWriter,
@@ -28,8 +30,6 @@ from .topk_blocks import (
     lane_mask,
     slot_address,
 )
-from .topk_emit import PACKET_SLOTS
-from .topk_ingest import CAND_SLOTS
 
 __all__ = ["TopKSelect"]
 
@@ -54,7 +54,7 @@ class TopKSelect(wiring.Component):
     cand_r : ``In(ReadPort.Signature(...)).array(pivots + 1)``
         Per bucket, read port of its candidate buffers; the job's ``cand_slot`` is read.
     results : ``Out(stream.Signature(topk_result_layout(W, N, signed)))``
-        One per job, in order, queued in :data:`~psa.hw.topk_emit.PACKET_SLOTS` registers;
+        One per job, in order, queued in :data:`~psa.hw.topk_blocks.PACKET_SLOTS` registers;
         each holds until taken (Emit takes it when the packet is out).
 
     Select owns its scratch buffers: two sides (greater, smaller than the round's pivot), each
