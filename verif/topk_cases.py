@@ -146,7 +146,7 @@ class TopKCheck:
                  (self.make_values(n + 1, "uniform"), n // 2),
                  (self.make_values(n + self.port.lanes, "descending"), n)]
         for i, (values, k) in enumerate(cases):
-            self.send_packet(values, k, f"edge {i}")
+            self.send_packet(values, k, f"packet edge-{i}")
 
     # -- output
     def on_packet(self, beats: list[Beat]) -> None:
