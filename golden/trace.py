@@ -254,7 +254,7 @@ def parse_trace(text: str, source: str = "<trace>") -> AccessTrace:
             raise TraceFormatError(f"{source}:{lineno}: {what}, got {raw.strip()!r}")
 
         t = None
-        if toks[0][0].isdigit() or toks[0][0] == ".":
+        if toks[0][0].isdigit() or toks[0][0] in ".+-":
             try:
                 t = float(toks[0])
             except ValueError:
@@ -282,7 +282,7 @@ def parse_trace(text: str, source: str = "<trace>") -> AccessTrace:
         except ValueError:
             fail("expected an address (hex with 0x, or decimal)")
         if not 0 <= a < 2**64:
-            fail("address out of range 0..2^64-1")
+            fail("expected an address in 0..2^64-1")
         if op in ("R", "W"):
             try:
                 s = int(toks[2])
@@ -292,6 +292,8 @@ def parse_trace(text: str, source: str = "<trace>") -> AccessTrace:
                 fail("size must be in 1..2^32-1 bytes")
         else:
             s = LINE_BYTES
+        if a + s > 2**64:
+            fail(f"request of {s} bytes at 0x{a:x} runs past the last address 2^64-1")
         addr.append(a)
         size.append(s)
         wr.append(op in ("W", "ST"))
@@ -307,7 +309,14 @@ def read_trace(path: str | os.PathLike) -> AccessTrace:
     """Read a trace file (format in the module docstring)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as e:
         raise TraceFormatError(f"{path}: cannot read trace: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        lineno = data.count(b"\n", 0, e.start) + 1
+        raise TraceFormatError(
+            f"{path}:{lineno}: expected a text trace (UTF-8 lines '[time_ns] R|W ADDR BYTES'), "
+            f"got byte 0x{data[e.start]:02x} that is not UTF-8 text (binary file?)") from None
     return parse_trace(text, str(path))

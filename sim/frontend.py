@@ -19,7 +19,12 @@ import numpy as np
 from psa.golden.trace import AccessTrace, Plane, TraceFormatError, read_trace
 
 __all__ = ["Workload", "load_workload", "read_spatten_csv", "split_bursts", "SPATTEN_HEADER",
-           "TraceFormatError"]
+           "TraceFormatError", "MAX_BURSTS"]
+
+#: Most bursts one run may expand to (2^23: 512 MiB of 64-byte bursts, about 1 GB of model
+#: state). A trace line may ask for up to 2^32-1 bytes, so the limit is checked before any
+#: array of bursts is allocated.
+MAX_BURSTS = 1 << 23
 
 SPATTEN_HEADER = (
     "iteration_id", "layer_id", "head_id", "embedding_length_D", "sentence_length_L",
@@ -69,6 +74,8 @@ def read_spatten_csv(path: str | os.PathLike, *, full_bits: int = 32,
         raise ValueError(f"placement must be 'contiguous' or 'scattered', got {placement!r}")
     if not 1 <= full_bits <= 64:
         raise ValueError(f"full_bits must be in 1..64, got {full_bits}")
+    if max_rows is not None and max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1 (or None: every row), got {max_rows}")
     path = Path(path)
     try:
         text = path.read_text()
@@ -169,9 +176,19 @@ class Bursts:
 
 
 def split_bursts(trace: AccessTrace, burst_bytes: int, tCK_ps: int) -> Bursts:
-    """Split each request into the aligned bursts it touches; times become memory cycles."""
+    """Split each request into the aligned bursts it touches; times become memory cycles.
+
+    Raises ValueError when the trace would expand to more than :data:`MAX_BURSTS` bursts.
+    """
     counts = trace.bursts(burst_bytes)
     total = int(counts.sum())
+    if total > MAX_BURSTS:
+        big = int(np.argmax(counts))
+        raise ValueError(
+            f"the trace expands to {total:,} bursts of {burst_bytes} B; the DRAM model takes at "
+            f"most {MAX_BURSTS:,} bursts ({MAX_BURSTS * burst_bytes >> 20} MiB) per run; its "
+            f"largest request, number {big + 1}, reads {int(trace.size[big]):,} bytes at "
+            f"0x{int(trace.addr[big]):x}: split the trace into smaller runs")
     req = np.repeat(np.arange(len(trace), dtype=np.int64), counts)
     starts = np.cumsum(counts) - counts
     k = np.arange(total, dtype=np.int64) - np.repeat(starts, counts)

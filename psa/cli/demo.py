@@ -11,10 +11,30 @@ from rich.console import Console
 from rich.table import Table
 
 from psa.golden.cascade import CascadeConfig, dense_trace, run_cascade, spatten_token_schedule
-from psa.golden.trace import KVLayout
+from psa.golden.trace import KVLayout, Plane
 from psa.golden.workloads import SyntheticWorkload
 
-from .options import ScheduleType
+from .options import ScheduleType, check_writable_dir, check_writable_file
+
+
+def _check_schedule(schedule: dict, option: str, total: int, what: str) -> None:
+    """Refuse keep values outside what the workload has (no silent clamping)."""
+    for layer, keep in schedule.items():
+        if isinstance(keep, float):
+            if not 0.0 < keep <= 1.0:
+                raise ValueError(f"{option}: layer {layer} keeps {keep}; a fraction must be in "
+                                 f"(0, 1]")
+        elif not 1 <= keep <= total:
+            raise ValueError(f"{option}: layer {layer} keeps {keep} {what}; a count must be in "
+                             f"1..{total} (the workload has {total} {what})")
+
+
+def _lsb_byte_share(s) -> float:
+    """Share of a layer's K/V bytes read that come from the LSB planes."""
+    by_plane = s.trace.bytes_by("plane")
+    lsb = by_plane.get(int(Plane.K_LSB), 0) + by_plane.get(int(Plane.V_LSB), 0)
+    total = s.trace.payload_bytes
+    return lsb / total if total else 0.0
 
 
 def _mb(n: int) -> str:
@@ -53,11 +73,20 @@ def demo(layers, heads, tokens, d_head, seed, token_keep, head_keep, msb_bits, l
          threshold, v_keep, trace_dir, json_out):
     """Cascade token + head pruning and progressive quantization on a synthetic workload.
 
-    Prints per layer the alive tokens, kept heads and LSB refetch rate, then the K/V bytes
+    Prints per layer the alive tokens, kept heads, the share of query rows that refetched
+    LSBs and the share of the layer's bytes read that are LSBs, then the K/V bytes
     read against dense attention (fp32, and at the same bit widths).
     """
     console = Console()
     t0 = time.perf_counter()
+    if token_keep is not None:
+        _check_schedule(token_keep, "--token-keep", tokens, "tokens")
+    if head_keep is not None:
+        _check_schedule(head_keep, "--head-keep", heads, "heads")
+    if trace_dir is not None:
+        check_writable_dir(trace_dir, "--trace-dir")
+    if json_out is not None:
+        check_writable_file(json_out, "--json")
     token_keep = spatten_token_schedule(layers) if token_keep is None else token_keep
     if head_keep is None:
         points = sorted(token_keep)[-2:]
@@ -77,14 +106,17 @@ def demo(layers, heads, tokens, d_head, seed, token_keep, head_keep, msb_bits, l
 
     table = Table(title=f"Cascade pruning: {layers} layers x {heads} heads, {tokens} tokens, "
                         f"d_head {d_head}, K/V {msb_bits}+{lsb_bits} bits, seed {seed}")
-    for col in ("layer", "alive tokens", "heads kept", "LSB refetch rate", "K/V bytes read"):
+    for col in ("layer", "alive tokens", "heads kept", "LSB refetch (query rows)",
+                "LSB share of bytes read", "K/V bytes read"):
         table.add_column(col, justify="right")
     rows = []
     for s in run.layers:
         table.add_row(str(s.layer), str(len(s.alive)), str(len(s.heads)),
-                      f"{s.refetch_rate:.1%}", f"{s.trace.payload_bytes:,}")
+                      f"{s.refetch_rate:.1%}", f"{_lsb_byte_share(s):.1%}",
+                      f"{s.trace.payload_bytes:,}")
         rows.append({"layer": s.layer, "alive_tokens": len(s.alive), "heads": len(s.heads),
-                     "refetch_rate": s.refetch_rate, "kv_bytes": s.trace.payload_bytes,
+                     "refetch_rate": s.refetch_rate, "refetch_rows_share": s.refetch_rate,
+                     "lsb_bytes_share": _lsb_byte_share(s), "kv_bytes": s.trace.payload_bytes,
                      "k_msb_rows": s.k_msb_rows, "k_lsb_rows": s.k_lsb_rows,
                      "v_msb_rows": s.v_msb_rows, "v_lsb_rows": s.v_lsb_rows})
     console.print(table)
@@ -96,7 +128,6 @@ def demo(layers, heads, tokens, d_head, seed, token_keep, head_keep, msb_bits, l
     console.print(f"In 64-byte bursts: {_mb(pruned.burst_bytes())} vs "
                   f"{_mb(fp32.burst_bytes())} dense fp32")
     if trace_dir is not None:
-        trace_dir.mkdir(parents=True, exist_ok=True)
         for name, tr in (("pruned", pruned), ("dense", same_bits), ("dense_fp32", fp32)):
             tr.write(trace_dir / f"{name}.trace")
         console.print(f"Traces written to {trace_dir}/ (pruned, dense, dense_fp32 .trace); "

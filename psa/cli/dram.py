@@ -18,6 +18,8 @@ from rich.table import Table
 from psa.sim.addr_map import DEFAULT_MAPPING, MAPPINGS
 from psa.sim.scheduler import SCHEDULERS
 
+from .options import check_writable_file
+
 
 def _list_presets(console: Console) -> None:
     from psa.sim.spec import list_presets, load_preset
@@ -52,7 +54,8 @@ def _list_presets(console: Console) -> None:
               default="contiguous", show_default=True,
               help="SpAtten CSV: fetch the first N tokens or a random subset.")
 @click.option("--seed", default=0, show_default=True, help="Seed for --placement scattered.")
-@click.option("--max-rows", type=int, default=None, help="SpAtten CSV: read only N rows.")
+@click.option("--max-rows", type=click.IntRange(min=1), default=None,
+              help="SpAtten CSV: read only the first N rows (N >= 1).")
 @click.option("--scheduler", type=click.Choice(SCHEDULERS), default="frfcfs",
               show_default=True, help="frfcfs: row hits first; frfcfs-ramulator: Ramulator 2.1.")
 @click.option("--mapping", type=click.Choice(MAPPINGS, case_sensitive=False),
@@ -84,6 +87,10 @@ def dram(traces, preset, list_only, baseline_path, csv_format, full_bits, placem
         return
     if not traces:
         raise click.UsageError("give at least one TRACE (or --list-presets)")
+    if json_out:
+        check_writable_file(Path(json_out), "--json")
+    if plot_out:
+        check_writable_file(Path(plot_out), "--plot")
     from psa.sim import ControllerConfig, load_preset, load_workload, simulate
     from psa.sim.report import plot, stats_table, write_json
 
@@ -104,7 +111,10 @@ def dram(traces, preset, list_only, baseline_path, csv_format, full_bits, placem
             raise ValueError(f"{p}: the trace has no requests")
         with console.status(f"simulating {Path(p).name} on {spec.name}",
                             spinner="dots") if len(wl.trace) < 200_000 else _null():
-            results.append(simulate(wl, spec, replace(config), progress=True))
+            try:
+                results.append(simulate(wl, spec, replace(config), progress=True))
+            except ValueError as e:
+                raise ValueError(f"{p}: {e}") from e
     baseline = results[0] if len(results) > 1 else None
     runs = results[1:] if baseline is not None else results
     console.print(stats_table(runs, baseline))

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from psa.cli import cli
@@ -51,3 +52,43 @@ def test_every_subcommand_explains_itself():
         res = CliRunner().invoke(cli, [name, "--help"])
         assert res.exit_code == 0, (name, res.output)
         assert "Usage:" in res.output and "Error" not in res.output, (name, res.output)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--head-keep", "2:20"], "--head-keep: layer 2 keeps 20 heads; a count must be in 1..12"),
+    (["--token-keep", "2:2000", "--tokens", "128"],
+     "--token-keep: layer 2 keeps 2000 tokens; a count must be in 1..128"),
+    (["--token-keep", "2:0"], "--token-keep: layer 2 keeps 0 tokens; a count must be in 1..1024"),
+    (["--head-keep", "2:0.0"], "--head-keep: layer 2 keeps 0.0; a fraction must be in (0, 1]"),
+    (["--token-keep", "2:1.5"], "--token-keep: layer 2 keeps 1.5; a fraction must be in (0, 1]"),
+])
+def test_demo_refuses_keep_values_outside_the_workload(args, message):
+    res = CliRunner().invoke(cli, ["demo", *args])
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split()), res.output
+
+
+def test_demo_refuses_unwritable_outputs_before_running(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = CliRunner().invoke(cli, ["demo", "--trace-dir", str(blocker / "sub")])
+    assert res.exit_code == 2, res.output
+    assert "--trace-dir: cannot create folder" in res.output, res.output
+    res = CliRunner().invoke(cli, ["demo", "--json", str(tmp_path / "no" / "d.json")])
+    assert res.exit_code == 2 and "--json: folder" in res.output, res.output
+    assert "running the cascade" not in res.output and "Cascade pruning" not in res.output
+
+
+def test_demo_reports_refetch_by_rows_and_by_bytes(tmp_path):
+    out = tmp_path / "demo.json"
+    res = CliRunner(env={"COLUMNS": "160"}).invoke(cli, [
+        "demo", "--layers", "2", "--heads", "2", "--tokens", "64", "--d-head", "16",
+        "--threshold", "1.0", "--token-keep", "none", "--head-keep", "none", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "LSB refetch (query rows)" in res.output and "LSB share of bytes read" in res.output
+    rows = json.loads(out.read_text())["layers"]
+    # threshold 1.0: every row is flat, every row refetches K and V LSBs (8+4 bits):
+    # 4 of every 12 bits read are LSBs
+    for row in rows:
+        assert row["refetch_rows_share"] == 1.0
+        assert row["lsb_bytes_share"] == pytest.approx(4 / 12)

@@ -35,6 +35,12 @@ def test_ramulator_lines_and_times():
     ("R 0x40 0\n", "size must be in 1"),
     ("1 R 0x40 64\nR 0x80 64\n", "on every request or on none"),
     ("LD 0x40 64\n", "expected 'LD ADDR'"),
+    ("R 0x40 64\nR 0xffffffffffffffff 64\n", "t.trace:2: request of 64 bytes at "
+     "0xffffffffffffffff runs past the last address 2\\^64-1"),
+    ("LD 0xfffffffffffffff0\n", "t.trace:1: request of 64 bytes .* runs past"),
+    ("R 0x10000000000000000 64\n", "t.trace:1: expected an address in 0..2\\^64-1"),
+    ("-5 R 0x40 64\n", "t.trace:1: issue time must be >= 0 ns, got '-5 R 0x40 64'"),
+    ("1 R 0x0 64\n-0.5 R 0x40 64\n", "t.trace:2: issue time must be >= 0 ns"),
 ])
 def test_errors_name_file_and_line(tmp_path, text, msg):
     path = tmp_path / "t.trace"
@@ -46,3 +52,16 @@ def test_errors_name_file_and_line(tmp_path, text, msg):
 def test_missing_file(tmp_path):
     with pytest.raises(TraceFormatError, match="cannot read trace"):
         read_trace(tmp_path / "nope.trace")
+
+
+def test_last_address_is_accepted():
+    tr = parse_trace("R 0xffffffffffffffc0 64\nLD 0xffffffffffffffc0\n")
+    assert tr.addr.tolist() == [2**64 - 64] * 2
+    assert tr.bursts().tolist() == [1, 1]
+
+
+def test_binary_file_names_file_line_and_expected_format(tmp_path):
+    path = tmp_path / "t.trace"
+    path.write_bytes(b"R 0x0 64\nR 0x40 64\n\x7fELF\xd0\xff\x00\n")
+    with pytest.raises(TraceFormatError, match=r"t\.trace:3: expected a text trace .*0xd0"):
+        read_trace(path)

@@ -79,6 +79,11 @@ def test_list_presets():
     ("R 0x0 64\nR 0x40\n", [], "bad.trace:2: expected 'R ADDR BYTES'"),
     ("R 0x0 64\n", ["--preset", "ddr9"], "unknown preset 'ddr9'; known presets"),
     ("R 0x400000000000 64\n", [], "beyond the capacity"),
+    ("R 0x0 4294967295\n", [], "bad.trace: the trace expands to 67,108,864 bursts of 64 B; "
+     "the DRAM model takes at most 8,388,608 bursts"),
+    ("R 0x0 64\nR 0xffffffffffffffff 64\n", [], "bad.trace:2: request of 64 bytes at "
+     "0xffffffffffffffff runs past the last address"),
+    ("R 0x0 64\n-3 R 0x40 64\n", [], "bad.trace:2: issue time must be >= 0 ns"),
 ])
 def test_errors_are_clean(tmp_path, content, args, match):
     p = tmp_path / "bad.trace"
@@ -87,3 +92,31 @@ def test_errors_are_clean(tmp_path, content, args, match):
     assert r.exit_code == 2, r.output
     assert "Traceback" not in r.output
     assert match in r.output
+
+
+def test_binary_trace_names_file_and_line(tmp_path):
+    p = tmp_path / "bad.trace"
+    p.write_bytes(bytes(range(256)) * 4)
+    r = CliRunner().invoke(cli, ["dram", str(p)])
+    assert r.exit_code == 2, r.output
+    assert "bad.trace:" in r.output and "expected a text trace" in r.output
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_max_rows_below_one_is_refused(tmp_path, value):
+    p = tmp_path / "wl.csv"
+    p.write_text(",".join(SPATTEN_HEADER) + "\n0,0,0,64,10,10,-1,12,0.1,0,4,3,8,1,0,1,3\n")
+    r = CliRunner().invoke(cli, ["dram", str(p), "--max-rows", value])
+    assert r.exit_code == 2, r.output
+    assert "--max-rows" in r.output and "x>=1" in r.output
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_unwritable_outputs_are_refused_before_the_run(tmp_path, option):
+    # the trace does not exist: the output path must be refused before anything is read
+    r = CliRunner().invoke(cli, ["dram", str(tmp_path / "missing.trace"),
+                                 option, str(tmp_path / "no" / "such" / "out.x")])
+    assert r.exit_code == 2, r.output
+    assert f"Error: {option}: folder" in r.output and "does not exist" in r.output
+    assert not (tmp_path / "no").exists()

@@ -273,3 +273,22 @@ def test_spatten_csv_needs_header(tmp_path):
     p.write_text("a,b,c\n")
     with pytest.raises(TraceFormatError, match="wl.csv:1: expected the SpAtten header"):
         read_spatten_csv(p)
+
+
+def test_split_bursts_refuses_huge_expansion_before_allocating():
+    from psa.sim.frontend import MAX_BURSTS
+
+    # one line inside the format's size limit (2^32-1 bytes) is 2^26 bursts of 64 B
+    tr = AccessTrace(np.array([0, 0x1000], np.uint64), np.array([64, 2**32 - 1], np.uint32))
+    with pytest.raises(ValueError, match=r"expands to 67,108,865 bursts of 64 B; .* at most "
+                                         r"8,388,608 bursts .* request, number 2"):
+        split_bursts(tr, 64, 833)
+    at_limit = AccessTrace(np.array([0], np.uint64), np.array([MAX_BURSTS * 64], np.uint32))
+    assert len(split_bursts(at_limit, 64, 833).addr) == MAX_BURSTS
+
+
+@pytest.mark.parametrize("max_rows", [0, -1])
+def test_spatten_csv_refuses_nonpositive_max_rows(tmp_path, max_rows):
+    path = _csv(tmp_path, ["0,0,0,64,10,10,-1,12,0.1,0,4,3,8,1,0,1,3"])
+    with pytest.raises(ValueError, match=f"max_rows must be >= 1.*got {max_rows}"):
+        read_spatten_csv(path, max_rows=max_rows)
