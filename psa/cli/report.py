@@ -1,4 +1,5 @@
-"""``psa report``: the command line over :mod:`psa.reports.encoder` (policies on MiniLM)."""
+"""``psa report``: the command line over :mod:`psa.reports.encoder` (policies on MiniLM) and,
+with ``--model smollm2``, :mod:`psa.reports.decoder` (decode-mode policies on SmolLM2)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def _fmt(x: float) -> str:
 
 @click.command()
 @click.option("--model", "model_name", default="minilm", show_default=True,
-              help="Named model (minilm: sentence-transformers/all-MiniLM-L6-v2).")
+              help="Named model (minilm: sentence-transformers/all-MiniLM-L6-v2; smollm2: "
+                   "SmolLM2-135M decode-mode report, see --context/--decode).")
 @click.option("--model-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               default=None, help="A Hugging Face BERT folder instead of --model.")
 @click.option("--policies", default=DEFAULT_POLICIES, show_default=True,
@@ -64,8 +66,15 @@ def _fmt(x: float) -> str:
 @click.option("--traces/--no-traces", default=False, show_default=True,
               help="Also write each policy's simulated K/V trace (coalesced, the first "
                    "--dram-texts inputs) as OUT/traces/<policy>.trace, for psa dram.")
+@click.option("--context", "contexts", default=None,
+              help="smollm2 only: comma-separated context lengths [default: 512].")
+@click.option("--decode", "n_decode", type=int, default=None,
+              help="smollm2 only: teacher-forced decode steps per context [default: 32].")
+@click.option("--dram-every", type=int, default=None,
+              help="smollm2 only: simulate every N-th decode step's trace for cycles and "
+                   "energy, scaled (1 = all steps) [default: 8]. Bytes count every step.")
 def report(model_name, model_dir, policies, n_texts, min_tokens, max_tokens, seed, dram_texts,
-           dram_presets, out, traces):
+           dram_presets, out, traces, contexts, n_decode, dram_every):
     """Pruning policies on a real model: accuracy against DRAM bytes, cycles and energy.
 
     Runs every policy over the same corpus with the NumPy encoder, compares its sentence
@@ -75,6 +84,11 @@ def report(model_name, model_dir, policies, n_texts, min_tokens, max_tokens, see
     """
     from threadpoolctl import threadpool_limits
 
+    ctx = click.get_current_context()
+    if model_name == "smollm2":
+        _decoder_report(ctx, policies, seed, dram_presets, out, contexts, n_decode, dram_every)
+        return
+    _refuse_decoder_options(ctx, model_name)
     cfg = ReportConfig(
         model=model_dir if model_dir is not None else model_name, policies=policies,
         n_texts=n_texts, min_tokens=min_tokens, max_tokens=max_tokens, seed=seed,
@@ -112,3 +126,66 @@ def _check_writable(out: Path) -> None:
     from psa.cli.options import check_writable_dir
 
     check_writable_dir(out, "--out")
+
+
+_DECODER_ONLY = ("contexts", "n_decode", "dram_every")
+_ENCODER_ONLY = ("model_dir", "n_texts", "min_tokens", "max_tokens", "dram_texts", "traces")
+
+
+def _given(ctx: click.Context, names) -> list[str]:
+    from click.core import ParameterSource
+
+    by_name = {p.name: p for p in ctx.command.params}
+    return [by_name[n].opts[0] for n in names
+            if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE]
+
+
+def _refuse_decoder_options(ctx: click.Context, model_name: str) -> None:
+    bad = _given(ctx, _DECODER_ONLY)
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: only with --model smollm2 (got --model "
+                         f"{model_name})")
+
+
+def _decoder_report(ctx, policies, seed, dram_presets, out, contexts, n_decode, dram_every):
+    """``psa report --model smollm2``: :mod:`psa.reports.decoder`."""
+    from threadpoolctl import threadpool_limits
+
+    from psa.reports import decoder as dec
+
+    bad = _given(ctx, _ENCODER_ONLY)
+    if bad:
+        raise ValueError(f"{', '.join(bad)}: not used by --model smollm2 (options there: "
+                         "--context, --decode, --dram-every, --policies, --dram, --seed, --out)")
+    from click.core import ParameterSource
+
+    if ctx.get_parameter_source("policies") is not ParameterSource.COMMANDLINE:
+        policies = dec.DEFAULT_DECODER_POLICIES
+    try:
+        ctx_t = (tuple(int(x) for x in contexts.split(",") if x.strip())
+                 if contexts is not None else dec.DEFAULT_CONTEXTS)
+    except ValueError:
+        raise ValueError(f"--context: expected comma-separated integers such as 512,2048, "
+                         f"got {contexts!r}") from None
+    cfg = dec.DecoderReportConfig(
+        contexts=ctx_t, decode=dec.DEFAULT_DECODE if n_decode is None else n_decode,
+        policies=policies,
+        presets=tuple(p.strip() for p in dram_presets.split(",") if p.strip()),
+        dram_every=dec.DEFAULT_DRAM_EVERY if dram_every is None else dram_every, seed=seed,
+        command=_command_line(ctx))
+    cfg.check()  # the model's max_context is checked once it is loaded
+    _check_writable(out)
+    console = Console(stderr=True)
+    with threadpool_limits(1), progress_bar(console) as stage:
+        doc = dec.run_decoder_report(cfg, stage)
+    written = dec.write_decoder_report(doc, out)
+    table = Table(title=f"Decode policies vs dense on {doc['primary_preset']} "
+                        f"({doc['dram']['cycles_method']})")
+    for col in dec.HEADLINE_COLUMNS:
+        table.add_column(col, justify="left" if col == "policy" else "right",
+                         no_wrap=col == "policy", overflow="fold")
+    for row in dec.headline_rows(doc):
+        table.add_row(*row)
+    Console().print(table)
+    console.print(f"wrote {', '.join(str(p) for p in written)} in "
+                  f"{doc['timing']['total_s']:.0f} s")
