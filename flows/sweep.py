@@ -8,7 +8,9 @@ so an interrupted sweep resumes from the points already done; at the end ``sweep
 
 Per point (one flat row; ``status`` is ``ok``, ``invalid`` for a parameter combination the
 design rejects, or ``error`` if a stage failed; ``error`` holds the first line of each failing
-stage's message, ``error_detail`` the full tracebacks with the tools' log tails):
+stage's message, ``error_detail`` the full tracebacks with the tools' log tails, ``error_log``
+the last lines of a failing tool's log by stage; failed points are drawn as red crosses in the
+plots):
 
 - cycles (Verilator, the bench's ``cycles`` test, fixed seed): for top-k, uniform random
   packets of ``n = max_n`` and ``n = max_n / 4`` elements (``k = n / 4``), input at full rate,
@@ -64,7 +66,7 @@ class SweepOptions:
     synth: bool = True
     verify: bool = False
     place: bool = True
-    abc9: bool = True
+    abc9: bool = False
     widelut: bool = True
     placer: str = "heap"
     router: str = "router1"
@@ -233,13 +235,20 @@ def evaluate_point(design: str, params: Mapping[str, Any],
         return row
     errors: list[str] = []
     details: dict[str, str] = {}
+    logs: dict[str, str] = {}  # stage -> last lines of the failing tool's log
 
     def stage(name: str, fn: Callable[[], dict[str, Any]]) -> None:
         try:
             row.update(fn())
         except Exception as e:  # a stage failure is a result of the point, not of the sweep
             text = str(e).strip()
-            errors.append(f"{name}: {type(e).__name__}: {text.splitlines()[0] if text else ''}")
+            first = text.splitlines()[0] if text else ""
+            tail = getattr(e, "log_tail", None)
+            if tail is not None:
+                logs[name] = str(tail).rstrip()
+                first = first.removesuffix("; last lines of its log:")
+                first += "; log tail in error_log" if logs[name] else "; its log is empty"
+            errors.append(f"{name}: {type(e).__name__}: {first}")
             details[name] = "".join(traceback.format_exception(type(e), e, e.__traceback__))
 
     if options.cycles and design in CYCLE_BENCHES:
@@ -258,6 +267,8 @@ def evaluate_point(design: str, params: Mapping[str, Any],
             row["throughput_est_meps"] = lanes * row["fmax_placed_mhz"] / cpb
     if errors:
         row.update(status="error", error="; ".join(errors), error_detail=details)
+        if logs:
+            row["error_log"] = logs
     row["elapsed_s"] = round(time.perf_counter() - t0, 1)
     return row
 
@@ -529,16 +540,40 @@ def _label(row: Mapping[str, Any], varying: Sequence[str]) -> str:
 
 def plot(rows: Sequence[Mapping[str, Any]], params: Sequence[str], out: Path,
          title: str = "") -> dict[str, Path]:
-    """cycles_vs_luts.png, fmax_vs_lanes.png and pareto.png of the ``ok`` rows."""
+    """cycles_vs_luts.png, fmax_vs_lanes.png and pareto.png of the ``ok`` rows; ``error`` rows
+    are drawn as red crosses (at their x value when they have one) with a legend entry."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if r.get("status") == "ok"]
-    varying = [n for n in params if len({json.dumps(r.get(n)) for r in ok}) > 1] or \
+    failed = [r for r in rows if r.get("status") == "error"]
+    varying = [n for n in params if len({json.dumps(r.get(n)) for r in ok + failed}) > 1] or \
         [n for n in params if n == "lanes"]
     files = {}
+
+    def mark_failed(ax, x_key: str) -> None:
+        """Failed points as red crosses along the bottom edge at their x value (or listed in
+        a corner when they have none), with one legend entry."""
+        placed = [r for r in failed if r.get(x_key) is not None]
+        if placed:
+            ax.scatter([r[x_key] for r in placed], [0.03] * len(placed), marker="x",
+                       color="red", s=60, zorder=4, transform=ax.get_xaxis_transform(),
+                       clip_on=False, label=f"failed point ({len(failed)}; see sweep.json)")
+            for r in placed:
+                ax.annotate(_label(r, varying) or "failed", (r[x_key], 0.03), fontsize=7,
+                            color="red", xycoords=("data", "axes fraction"), xytext=(3, 3),
+                            textcoords="offset points")
+        unplaced = [r for r in failed if r.get(x_key) is None]
+        if unplaced:
+            names = ", ".join(_label(r, varying) or "point" for r in unplaced)
+            ax.scatter([], [], marker="x", color="red",
+                       label=None if placed else f"failed point ({len(failed)}; see sweep.json)")
+            ax.text(0.02, 0.02, f"x failed: {names}", color="red", fontsize=7,
+                    transform=ax.transAxes, ha="left", va="bottom")
+        if failed:
+            ax.legend(fontsize=7)
 
     def save(fig, name: str) -> None:
         fig.tight_layout()
@@ -562,6 +597,7 @@ def plot(rows: Sequence[Mapping[str, Any]], params: Sequence[str], out: Path,
         empty(ax, "no point with both cycles and LUT4")
     ax.set_xlabel("LUT4 (design, ECP5)")
     ax.set_ylabel("cycles per element (back-to-back packets of n = N)")
+    mark_failed(ax, "lut4")
     ax.set_title(f"{title}: cycles vs area")
     ax.grid(alpha=0.3)
     save(fig, "cycles_vs_luts.png")
@@ -589,6 +625,7 @@ def plot(rows: Sequence[Mapping[str, Any]], params: Sequence[str], out: Path,
         empty(ax, "no Fmax (not placed, or did not fit)")
     ax.set_xlabel("lanes P")
     ax.set_ylabel("Fmax (MHz; post-route unless hollow)")
+    mark_failed(ax, "lanes")
     ax.set_title(f"{title}: Fmax vs lanes")
     ax.grid(alpha=0.3)
     save(fig, "fmax_vs_lanes.png")
@@ -640,6 +677,7 @@ def plot(rows: Sequence[Mapping[str, Any]], params: Sequence[str], out: Path,
         empty(ax, "no point with area and cycles")
     ax.set_xlabel("area: LUT4 (design, ECP5)")
     ax.set_ylabel(ylabel, fontsize=8)
+    mark_failed(ax, "lut4")
     ax.set_title(f"{title}: throughput vs area")
     ax.grid(alpha=0.3)
     save(fig, "pareto.png")

@@ -419,7 +419,7 @@ def tool_versions() -> dict[str, str]:
 
 
 def cache_key(design: str, params: Mapping[str, Any], device: str, target_mhz: float, seed: int,
-              verilog: str, tools: Mapping[str, str] | None = None, *, abc9: bool = True,
+              verilog: str, tools: Mapping[str, str] | None = None, *, abc9: bool = False,
               place: bool = True, router: str = "router1", widelut: bool = True,
               placer: str = "heap") -> str:
     """SHA-256 over everything that determines a result (the Verilog text covers RTL edits)."""
@@ -536,7 +536,7 @@ def run_yosys(script: str, cwd: str | os.PathLike, *, timeout_s: float | None = 
               timeout_s)
 
 
-def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True,
+def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = False,
                   widelut: bool = True) -> str:
     # Generic figure: `synth -flatten` without `memory_map`, so a RAM stays one $mem_v2 cell
     # (its bits are counted from the elaborated design) instead of thousands of flip-flops.
@@ -574,7 +574,7 @@ def _yosys_script(dut_file: str, wrapper_file: str, dut: str, abc9: bool = True,
 
 
 def run_flow(verilog: str, toplevel: str, *, device: str = "ecp5-25k",
-             target_mhz: float = 200.0, seed: int = 1, abc9: bool = True, place: bool = True,
+             target_mhz: float = 200.0, seed: int = 1, abc9: bool = False, place: bool = True,
              router: str = "router1", widelut: bool = True, placer: str = "heap",
              work_dir: Path | None = None, timeout_s: float | None = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -704,7 +704,7 @@ def _place_and_route(dev: Device, target_mhz: float, seed: int, wd: Path,
 
 def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
                device: str = "ecp5-25k", target_mhz: float = 200.0, seed: int = 1,
-               abc9: bool = True, place: bool = True, router: str = "router1",
+               abc9: bool = False, place: bool = True, router: str = "router1",
                widelut: bool = True, placer: str = "heap", use_cache: bool = True,
                cache_root: Path | None = None,
                work_dir: Path | None = None, timeout_s: float | None = None,
@@ -724,10 +724,11 @@ def synthesize(design: str, params: Mapping[str, Any] | None = None, *,
     seed
         Placer seed; fixed so results are reproducible.
     abc9
-        Map logic to LUTs with ABC9 (what ``synth_ecp5`` does); ``False`` maps with classic
-        ``abc -lut 4:7`` instead: Yosys runs about 20x faster on large designs, at the price of
-        about 10% more LUT4 and a few % lower Fmax (top-k, lanes=2: 2909 vs 2605 LUT4,
-        44.4 vs 46.1 MHz).
+        ``False`` (default) maps logic to LUTs with classic ``abc -lut 4:7``; ``True`` uses
+        ABC9 as ``synth_ecp5`` does. ABC9 gives about 10% fewer LUT4 and a few % higher Fmax
+        (top-k, lanes=2: 2605 vs 2909 LUT4, 46.1 vs 44.4 MHz) but runs Yosys about 20x longer
+        and hits an internal Yosys assertion on small top-k engines (lanes 2 or 8, width 8,
+        max_n 64), so it is an option, not the default.
     widelut
         Let the LUT mapping build LUT5-7 from PFU multiplexers (``synth_ecp5``'s default);
         ``False`` maps to LUT4 only (``synth_ecp5 -nowidelut``): fewer LUT4 on

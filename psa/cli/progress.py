@@ -6,6 +6,7 @@ prints one line per stage and then one every ``every_s`` seconds (``done/total``
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["progress_bar", "Stage"]
+__all__ = ["progress_bar", "Stage", "heartbeat"]
 
 # stage(description, total) -> tick(); call tick() once per unit of work.
 Stage = Callable[[str, int], Callable[[], None]]
@@ -59,3 +60,42 @@ def progress_bar(console: Console | None = None, every_s: float = 10.0) -> Itera
         return tick
 
     yield stage
+
+
+@contextmanager
+def heartbeat(console: Console, name: str,
+              every_s: float = 30.0) -> Iterator[Callable[[str], None]]:
+    """Plain progress of one long step, for output that is not a terminal.
+
+    Prints ``[   0 s] NAME: started``, then one line per stage passed to the yielded
+    ``stage(description)`` function, and ``NAME: still running (STAGE), N s`` every ``every_s``
+    seconds in between; ``NAME: done, N s`` at the end (``failed`` on an exception).
+    """
+    t0 = time.monotonic()
+    state = {"stage": "starting"}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def say(text: str) -> None:
+        with lock:
+            console.print(f"[{time.monotonic() - t0:6.0f} s] {name}: {text}", highlight=False)
+
+    def stage(description: str) -> None:
+        state["stage"] = description
+        say(description)
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            say(f"still running ({state['stage']}), {time.monotonic() - t0:.0f} s")
+
+    say("started")
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    ok = False
+    try:
+        yield stage
+        ok = True
+    finally:
+        stop.set()
+        thread.join()
+        say(f"{'done' if ok else 'failed'}, {time.monotonic() - t0:.0f} s")

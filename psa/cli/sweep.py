@@ -22,6 +22,7 @@ from rich.table import Table
 
 from psa.cli import UserError
 from psa.cli.designs import DesignGroup
+from psa.cli.options import check_writable_dir
 from psa.flows.sweep import SweepOptions, parse_axis, run_sweep
 from psa.flows.synth import DEVICES, PLACERS, ROUTERS
 from psa.hw.designs import Design
@@ -90,7 +91,7 @@ def _design_command(design: Design) -> click.Command:
                      help="Synthesise for ECP5."),
         click.Option(["--place/--no-place"], default=True, show_default=True,
                      help="Place and route (Fmax); --no-place stops after Yosys."),
-        click.Option(["--abc9/--no-abc9"], default=True, show_default=True,
+        click.Option(["--abc9/--no-abc9"], default=False, show_default=True,
                      help="LUT mapping (see psa synth --help)."),
         click.Option(["--widelut/--no-widelut"], default=True, show_default=True,
                      help="LUT5-7 from PFU muxes, or LUT4 only (see psa synth --help)."),
@@ -119,6 +120,12 @@ def _design_command(design: Design) -> click.Command:
 
 def _run(design: Design, axes: dict[str, list[Any]], out: Path, options: SweepOptions,
          jobs: int, dask: str | None, restart: bool) -> None:
+    """Run the sweep and print it; exit status 2 (UserError) when any point failed, after
+    every other point has run and the outputs are written."""
+    try:
+        check_writable_dir(out, "--out")
+    except ValueError as e:
+        raise UserError(str(e)) from e
     console = Console(stderr=True, soft_wrap=True)
     names = [p.name for p in design.params]
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -150,10 +157,18 @@ def _run(design: Design, axes: dict[str, list[Any]], out: Path, options: SweepOp
             label = " ".join(f"{n}={r.get(n)}" for n in names if n in axes)
             out_console.print(f"{escape(label)} {r['status']}: {escape(r['error'])}",
                               highlight=False, soft_wrap=True)
+            for stage, tail in (r.get("error_log") or {}).items():
+                out_console.print(f"  {stage}: last lines of the tool's log:", highlight=False)
+                for line in tail.splitlines() or ["(the log is empty)"]:
+                    out_console.print(f"    {escape(line)}", highlight=False, soft_wrap=True)
     bad = sum(r["status"] != "ok" for r in result.rows)
+    failed = sum(r["status"] == "error" for r in result.rows)
     console.print(f"{len(result.rows)} point(s): {result.evaluated} run, {result.reused} reused, "
                   f"{bad} invalid or failed. Wrote " + ", ".join(result.outputs.values()),
                   highlight=False)
+    if failed:
+        raise UserError(f"{failed} of {len(result.rows)} point(s) failed (messages above; "
+                        f"details in {out}/sweep.json, red crosses in the plots)")
 
 
 def render(rows: list[dict[str, Any]], names: list[str]) -> Table:

@@ -19,6 +19,8 @@ from rich.table import Table
 
 from psa.cli import UserError
 from psa.cli.designs import DesignGroup, param_option
+from psa.cli.options import check_writable_file
+from psa.cli.progress import heartbeat
 from psa.flows.synth import (
     DEVICES,
     KEY_CELLS,
@@ -70,10 +72,10 @@ def _design_command(design: Design) -> click.Command:
                      show_default=True,
                      help="Clock target for timing-driven placement (nextpnr --freq)."),
         click.Option(["--seed"], type=int, default=1, show_default=True, help="Placer seed."),
-        click.Option(["--abc9/--no-abc9"], default=True, show_default=True,
-                     help="LUT mapping: ABC9 as synth_ecp5 does, or classic 'abc -lut 4:7' "
-                          "(about 20x faster Yosys on large designs, ~10% more LUT4, a few % "
-                          "lower Fmax)."),
+        click.Option(["--abc9/--no-abc9"], default=False, show_default=True,
+                     help="LUT mapping: classic 'abc -lut 4:7' (default), or ABC9 as "
+                          "synth_ecp5 does (~10% fewer LUT4, a few % higher Fmax, about 20x "
+                          "slower Yosys; hits a Yosys assertion on small top-k engines)."),
         click.Option(["--widelut/--no-widelut"], default=True, show_default=True,
                      help="Build LUT5-7 from PFU muxes (synth_ecp5's default), or map to "
                           "LUT4 only (synth_ecp5 -nowidelut; ~15% fewer LUT4 on the top-k "
@@ -111,24 +113,35 @@ def _run(design: Design, params: dict[str, Any], *, device: str, json_out: Path 
         get_design(design.name).validate(**params)  # bad parameters fail before any tool
     except (ValueError, TypeError) as e:
         raise UserError(str(e)) from e
-    t0 = time.perf_counter()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
-        task = bar.add_task(f"{design.name}: starting")
+    if json_out is not None:
         try:
-            result = synthesize(design.name, params, device=device, target_mhz=target_mhz,
-                                seed=seed, abc9=abc9, widelut=widelut, place=place,
-                                placer=placer, router=router, use_cache=use_cache,
-                                work_dir=work_dir, timeout_s=timeout_s,
-                                progress=lambda s: bar.update(task,
-                                                              description=f"{design.name}: {s}"))
-        except SynthError as e:
+            check_writable_file(json_out, "--json")
+        except ValueError as e:
             raise UserError(str(e)) from e
+    t0 = time.perf_counter()
+    try:
+        if err.is_terminal:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                          console=err, transient=True) as bar:
+                task = bar.add_task(f"{design.name}: starting")
+                result = synthesize(
+                    design.name, params, device=device, target_mhz=target_mhz, seed=seed,
+                    abc9=abc9, widelut=widelut, place=place, placer=placer, router=router,
+                    use_cache=use_cache, work_dir=work_dir, timeout_s=timeout_s,
+                    progress=lambda s: bar.update(task, description=f"{design.name}: {s}"))
+        else:
+            with heartbeat(err, design.name) as stage:
+                result = synthesize(
+                    design.name, params, device=device, target_mhz=target_mhz, seed=seed,
+                    abc9=abc9, widelut=widelut, place=place, placer=placer, router=router,
+                    use_cache=use_cache, work_dir=work_dir, timeout_s=timeout_s,
+                    progress=stage)
+    except SynthError as e:
+        raise UserError(str(e)) from e
     out.print(render(result))
     for line in notes(result, time.perf_counter() - t0):
         out.print(line, highlight=False)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
         out.print(f"wrote {json_out}", highlight=False)
 
