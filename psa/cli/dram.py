@@ -27,7 +27,7 @@ def _list_presets(console: Console) -> None:
     table = Table(title="DRAM presets (or pass --preset path/to/your.toml)",
                   title_justify="left")
     for col in ("name", "standard", "organisation", "peak", "description"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "name")  # names identify rows: never cut
     for name, desc in list_presets().items():
         s = load_preset(name)
         o = s.org

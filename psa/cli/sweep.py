@@ -181,8 +181,8 @@ def render(rows: list[dict[str, Any]], names: list[str]) -> Table:
             ("BRAM", "bram", "{}"), ("DSP", "dsp", "{}"), ("Fmax MHz", "fmax_mhz", "{:.1f}"),
             ("placed est.", "fmax_placed_mhz", "{:.1f}"), ("Melem/s", "throughput_meps", "{:.0f}")]
     cols = [c for c in cols if any(r.get(c[1]) is not None for r in rows)]
-    for n in names:
-        table.add_column(n, justify="right")
+    for n in names:  # the parameters identify rows: never cut them
+        table.add_column(n, justify="right", no_wrap=True)
     for head, _, _ in cols:
         table.add_column(head, justify="right")
     table.add_column("status")

@@ -28,7 +28,8 @@ SEED = 2024
 
 
 def run(args: list[str]):
-    result = CliRunner().invoke(cli, ["report", *args])
+    # 80 columns, as in a CI log: the table must still tell its rows apart
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(cli, ["report", *args])
     return result
 
 
@@ -62,6 +63,22 @@ def test_report_files_and_schema(small_report):
     assert "--n-texts 5" in doc["command"]
     assert doc["corpus"]["n_texts"] == 5 and doc["dram"]["texts"] == 1
     assert "spatten=d" in output
+
+
+def test_report_table_keeps_policy_names_whole_at_80_columns(small_report):
+    _, doc, output = small_report
+    lines = output.splitlines()
+    assert max(len(line) for line in lines if "│" in line) <= 80
+    for p in doc["policies"]:
+        assert any(line.startswith(f"│ {p['name']} ") for line in lines), (p["name"], output)
+
+
+def test_report_refuses_an_unusable_out_before_the_run(tmp_path):
+    (tmp_path / "f").write_text("x")
+    result = run(["--out", str(tmp_path / "f" / "sub")])
+    assert result.exit_code == 2, result.output
+    assert "Error: --out: cannot create folder" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_report_figures(small_report):
