@@ -19,6 +19,7 @@ from psa.sim.addr_map import DEFAULT_MAPPING, MAPPINGS
 from psa.sim.scheduler import SCHEDULERS
 
 from .options import check_writable_file
+from .progress import heartbeat
 
 
 def _list_presets(console: Console) -> None:
@@ -81,7 +82,7 @@ def dram(traces, preset, list_only, baseline_path, csv_format, full_bits, placem
     Several TRACES are compared against the first (e.g. dense.trace pruned.trace);
     --compare BASELINE compares every TRACE against BASELINE.
     """
-    console = Console()
+    console, err = Console(), Console(stderr=True)
     if list_only:
         _list_presets(console)
         return
@@ -109,8 +110,13 @@ def dram(traces, preset, list_only, baseline_path, csv_format, full_bits, placem
                            placement=placement, seed=seed, max_rows=max_rows)
         if len(wl.trace) == 0:
             raise ValueError(f"{p}: the trace has no requests")
-        with console.status(f"simulating {Path(p).name} on {spec.name}",
-                            spinner="dots") if len(wl.trace) < 200_000 else _null():
+        what = f"simulating {Path(p).name} on {spec.name}"
+        if not err.is_terminal:  # CI logs, pipes: a start line and a heartbeat
+            running = heartbeat(err, what)
+        else:
+            running = console.status(what, spinner="dots") if len(wl.trace) < 200_000 \
+                else _null()
+        with running:
             try:
                 results.append(simulate(wl, spec, replace(config), progress=True))
             except ValueError as e:

@@ -14,6 +14,8 @@ from rich.markup import escape
 
 from psa.cli import UserError
 from psa.cli.designs import DesignGroup, param_option
+from psa.cli.options import check_writable_file
+from psa.cli.progress import heartbeat
 from psa.hw.designs import Design
 from psa.verif import verify as verif_lib
 from psa.verif.designs import BENCH_DESIGNS
@@ -44,13 +46,19 @@ def _design_command(design: Design) -> click.Command:
             design.validate(**params)
         except (ValueError, TypeError) as e:
             raise UserError(str(e)) from e
+        if json_out is not None:
+            try:
+                check_writable_file(json_out, "--json")  # before minutes of build and run
+            except ValueError as e:
+                raise UserError(str(e)) from e
         console = Console(stderr=True)
-        with console.status(f"{design.name}: building and simulating on Verilator..."):
+        what = f"{design.name}: building and simulating on Verilator"
+        with (console.status(what + "...") if console.is_terminal
+              else heartbeat(console, what)):
             result = verif_lib.verify(design.name, params, count=packets, seed=seed,
                                       build_root=build_root, idle=idle, stall=stall)
         print_result(result, Console(soft_wrap=True))
         if json_out is not None:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
         if not result.passed:
             raise SystemExit(1)

@@ -72,3 +72,32 @@ def test_verilog_output_folder_must_exist(tmp_path):
     assert res.exit_code == 2, res.output
     assert "Error:" in res.output and "does not exist" in res.output
     assert not (tmp_path / "nope").exists()
+
+
+def test_verify_prints_progress_and_checks_json_first(tmp_path, monkeypatch):
+    import psa.cli.verify as verify_cli
+
+    monkeypatch.setattr(verify_cli.verif_lib, "verify",
+                        lambda *a, **k: pytest.fail("ran before --json was checked"))
+    res = CliRunner().invoke(cli, ["verify", "topk", "--json", str(tmp_path / "no" / "v.json")])
+    assert res.exit_code == 2 and "Error: --json: folder" in res.output, res.output
+
+    def slow(*a, **k):
+        time.sleep(0.2)
+        raise _Stop
+
+    monkeypatch.setattr(verify_cli.verif_lib, "verify", slow)
+    monkeypatch.setattr(verify_cli, "heartbeat", functools.partial(heartbeat, every_s=0.05))
+    res = CliRunner().invoke(cli, ["verify", "topk"])
+    assert isinstance(res.exception, _Stop)
+    assert "topk: building and simulating on Verilator: started" in res.output, res.output
+    assert "still running" in res.output and "failed" in res.output
+
+
+def test_dram_prints_a_start_line_when_not_on_a_terminal(tmp_path):
+    trace = tmp_path / "t.trace"
+    trace.write_text("R 0x0 64\nR 0x40 64\n")
+    res = CliRunner().invoke(cli, ["dram", str(trace)])
+    assert res.exit_code == 0, res.output
+    assert "simulating t.trace on ddr4-2400: started" in res.output
+    assert "simulating t.trace on ddr4-2400: done" in res.output
