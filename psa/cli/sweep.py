@@ -23,6 +23,7 @@ from rich.table import Table
 from psa.cli import UserError
 from psa.cli.designs import DesignGroup
 from psa.cli.options import check_writable_dir
+from psa.cli.progress import heartbeat
 from psa.flows.sweep import SweepOptions, parse_axis, run_sweep
 from psa.flows.synth import DEVICES, PLACERS, ROUTERS
 from psa.hw.designs import Design
@@ -147,7 +148,8 @@ def _run(design: Design, axes: dict[str, list[Any]], out: Path, options: SweepOp
         progress.console.print(f"  {escape(label)} {status}{detail}", highlight=False)
         progress.advance(task)
 
-    with progress:
+    # Redirected output: no bar, but a line per point and a heartbeat between them.
+    with progress if console.is_terminal else heartbeat(console, f"sweep {design.name}"):
         result = run_sweep(design.name, axes, out, options, jobs=jobs, dask_address=dask,
                            restart=restart, on_start=on_start, on_point=on_point)
     out_console = Console() if Console().is_terminal else Console(width=160)

@@ -97,6 +97,7 @@ def test_cli_shows_the_log_finishes_the_others_and_exits_2(tmp_path, monkeypatch
     assert "synth: last lines of the tool's log:" in text
     assert "ERROR: Assert `n->type == AigNode::AND' failed" in text and "End of log" in text
     assert "Error: 1 of 3 point(s) failed" in text
+    assert "sweep adder: started" in text and "sweep adder: done" in text  # not a terminal
     rows = json.loads((out / "sweep.json").read_text())["points"]
     assert [(row["width"], row["status"]) for row in rows] == [
         (8, "error"), (4, "ok"), (12, "ok")]
