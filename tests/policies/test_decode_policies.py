@@ -266,8 +266,8 @@ def test_make_and_parse():
 @pytest.mark.slow
 def test_smollm2_spatten_default_saves_bytes_at_small_loss():
     """SmolLM2-135M, 256-token prompt of held-out prose + 32 teacher-forced steps: the default
-    spatten keeps perplexity within 5 % of dense while reading over 3x fewer K/V bytes than
-    dense fp16 (measured: +1.7 %, 4.1x; defaults tuned at 512 + 64 on other text)."""
+    spatten keeps perplexity within 3 % of dense while reading over 2.5x fewer K/V bytes than
+    dense fp16 (defaults chosen at 512 + 64 on other windows of the corpus)."""
     from psa.models.llama import load_smollm2, smollm2_available
     from psa.models.prose import token_stream
 
@@ -290,5 +290,5 @@ def test_smollm2_spatten_default_saves_bytes_at_small_loss():
         reads = sum(int(t.size[~t.is_write].sum()) for t in pol.traces)
         result[name] = (float(np.exp(np.mean(nll))), reads)
     (ppl_d, bytes_d), (ppl_s, bytes_s) = result["dense"], result["spatten"]
-    assert ppl_s <= 1.05 * ppl_d, result
-    assert bytes_d >= 3 * bytes_s, result
+    assert ppl_s <= 1.03 * ppl_d, result
+    assert bytes_d >= 2.5 * bytes_s, result
