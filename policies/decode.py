@@ -482,15 +482,15 @@ class SpAttenDecode(DecodePolicy):
     step the K/V heads with the lowest accumulated output magnitude ``floor(sum |o|)`` of their
     query heads are dropped (their output is 0, nothing read) for the rest of the sequence.
 
-    Defaults (keep 0.85, recent 0.75, v_keep 0.5, K/V 6 + 4 bits, threshold 0.1) chosen on
-    SmolLM2-135M, 512-token prompts of Python reference prose, 64 teacher-forced steps: +1.5 %
-    perplexity, 2.8x fewer K/V read bytes than dense fp16 (keep 0.4: +4.9 %, 3.9x; figures in
-    ``/work/notes/policies_api.md``).
+    Defaults (keep 0.7, recent 0.75, v_keep 0.5, K/V 6 + 4 bits, threshold 0.1) chosen on
+    SmolLM2-135M, 512-token prompts of Python reference prose, 64 teacher-forced steps: +1.4 %
+    perplexity, 3.1x fewer K/V read bytes than dense fp16 (keep 0.55: +1.8 %, 3.4x; keep 0.4:
+    +4.9 %, 3.9x; figures in ``/work/notes/policies_api.md``).
     """
 
     name = "spatten"
 
-    def __init__(self, config, capacity, keep: float = 0.85, start_layer: int = 1,
+    def __init__(self, config, capacity, keep: float = 0.7, start_layer: int = 1,
                  recent: float = 0.75, v_keep: float = 0.5, refetch_threshold: float = 0.1,
                  k_msb_bits: int = 6, k_lsb_bits: int = 4, v_msb_bits: int = 6,
                  v_lsb_bits: int = 4, head_keep: float = 1.0, head_start: int | None = None,
@@ -603,7 +603,7 @@ class SpAttenDecode(DecodePolicy):
 #: Policy name -> (knob, default values of a sweep).
 DECODE_POLICY_NAMES: dict[str, tuple[str, tuple]] = {
     "dense": ("bits", ("16", "32")),
-    "spatten": ("keep", ("0.85", "0.4")),
+    "spatten": ("keep", ("0.7", "0.55", "0.4")),
     "h2o": ("budget", ("0.2",)),
     "quest": ("budget", ("0.2",)),
     "nsa": ("selected", ("4",)),
