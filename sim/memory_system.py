@@ -112,6 +112,49 @@ def compile_rules(spec: DramSpec):
     return ptr, np.ascontiguousarray(arr[:, 1:]), n_faw
 
 
+
+def request_rows(bursts, spec: DramSpec, config: ControllerConfig) -> np.ndarray:
+    """The controller's request table (``N_Q`` columns) for ``bursts`` (from
+    :func:`split_bursts`): channel, flat rank / bank-group / bank, row, write flag; no times."""
+    o = spec.org
+    m = map_addresses(bursts.addr, spec, config.mapping)
+    req = np.zeros((len(bursts.addr), N_Q), np.int64)
+    req[:, Q_CH] = m.channel
+    req[:, Q_FR] = m.channel * o.ranks + m.rank
+    req[:, Q_FG] = req[:, Q_FR] * o.bankgroups + m.bankgroup
+    req[:, Q_FB] = req[:, Q_FR] * o.banks + m.bankgroup * o.banks_per_group + m.bank
+    req[:, Q_ROW] = m.row
+    req[:, Q_WR] = bursts.is_write
+    req[:, Q_KIND] = -1
+    req[:, Q_CVER] = -1
+    return req
+
+
+def controller_config(spec: DramSpec, config: ControllerConfig, layout, ptr: np.ndarray,
+                      n_faw: int, *, log_cap: int = 0, timed: bool = False) -> np.ndarray:
+    """The controller loop's configuration vector (``controller.K_*`` entries)."""
+    o, t = spec.org, spec.timing
+    cfg = np.zeros(ctl.N_K, np.int64)
+    cfg[ctl.K_NCH], cfg[ctl.K_NRK] = o.channels, o.ranks
+    cfg[ctl.K_NBG], cfg[ctl.K_NBA] = o.bankgroups, o.banks
+    cfg[ctl.K_RQCAP], cfg[ctl.K_WQCAP] = config.read_queue, config.write_queue
+    cfg[ctl.K_WHI] = int(config.write_high * config.write_queue)
+    cfg[ctl.K_WLO] = int(config.write_low * config.write_queue)
+    cfg[ctl.K_MAXOUT] = config.max_outstanding
+    cfg[ctl.K_SCHED] = SCHEDULERS.index(config.scheduler)
+    cfg[ctl.K_CLOSED] = config.page_policy == "closed"
+    cfg[ctl.K_DUAL] = spec.dual_command_bus
+    cfg[ctl.K_NBL], cfg[ctl.K_NCL], cfg[ctl.K_NCWL] = t.nBL, t.nCL, t.nCWL
+    cfg[ctl.K_NREFI], cfg[ctl.K_NFAW] = t.nREFI, n_faw
+    cfg[ctl.K_LOGCAP] = log_cap
+    cfg[ctl.K_OFF_RK], cfg[ctl.K_OFF_BG], cfg[ctl.K_OFF_BK] = (layout.off_rank, layout.off_bg,
+                                                               layout.off_bank)
+    cfg[ctl.K_TIMED] = timed
+    cfg[ctl.K_WATCHDOG] = 16 * t.nREFI + 100 * (t.nRFC + t.nRC) + 100_000
+    cfg[ctl.K_PTR:ctl.K_PTR + len(ptr)] = ptr
+    return cfg
+
+
 def simulate(trace: AccessTrace | Workload, spec: DramSpec | str = "ddr4-2400",
              config: ControllerConfig | None = None, *, progress: bool = False,
              log_commands: bool = False, **overrides) -> Stats:
@@ -132,40 +175,14 @@ def simulate(trace: AccessTrace | Workload, spec: DramSpec | str = "ddr4-2400",
     layout = Layout.of(spec)
     bursts = split_bursts(trace, o.burst_bytes, t.tCK_ps)
     n = len(bursts.addr)
-    m = map_addresses(bursts.addr, spec, config.mapping)
-    req = np.zeros((n, N_Q), np.int64)
-    req[:, Q_CH] = m.channel
-    req[:, Q_FR] = m.channel * o.ranks + m.rank
-    req[:, Q_FG] = req[:, Q_FR] * o.bankgroups + m.bankgroup
-    req[:, Q_FB] = req[:, Q_FR] * o.banks + m.bankgroup * o.banks_per_group + m.bank
-    req[:, Q_ROW] = m.row
-    req[:, Q_WR] = bursts.is_write
+    req = request_rows(bursts, spec, config)
     timed = bursts.time_cycles is not None
     if timed:
         req[:, Q_TIME] = bursts.time_cycles
-    req[:, Q_KIND] = -1
-    req[:, Q_CVER] = -1
 
     ptr, rules, n_faw = compile_rules(spec)
     log_cap = (3 * n + 64 + 4 * layout.n_ranks) if log_commands else 0
-    cfg = np.zeros(ctl.N_K, np.int64)
-    cfg[ctl.K_NCH], cfg[ctl.K_NRK] = o.channels, o.ranks
-    cfg[ctl.K_NBG], cfg[ctl.K_NBA] = o.bankgroups, o.banks
-    cfg[ctl.K_RQCAP], cfg[ctl.K_WQCAP] = config.read_queue, config.write_queue
-    cfg[ctl.K_WHI] = int(config.write_high * config.write_queue)
-    cfg[ctl.K_WLO] = int(config.write_low * config.write_queue)
-    cfg[ctl.K_MAXOUT] = config.max_outstanding
-    cfg[ctl.K_SCHED] = SCHEDULERS.index(config.scheduler)
-    cfg[ctl.K_CLOSED] = config.page_policy == "closed"
-    cfg[ctl.K_DUAL] = spec.dual_command_bus
-    cfg[ctl.K_NBL], cfg[ctl.K_NCL], cfg[ctl.K_NCWL] = t.nBL, t.nCL, t.nCWL
-    cfg[ctl.K_NREFI], cfg[ctl.K_NFAW] = t.nREFI, n_faw
-    cfg[ctl.K_LOGCAP] = log_cap
-    cfg[ctl.K_OFF_RK], cfg[ctl.K_OFF_BG], cfg[ctl.K_OFF_BK] = (layout.off_rank, layout.off_bg,
-                                                               layout.off_bank)
-    cfg[ctl.K_TIMED] = timed
-    cfg[ctl.K_WATCHDOG] = 16 * t.nREFI + 100 * (t.nRFC + t.nRC) + 100_000
-    cfg[ctl.K_PTR:ctl.K_PTR + len(ptr)] = ptr
+    cfg = controller_config(spec, config, layout, ptr, n_faw, log_cap=log_cap, timed=timed)
 
     st = ControllerState.new(layout, config.read_queue, config.write_queue,
                              config.max_outstanding + 1, t.nREFI, config.refresh)

@@ -29,26 +29,18 @@ import numpy as np
 from psa.golden.trace import AccessTrace
 
 from . import controller as ctl
-from .addr_map import map_addresses
 from .energy import energy_breakdown_nJ
 from .frontend import split_bursts
-from .memory_system import ControllerConfig, compile_rules
-from .scheduler import SCHEDULERS
+from .memory_system import ControllerConfig, compile_rules, controller_config, request_rows
 from .spec import CMDS, DramSpec, load_preset
 from .state import (
     C_ACTL,
     C_RQ,
     C_WQ,
     N_Q,
-    Q_CH,
-    Q_CVER,
     Q_DONE,
     Q_ENQ,
-    Q_FB,
-    Q_FG,
-    Q_FR,
     Q_KIND,
-    Q_ROW,
     Q_WR,
     QS_ACTIVE,
     QS_READ,
@@ -132,24 +124,7 @@ class StreamSimulator:
         self._layout = layout = Layout.of(spec)
         self._margin = o.channels * (config.read_queue + config.write_queue) + 1
         ptr, self._rules, n_faw = compile_rules(spec)
-        cfg = np.zeros(ctl.N_K, np.int64)
-        cfg[ctl.K_NCH], cfg[ctl.K_NRK] = o.channels, o.ranks
-        cfg[ctl.K_NBG], cfg[ctl.K_NBA] = o.bankgroups, o.banks
-        cfg[ctl.K_RQCAP], cfg[ctl.K_WQCAP] = config.read_queue, config.write_queue
-        cfg[ctl.K_WHI] = int(config.write_high * config.write_queue)
-        cfg[ctl.K_WLO] = int(config.write_low * config.write_queue)
-        cfg[ctl.K_MAXOUT] = config.max_outstanding
-        cfg[ctl.K_SCHED] = SCHEDULERS.index(config.scheduler)
-        cfg[ctl.K_CLOSED] = config.page_policy == "closed"
-        cfg[ctl.K_DUAL] = spec.dual_command_bus
-        cfg[ctl.K_NBL], cfg[ctl.K_NCL], cfg[ctl.K_NCWL] = t.nBL, t.nCL, t.nCWL
-        cfg[ctl.K_NREFI], cfg[ctl.K_NFAW] = t.nREFI, n_faw
-        cfg[ctl.K_LOGCAP] = 0
-        cfg[ctl.K_OFF_RK], cfg[ctl.K_OFF_BG], cfg[ctl.K_OFF_BK] = (
-            layout.off_rank, layout.off_bg, layout.off_bank)
-        cfg[ctl.K_TIMED] = 0
-        cfg[ctl.K_WATCHDOG] = 16 * t.nREFI + 100 * (t.nRFC + t.nRC) + 100_000
-        cfg[ctl.K_PTR:ctl.K_PTR + len(ptr)] = ptr
+        cfg = controller_config(spec, config, layout, ptr, n_faw)
         self._cfg = cfg
         self._st = ControllerState.new(layout, config.read_queue, config.write_queue,
                                        config.max_outstanding + 1, t.nREFI, config.refresh)
@@ -166,19 +141,8 @@ class StreamSimulator:
         self._finished: StreamStats | None = None
 
     def _rows(self, trace: AccessTrace) -> np.ndarray:
-        o = self.spec.org
-        b = split_bursts(trace, o.burst_bytes, self.spec.timing.tCK_ps)
-        m = map_addresses(b.addr, self.spec, self.config.mapping)
-        req = np.zeros((len(b.addr), N_Q), np.int64)
-        req[:, Q_CH] = m.channel
-        req[:, Q_FR] = m.channel * o.ranks + m.rank
-        req[:, Q_FG] = req[:, Q_FR] * o.bankgroups + m.bankgroup
-        req[:, Q_FB] = req[:, Q_FR] * o.banks + m.bankgroup * o.banks_per_group + m.bank
-        req[:, Q_ROW] = m.row
-        req[:, Q_WR] = b.is_write
-        req[:, Q_KIND] = -1
-        req[:, Q_CVER] = -1
-        return req
+        b = split_bursts(trace, self.spec.org.burst_bytes, self.spec.timing.tCK_ps)
+        return request_rows(b, self.spec, self.config)
 
     def feed(self, trace: AccessTrace) -> None:
         """Append ``trace``'s requests (after everything fed before)."""
