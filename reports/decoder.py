@@ -43,7 +43,7 @@ __all__ = ["DecoderReportConfig", "run_decoder_report", "write_decoder_report",
 SCHEMA_VERSION = 1
 DEFAULT_CONTEXTS = (512,)
 DEFAULT_DECODE = 32
-DEFAULT_DECODER_POLICIES = "dense,h2o=0.2,quest=0.2,topp=0.9"
+DEFAULT_DECODER_POLICIES = "dense,spatten,h2o=0.2,quest=0.2,topp=0.9,oracle=0.1"
 DEFAULT_PRESETS = "hbm2,ddr4-2400"
 DEFAULT_DRAM_EVERY = 8
 

@@ -6,6 +6,7 @@ prints one line per stage and then one every ``every_s`` seconds (``done/total``
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-__all__ = ["progress_bar", "Stage", "heartbeat"]
+__all__ = ["progress_bar", "table_console", "Stage", "heartbeat"]
 
 # stage(description, total) -> tick(); call tick() once per unit of work.
 Stage = Callable[[str, int], Callable[[], None]]
@@ -99,3 +100,13 @@ def heartbeat(console: Console, name: str,
         stop.set()
         thread.join()
         say(f"{'done' if ok else 'failed'}, {time.monotonic() - t0:.0f} s")
+
+
+def table_console(width: int = 160) -> Console:
+    """Standard output for tables: the terminal's width on a terminal or when ``COLUMNS`` is
+    set; otherwise (pipes, CI logs, where rich would assume 80 columns and wrap figures
+    mid-number) ``width`` columns."""
+    console = Console()
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(width=width)

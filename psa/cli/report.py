@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from psa.cli.progress import progress_bar
+from psa.cli.progress import progress_bar, table_console
 from psa.reports.encoder import (
     DEFAULT_POLICIES,
     DEFAULT_PRESETS,
@@ -116,7 +116,7 @@ def report(model_name, model_dir, policies, n_texts, min_tokens, max_tokens, see
                       f"{_fmt(p['cycles_reduction'])}x", f"{_fmt(p['energy_reduction'])}x",
                       f"{p['cosine_mean']:.3f}", f"{p['cosine_p5']:.3f}",
                       f"{p['top1_agreement']:.2f}", f"{p['top5_agreement']:.2f}")
-    Console().print(table)
+    table_console().print(table)
     console.print(f"wrote {', '.join(str(p) for p in written[:2 + len(doc['plots'])])} "
                   f"in {doc['timing']['total_s']:.0f} s")
 
@@ -186,6 +186,6 @@ def _decoder_report(ctx, policies, seed, dram_presets, out, contexts, n_decode, 
                          no_wrap=col == "policy", overflow="fold")
     for row in dec.headline_rows(doc):
         table.add_row(*row)
-    Console().print(table)
+    table_console().print(table)
     console.print(f"wrote {', '.join(str(p) for p in written)} in "
                   f"{doc['timing']['total_s']:.0f} s")

@@ -23,7 +23,7 @@ from rich.table import Table
 from psa.cli import UserError
 from psa.cli.designs import DesignGroup
 from psa.cli.options import check_writable_dir
-from psa.cli.progress import heartbeat
+from psa.cli.progress import heartbeat, table_console
 from psa.flows.sweep import SweepOptions, parse_axis, run_sweep
 from psa.flows.synth import DEVICES, PLACERS, ROUTERS
 from psa.hw.designs import Design
@@ -152,7 +152,7 @@ def _run(design: Design, axes: dict[str, list[Any]], out: Path, options: SweepOp
     with progress if console.is_terminal else heartbeat(console, f"sweep {design.name}"):
         result = run_sweep(design.name, axes, out, options, jobs=jobs, dask_address=dask,
                            restart=restart, on_start=on_start, on_point=on_point)
-    out_console = Console() if Console().is_terminal else Console(width=160)
+    out_console = table_console()
     out_console.print(render(result.rows, [n for n in names if n in axes] or names))
     for r in result.rows:
         if r.get("error"):
