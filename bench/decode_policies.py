@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from psa.models.llama import load_smollm2
-from psa.models.prose import token_stream
+from psa.models.prose import token_nll, token_stream
 from psa.policies.decode import make_decode_policy
 
 
@@ -36,10 +36,7 @@ def run_policy(model, stream: np.ndarray, spec: str, windows: int, L: int, T: in
         cache = model.new_cache(1, L + T)
         logits = model.prefill(ids[None, :L], cache, attention=[pol])
         for i in range(T):
-            lp = logits[0].astype(np.float64)
-            lp -= lp.max()
-            lp -= np.log(np.exp(lp).sum())
-            nll.append(-lp[ids[L + i]])
+            nll.append(float(token_nll(logits, ids[L + i:L + i + 1])[0]))
             if i < T - 1:
                 logits = model.step(ids[L + i:L + i + 1], cache, attention=[pol])
         for tr in pol.traces:

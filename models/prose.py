@@ -121,6 +121,15 @@ def token_stream(tokenizer: Tokenizer, n_tokens: int, seed: int = 0) -> np.ndarr
                      f"got {n_tokens}")
 
 
+def token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``-log softmax(logits)[target]`` per row (float64, nats): ``logits`` ``[n, vocab]``,
+    ``targets`` ``[n]`` token ids."""
+    x = np.asarray(logits, dtype=np.float64)
+    m = x.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(x - m).sum(axis=1))
+    return lse - x[np.arange(len(x)), np.asarray(targets)]
+
+
 def perplexity(model: LlamaDecoder, ids: np.ndarray, window: int = 512) -> tuple[float, int]:
     """Perplexity of ``ids`` under ``model`` and the number of tokens predicted.
 
@@ -137,10 +146,7 @@ def perplexity(model: LlamaDecoder, ids: np.ndarray, window: int = 512) -> tuple
         w = ids[s:s + window]
         if len(w) < 2:
             break
-        logits = model.forward(w[None])[0, :-1].astype(np.float64)
-        m = logits.max(axis=1, keepdims=True)
-        lse = (m[:, 0] + np.log(np.exp(logits - m).sum(axis=1)))
-        nll += float((lse - logits[np.arange(len(w) - 1), w[1:]]).sum())
+        nll += float(token_nll(model.forward(w[None])[0, :-1], w[1:]).sum())
         count += len(w) - 1
     if count == 0:
         raise ValueError("perplexity: need at least 2 tokens")

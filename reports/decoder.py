@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from psa.reports.experiment import coalesce
+from psa.reports.experiment import Stage, check_presets, coalesce, ratio
 
 __all__ = ["DecoderReportConfig", "run_decoder_report", "write_decoder_report",
            "DEFAULT_CONTEXTS", "DEFAULT_DECODE", "DEFAULT_DECODER_POLICIES", "DEFAULT_PRESETS",
@@ -47,7 +46,6 @@ DEFAULT_DECODER_POLICIES = "dense,spatten,h2o=0.2,quest=0.2,topp=0.9,oracle=0.1"
 DEFAULT_PRESETS = "hbm2,ddr4-2400"
 DEFAULT_DRAM_EVERY = 8
 
-Stage = Callable[[str, int], Callable[[], None]]
 
 
 @dataclass(frozen=True)
@@ -70,8 +68,6 @@ class DecoderReportConfig:
     def check(self, max_context: int | None = None) -> None:
         """Raise ValueError naming the option for a bad setting (before any work)."""
         from psa.policies.decode import parse_decode_policies
-        from psa.sim import list_presets
-
         if not self.contexts:
             raise ValueError("--context: give at least one context length")
         for c in self.contexts:
@@ -84,23 +80,9 @@ class DecoderReportConfig:
             raise ValueError(f"--decode must be >= 1, got {self.decode}")
         if self.dram_every < 1:
             raise ValueError(f"--dram-every must be >= 1, got {self.dram_every}")
-        if not self.presets:
-            raise ValueError("--dram: give at least one preset")
-        known = list_presets()
-        for p in self.presets:
-            if p not in known and not Path(p).is_file():
-                raise ValueError(f"--dram: unknown preset {p!r}; one of {', '.join(known)}")
+        check_presets(self.presets)
         parse_decode_policies(self.policies)
 
-
-def _ratio(a: float, b: float) -> float:
-    return float(a) / float(b) if b else float("inf")
-
-
-def _nll(logits: np.ndarray, target: int) -> float:
-    x = logits.astype(np.float64)
-    m = x.max()
-    return float(np.log(np.exp(x - m).sum()) + m - x[target])
 
 
 def sampled_steps(n_steps: int, every: int) -> list[int]:
@@ -114,6 +96,7 @@ def sampled_steps(n_steps: int, every: int) -> list[int]:
 
 def _run_context(model, ids: np.ndarray, context: int, n_decode: int, specs, presets,
                  dram_every: int, tick) -> list[dict]:
+    from psa.models.prose import token_nll
     from psa.policies.decode import make_decode_policy
     from psa.sim import load_preset
     from psa.sim.stream import StreamSimulator
@@ -129,9 +112,7 @@ def _run_context(model, ids: np.ndarray, context: int, n_decode: int, specs, pre
     top1 = np.zeros((b, n_decode), np.int64)
     for t in range(n_decode):
         logits = model.step(np.full(b, ids[context - 1 + t]), cache, attention=pols)
-        target = int(ids[context + t])
-        for i in range(b):
-            nll[i, t] = _nll(logits[i], target)
+        nll[:, t] = token_nll(logits, np.full(b, ids[context + t]))
         top1[:, t] = logits.argmax(axis=1)
         tick()
     steps = sampled_steps(n_decode, dram_every)
@@ -179,7 +160,7 @@ def _run_context(model, ids: np.ndarray, context: int, n_decode: int, specs, pre
         for pr, d in p["dram"].items():
             for base_name, base in (("fp16", dense), ("fp32", fp32)):
                 bd = base["dram"][pr]
-                d[f"vs_{base_name}"] = {k: _ratio(bd[k], d[k])
+                d[f"vs_{base_name}"] = {k: ratio(bd[k], d[k])
                                         for k in ("dram_bytes", "cycles", "energy_nJ")}
     return out
 

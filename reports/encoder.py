@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +22,13 @@ from psa.models.minilm import load_model
 from psa.policies.encoder import DEFAULT_POLICIES, FP32_BITS, make_policy, parse_policies
 from psa.reports.experiment import (
     PolicyResult,
+    Stage,
     accuracy,
+    check_presets,
     coalesce,
     concat_traces,
     dense_traces,
+    ratio,
     run_policy,
 )
 
@@ -37,9 +39,6 @@ SCHEMA_VERSION = 1
 DEFAULT_PRESETS = "hbm2,ddr4-2400"
 
 
-def _ratio(a: float, b: float) -> float:
-    return float(a) / float(b) if b else float("inf")
-
 
 def _stats_dict(s) -> dict:
     return {"payload_bytes": int(s.payload_bytes), "dram_bytes": int(s.dram_bytes),
@@ -48,8 +47,8 @@ def _stats_dict(s) -> dict:
 
 
 def _reduction(base: dict, other: dict) -> dict:
-    return {"cycles": _ratio(base["cycles"], other["cycles"]),
-            "energy": _ratio(base["energy_nJ"], other["energy_nJ"])}
+    return {"cycles": ratio(base["cycles"], other["cycles"]),
+            "energy": ratio(base["energy_nJ"], other["energy_nJ"])}
 
 
 def simulate_dram(results: list[PolicyResult], presets: list[str], n_texts: int,
@@ -100,9 +99,9 @@ def simulate_dram(results: list[PolicyResult], presets: list[str], n_texts: int,
     for per in out.values():
         for p, d in per.items():
             ref = out[dense.name][p]
-            d["vs_fp32"] = {"dram_bytes": _ratio(ref["dram_bytes"], d["dram_bytes"]),
+            d["vs_fp32"] = {"dram_bytes": ratio(ref["dram_bytes"], d["dram_bytes"]),
                             **_reduction(ref["sim"], d["sim"])}
-            d["vs_same_bits"] = {"dram_bytes": _ratio(d["same_bits_dense_bytes"],
+            d["vs_same_bits"] = {"dram_bytes": ratio(d["same_bits_dense_bytes"],
                                                       d["dram_bytes"]),
                                  **_reduction(d["same_bits_dense_sim"], d["sim"])}
     return out
@@ -128,7 +127,7 @@ def build_report(results: list[PolicyResult], dram: dict[str, dict], presets: li
             "cycles_reduction": d[primary]["vs_fp32"]["cycles"],
             "energy_reduction": d[primary]["vs_fp32"]["energy"],
             **acc,
-            "trace_bytes_reduction": _ratio(dense.payload_bytes, r.payload_bytes),
+            "trace_bytes_reduction": ratio(dense.payload_bytes, r.payload_bytes),
             "alive_fraction_per_layer": (r.alive / n).mean(axis=0).tolist(),
             "heads_per_layer": r.heads.mean(axis=0).tolist(),
             "kv_bytes_per_layer": r.layer_bytes.mean(axis=0).tolist(),
@@ -305,24 +304,16 @@ class ReportConfig:
 
     def check(self) -> None:
         """Raise ValueError naming the option for a bad setting (before any work)."""
-        from psa.sim import list_presets
-
         if self.min_tokens > self.max_tokens:
             raise ValueError(f"--min-tokens ({self.min_tokens}) must be <= --max-tokens "
                              f"({self.max_tokens})")
-        if not self.presets:
-            raise ValueError("--dram: give at least one preset")
-        known = list_presets()
-        for p in self.presets:
-            if p not in known and not Path(p).is_file():
-                raise ValueError(f"--dram: unknown preset {p!r}; one of {', '.join(known)}")
+        check_presets(self.presets)
         parse_policies(self.policies)
 
 
-Tick = Callable[[str, int], Callable[[], None]]
 
 
-def run_report(cfg: ReportConfig, stage: Tick | None = None
+def run_report(cfg: ReportConfig, stage: Stage | None = None
                ) -> tuple[dict, list[PolicyResult]]:
     """Run the report; returns the report document and each policy's results (traces).
 

@@ -34,7 +34,31 @@ from psa.models.minilm import BertEncoder, Policy, fetch_trace
 from psa.policies.encoder import policy_bits, policy_layout
 
 __all__ = ["PolicyResult", "run_policy", "accuracy", "retrieval_agreement", "cosines",
-           "coalesce", "dense_traces", "concat_traces"]
+           "coalesce", "dense_traces", "concat_traces", "ratio", "check_presets", "Stage"]
+
+# stage(description, total) -> tick(): called at the start of each stage of a report; the
+# returned function is called once per unit of work (for progress bars).
+Stage = Callable[[str, int], Callable[[], None]]
+
+
+def ratio(a: float, b: float) -> float:
+    """``a / b`` as a reduction factor; ``inf`` when ``b`` is 0."""
+    return float(a) / float(b) if b else float("inf")
+
+
+def check_presets(presets: Sequence[str], option: str = "--dram") -> None:
+    """Raise ValueError naming ``option`` unless every entry is a built-in DRAM preset or a
+    preset TOML file, and there is at least one."""
+    from pathlib import Path
+
+    from psa.sim import list_presets
+
+    if not presets:
+        raise ValueError(f"{option}: give at least one preset")
+    known = list_presets()
+    for p in presets:
+        if p not in known and not Path(p).is_file():
+            raise ValueError(f"{option}: unknown preset {p!r}; one of {', '.join(known)}")
 
 
 @dataclass
