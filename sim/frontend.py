@@ -34,6 +34,43 @@ SPATTEN_HEADER = (
 )
 
 
+# integer columns (0-based) and the range each must lie in; lengths bounded so that every
+# address and request size fits the trace format before anything is allocated
+_CSV_INT = {0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 16}
+_CSV_BOOL = {9, 13, 14, 15}
+_CSV_RANGES = ((1, 0, 32767), (2, 0, 65535), (3, 1, 1 << 20), (4, 1, 1 << 24))
+
+
+def _csv_field(text: str, j: int, path: Path, lineno: int) -> int | float:
+    """One SpAtten CSV field as written by SpAtten's scripts: ``True``/``False`` booleans,
+    integers possibly written as integral floats (``64.0``); anything else is an error naming
+    ``file:line`` and the column."""
+    name = SPATTEN_HEADER[j]
+    where = f"{path}:{lineno}"
+    if j in _CSV_BOOL and text.lower() in ("true", "false"):
+        return int(text.lower() == "true")
+    try:
+        v = float(text)
+    except ValueError:
+        raise TraceFormatError(f"{where}: expected numeric fields, got {text!r} in column "
+                               f"{j + 1} ({name})") from None
+    if not math.isfinite(v):
+        raise TraceFormatError(f"{where}: column {j + 1} ({name}) must be a finite number, "
+                               f"got {text!r}")
+    if j in _CSV_INT or j in _CSV_BOOL:
+        if v != int(v):
+            raise TraceFormatError(f"{where}: column {j + 1} ({name}) must be an integer, got "
+                                   f"{text!r}")
+        if abs(v) > 2**53:
+            raise TraceFormatError(f"{where}: column {j + 1} ({name}) must be an integer of "
+                                   f"magnitude at most 2^53, got {text!r}")
+        v = int(v)
+        if j in _CSV_BOOL and v not in (0, 1):
+            raise TraceFormatError(f"{where}: column {j + 1} ({name}) must be True/False or "
+                                   f"0/1, got {text!r}")
+    return v
+
+
 @dataclass
 class Workload:
     """A trace plus the payload it carries (may be fractional bytes for odd bit widths)."""
@@ -99,15 +136,12 @@ def read_spatten_csv(path: str | os.PathLike, *, full_bits: int = 32,
         if len(rec) != len(SPATTEN_HEADER):
             raise TraceFormatError(f"{path}:{lineno}: expected {len(SPATTEN_HEADER)} "
                                    f"comma-separated fields, got {len(rec)}")
-        try:
-            vals = [int(float(v)) for v in rec]
-        except ValueError:
-            raise TraceFormatError(f"{path}:{lineno}: expected numeric fields, got "
-                                   f"{','.join(rec)!r}") from None
+        vals = [_csv_field(v, j, path, lineno) for j, v in enumerate(rec)]
         it, layer, head, d, length, kn, kb, _, _, _, _, vn, vb = vals[:13]
-        if min(layer, head) < 0 or d < 1 or length < 1:
-            raise TraceFormatError(f"{path}:{lineno}: expected layer_id, head_id >= 0 and "
-                                   "embedding_length_D, sentence_length_L >= 1")
+        for j, lo, hi in _CSV_RANGES:
+            if not lo <= vals[j] <= hi:
+                raise TraceFormatError(f"{path}:{lineno}: column {j + 1} ({SPATTEN_HEADER[j]}) "
+                                       f"must be in {lo}..{hi}, got {rec[j]!r}")
         for name, n in (("key_fetch_num", kn), ("value_fetch_num", vn)):
             if not 0 <= n <= length:
                 raise TraceFormatError(f"{path}:{lineno}: {name} must be in "
@@ -124,6 +158,12 @@ def read_spatten_csv(path: str | os.PathLike, *, full_bits: int = 32,
         raise TraceFormatError(f"{path}:1: expected the SpAtten header, got an empty file")
     if not rows:
         return Workload(AccessTrace.empty(), 0.0, str(path))
+    fetches = sum(row[4] + row[6] for row in rows)
+    if fetches > MAX_BURSTS:
+        raise TraceFormatError(
+            f"{path}: the workload fetches {fetches:,} K/V rows; one run takes at most "
+            f"{MAX_BURSTS:,} requests (psa.sim.frontend.MAX_BURSTS): use --max-rows or split "
+            "the file")
     r = np.array(rows, dtype=np.int64)
     layer, head, d, length, kn, kb, vn, vb = r.T
     n_heads = int(head.max()) + 1
@@ -132,6 +172,10 @@ def read_spatten_csv(path: str | os.PathLike, *, full_bits: int = 32,
         math.ceil(int(d.max()) * full_bits / 8)
     k_bytes = (int(layer.max()) + 1) * n_heads * n_tokens * pitch
     v_base = -(-k_bytes // 4096) * 4096
+    if 2 * v_base >= 1 << 62:
+        raise TraceFormatError(
+            f"{path}: K and V need {2 * v_base:,} bytes of address space ({int(layer.max()) + 1} "
+            f"layers x {n_heads} heads x {n_tokens} tokens x {pitch} B rows), more than 2^62")
     rng = np.random.default_rng(seed)
 
     def fetch(counts, bits, base, plane):
