@@ -6,9 +6,11 @@ Everything here works on integers (``UQ0.f`` probabilities from
 :class:`DecodePruningState`
     :class:`~psa.golden.pruning.PruningState` with the decode commands:
 
-    ``append()``
-        the next token (id ``n``, ``n + 1``, ...) joins the alive list at the end with score 0;
-        :class:`ValueError` when ``max_tokens`` tokens have been started or appended.
+    ``append(score=0)``
+        the next token (id ``n``, ``n + 1``, ...) joins the alive list at the end with score
+        ``score`` (default 0, clamped to ``2^score_bits - 1``: the pruning unit's ``APPEND``
+        argument); :class:`ValueError` when ``max_tokens`` tokens have been started or
+        appended.
     ``add_probs_for(tokens, rows)``
         rows over a superset of the alive tokens (ascending token ids, e.g. a shallower layer's
         alive list): each alive token gets its column; columns of tokens not alive are dropped.
@@ -40,6 +42,11 @@ Everything here works on integers (``UQ0.f`` probabilities from
     rounds ``p`` to the same ``UQ0.f`` grid (``floor(p 2^f + 1/2)``, so ``p = 1`` is ``2^f``:
     "keep tokens until the row's whole mass", i.e. all tokens with a non-zero probability and,
     if the quantized sum falls short, all tokens).
+:func:`select_fetch_trace`
+    the requests of the pruning unit's ``SELECT`` command for one query row of one K/V head:
+    the ``K_LSB`` rows of every alive token when the row is flat (largest probability
+    ``< lsb_threshold``), then the ``V_MSB`` rows of the selected tokens, then (flat rows only)
+    their ``V_LSB`` rows; planes of 0 bits are skipped.
 """
 
 from __future__ import annotations
@@ -49,8 +56,10 @@ import numpy as np
 from .fixed_point import check_bits, quantize_unsigned_fraction, saturating_add
 from .pruning import PruningState
 from .topk import topk
+from .trace import AccessTrace, KVLayout, Plane
 
-__all__ = ["DecodePruningState", "gqa_importance", "select_kv", "select_topp", "p_to_fixed"]
+__all__ = ["DecodePruningState", "gqa_importance", "select_kv", "select_topp", "p_to_fixed",
+           "select_fetch_trace"]
 
 
 class DecodePruningState(PruningState):
@@ -61,13 +70,17 @@ class DecodePruningState(PruningState):
         super().start(n)
         self.next_token = int(n)
 
-    def append(self) -> int:
-        """Add the next token at the end of the alive list with score 0; returns its id."""
+    def append(self, score: int = 0) -> int:
+        """Add the next token at the end of the alive list with ``score`` (clamped to
+        ``2^score_bits - 1``); returns its id."""
+        if isinstance(score, bool) or not isinstance(score, (int, np.integer)) or score < 0:
+            raise ValueError(f"append: score must be an integer >= 0, got {score!r}")
         if self.next_token >= self.max_tokens:
             raise ValueError(f"append: state is full ({self.max_tokens} tokens, max_tokens)")
         t = self.next_token
         self.alive = np.append(self.alive, np.int64(t))
-        self.scores = np.append(self.scores, np.uint64(0))
+        self.scores = np.append(self.scores,
+                                np.uint64(min(int(score), (1 << self.score_bits) - 1)))
         self.next_token += 1
         return t
 
@@ -180,3 +193,28 @@ def select_topp(probs_fixed: np.ndarray, p_fixed: int) -> np.ndarray:
     reach = np.flatnonzero(csum >= np.uint64(p_fixed))
     count = len(vals) if len(reach) == 0 else int(reach[0]) + 1
     return np.sort(order[:count]).astype(np.int64)
+
+
+def select_fetch_trace(layout: KVLayout, layer: int, head: int, alive: np.ndarray,
+                       probs_row: np.ndarray, target: int, topp: bool = False,
+                       lsb_threshold: int = 0) -> AccessTrace:
+    """Requests of one ``SELECT`` (module docstring) for the query row ``probs_row`` (integer
+    ``UQ0.f`` probabilities over ``alive``, ascending token ids): selection
+    :func:`select_kv` with ``kv = target`` or :func:`select_topp` with ``p_fixed = target``;
+    ``flat = max(probs_row) < lsb_threshold`` (``lsb_threshold = 0``: never flat)."""
+    alive = np.asarray(alive, dtype=np.int64)
+    row = np.asarray(probs_row)
+    if row.shape != alive.shape:
+        raise ValueError(f"select_fetch_trace: probs_row must have shape {alive.shape}, got "
+                         f"{row.shape}")
+    if len(alive) == 0:
+        return AccessTrace.empty()
+    sel = select_topp(row, int(target)) if topp else select_kv(row, int(target))
+    flat = int(row.max()) < int(lsb_threshold)
+    parts = []
+    for plane, tokens, on in ((Plane.K_LSB, alive, flat), (Plane.V_MSB, alive[sel], True),
+                              (Plane.V_LSB, alive[sel], flat)):
+        if on and layout.bits(plane) and len(tokens):
+            parts.append(AccessTrace(layout.address(plane, layer, head, tokens),
+                                     layout.row_bytes(plane), layer=layer, plane=plane))
+    return AccessTrace.concat(parts)

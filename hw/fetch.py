@@ -4,13 +4,14 @@ The address of a row follows :class:`psa.golden.trace.KVLayout`::
 
     addr = base[plane] + ((layer * head_pitch + head) * token_pitch + token) * row_bytes[plane]
 
-with the layout given at run time on the ``cfg`` port (:data:`kv_config_layout`), so one
-netlist serves any model whose layout fits the port widths.
+for the four planes K_MSB, K_LSB, V_MSB, V_LSB, with the layout given at run time on the
+``cfg`` port (:data:`kv_config_layout`), so one netlist serves any model whose layout fits the
+port widths.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, unsigned
+from amaranth.hdl import Cat, Module, Mux, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -70,9 +71,11 @@ class FetchAddressGenerator(wiring.Component):
     def elaborate(self, platform) -> Module:
         m = Module()
         cfg, row, req = self.cfg, self.rows.p, self.requests
-        is_v = row.plane
-        base = Mux(is_v, cfg.v_base, cfg.k_base)
-        row_bytes = Mux(is_v, cfg.v_row_bytes, cfg.k_row_bytes)
+        is_v, is_lsb = row.plane[0], row.plane[1]
+        base = Mux(is_lsb, Mux(is_v, cfg.v_lsb_base, cfg.k_lsb_base),
+                   Mux(is_v, cfg.v_base, cfg.k_base))
+        row_bytes = Mux(is_lsb, Mux(is_v, cfg.v_lsb_row_bytes, cfg.k_lsb_row_bytes),
+                        Mux(is_v, cfg.v_row_bytes, cfg.k_row_bytes))
         row_index = (self.layer * cfg.head_pitch + row.head) * cfg.token_pitch + row.token
         addr = base + row_index * row_bytes
 
@@ -82,7 +85,7 @@ class FetchAddressGenerator(wiring.Component):
                 req.valid.eq(self.rows.valid),
                 req.p.addr.eq(addr[:self._addr_bits]),
                 req.p.size.eq(row_bytes),
-                req.p.plane.eq(Mux(is_v, 2, 0)),
+                req.p.plane.eq(Cat(is_lsb, is_v)),   # the Plane value
                 req.p.head.eq(row.head),
                 req.p.token.eq(row.token),
                 req.p.last.eq(row.last),

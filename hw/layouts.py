@@ -23,7 +23,9 @@ __all__ = [
     "value_shape", "count_shape", "k_shape", "index_shape",
     "topk_in_layout", "topk_out_layout", "topk_in_signature", "topk_out_signature",
     "topk_lane_layout", "EmitMode", "topk_select_job_layout", "topk_result_layout",
-    "Op", "CMD_ARG_BITS", "command_layout", "prob_beat_layout", "magnitude_layout",
+    "Op", "CMD_ARG_BITS", "command_layout", "select_arg", "SELECT_TARGET_BITS",
+    "SELECT_TOPP_BIT", "SELECT_ACC_BIT", "SELECT_HEAD_SHIFT", "SELECT_HEAD_BITS",
+    "position_out_layout", "prob_beat_layout", "magnitude_layout",
     "token_out_layout", "head_out_layout",
     "ROW_BYTES_BITS", "PITCH_BITS", "kv_config_layout", "row_request_layout",
     "fetch_request_layout",
@@ -148,6 +150,28 @@ class Op(enum.Enum, shape=3):
     FETCH = 3        #: arg = layer: streams the K then V row reads of each kept head
     READ_TOKENS = 4  #: streams the alive list with scores (no state change)
     READ_HEADS = 5   #: streams the kept heads with scores (no state change)
+    APPEND = 6       #: arg = initial score: the next token id joins the alive list at the end
+    SELECT = 7       #: arg = :func:`select_arg`: one query row selects V rows (kv or top-p)
+
+
+#: ``SELECT`` argument fields: ``target`` (kv count or top-p mass ``p_fixed``), bits 0..16
+SELECT_TARGET_BITS = 17
+SELECT_TOPP_BIT = 17        #: 0: keep the top ``target`` probabilities, 1: top-p mass
+SELECT_ACC_BIT = 18         #: 1: the row is also accumulated into the token scores
+SELECT_HEAD_SHIFT = 19      #: bits 19..26: K/V head of the requests
+SELECT_HEAD_BITS = 8
+
+
+def select_arg(target: int, head: int = 0, topp: bool = False, accumulate: bool = False
+               ) -> int:
+    """The ``SELECT`` command argument: ``target`` (0..2^17-1), ``head`` (0..255), flags."""
+    if not 0 <= target < 1 << SELECT_TARGET_BITS:
+        raise ValueError(f"select_arg: target must be in 0..{(1 << SELECT_TARGET_BITS) - 1}, "
+                         f"got {target!r}")
+    if not 0 <= head < 1 << SELECT_HEAD_BITS:
+        raise ValueError(f"select_arg: head must be in 0..255, got {head!r}")
+    return (int(target) | int(bool(topp)) << SELECT_TOPP_BIT
+            | int(bool(accumulate)) << SELECT_ACC_BIT | int(head) << SELECT_HEAD_SHIFT)
 
 
 def command_layout() -> data.StructLayout:
@@ -158,6 +182,12 @@ def prob_beat_layout(lanes: int, prob_bits: int) -> data.StructLayout:
     """``P`` probabilities of one query row at alive positions ``beat*P ..``; ``last`` ends the
     row."""
     return data.StructLayout({"data": data.ArrayLayout(unsigned(prob_bits), lanes), "last": 1})
+
+
+def position_out_layout(token_bits: int) -> data.StructLayout:
+    """A selected alive position (:class:`psa.hw.pruner_select.RowSelect` output); ``last``
+    marks the final one."""
+    return data.StructLayout({"pos": unsigned(token_bits), "last": 1})
 
 
 def magnitude_layout(head_bits: int, mag_bits: int) -> data.StructLayout:
@@ -186,6 +216,8 @@ def kv_config_layout(addr_bits: int) -> data.StructLayout:
     """Run-time K/V layout: plane bases (bytes), row sizes (bytes, 0: plane absent), pitches.
 
     ``token_pitch`` is ``KVLayout.max_tokens`` and ``head_pitch`` is ``KVLayout.n_heads``.
+    ``k_base``/``v_base``/``k_row_bytes``/``v_row_bytes`` are the MSB planes (``FETCH``); the
+    ``*_lsb_*`` fields the LSB planes (``SELECT`` of a flat row).
     """
     return data.StructLayout({
         "k_base": unsigned(addr_bits),
@@ -194,11 +226,16 @@ def kv_config_layout(addr_bits: int) -> data.StructLayout:
         "v_row_bytes": unsigned(ROW_BYTES_BITS),
         "token_pitch": unsigned(PITCH_BITS),
         "head_pitch": unsigned(9),
+        "k_lsb_base": unsigned(addr_bits),
+        "v_lsb_base": unsigned(addr_bits),
+        "k_lsb_row_bytes": unsigned(ROW_BYTES_BITS),
+        "v_lsb_row_bytes": unsigned(ROW_BYTES_BITS),
     })
 
 
 def row_request_layout(head_bits: int, token_bits: int) -> data.StructLayout:
-    """One K or V row of one head (``plane``: 0 = K MSBs, 1 = V MSBs).
+    """One K or V row of one head (``plane`` bit 0: V (else K), bit 1: LSB plane (else MSB):
+    0 = K MSBs, 1 = V MSBs, 2 = K LSBs, 3 = V LSBs).
 
     ``last`` marks the final request of a fetch command; ``empty`` a fetch with no requests
     (a single beat with ``last = 1``, carrying no request).
@@ -206,7 +243,7 @@ def row_request_layout(head_bits: int, token_bits: int) -> data.StructLayout:
     return data.StructLayout({
         "head": unsigned(head_bits),
         "token": unsigned(token_bits),
-        "plane": unsigned(1),
+        "plane": unsigned(2),
         "last": unsigned(1),
         "empty": unsigned(1),
     })
@@ -214,7 +251,8 @@ def row_request_layout(head_bits: int, token_bits: int) -> data.StructLayout:
 
 def fetch_request_layout(addr_bits: int, head_bits: int, token_bits: int) -> data.StructLayout:
     """A DRAM read of ``size`` bytes at byte address ``addr``; ``plane`` is the
-    :class:`psa.golden.trace.Plane` value (0 = K_MSB, 2 = V_MSB); ``head``/``token`` tag it."""
+    :class:`psa.golden.trace.Plane` value (0 = K_MSB, 1 = K_LSB, 2 = V_MSB, 3 = V_LSB);
+    ``head``/``token`` tag it."""
     return data.StructLayout({
         "addr": unsigned(addr_bits),
         "size": unsigned(ROW_BYTES_BITS),

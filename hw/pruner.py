@@ -11,6 +11,8 @@ commands, bit for bit. Datasheet: ``docs/pruner.md``. Blocks:
 - :class:`HeadScores`: per-head saturating magnitude accumulators and the kept-head mask.
 - :class:`psa.hw.fetch.FetchAddressGenerator`: row requests to DRAM byte addresses.
 - :class:`psa.hw.topk.TopKEngine`: one ``P``-lane instance for tokens, one 1-lane for heads.
+- :class:`psa.hw.pruner_select.RowSelect`: per-query value selection (``SELECT``: top-``kv``
+  or top-p mass of one probability row) and the flat-row test of progressive quantization.
 - :class:`PruningUnit`: command decoding and sequencing of the above.
 """
 
@@ -28,6 +30,11 @@ from amaranth.utils import bits_for, ceil_log2, exact_log2
 from .fetch import FetchAddressGenerator
 from .layouts import (
     CMD_ARG_BITS,
+    SELECT_ACC_BIT,
+    SELECT_HEAD_BITS,
+    SELECT_HEAD_SHIFT,
+    SELECT_TARGET_BITS,
+    SELECT_TOPP_BIT,
     Op,
     command_layout,
     fetch_request_layout,
@@ -38,6 +45,7 @@ from .layouts import (
     token_out_layout,
 )
 from .params import check_int
+from .pruner_select import RowSelect
 
 __all__ = ["DEFAULTS", "Op", "command_layout",
            "prob_beat_layout", "magnitude_layout", "token_out_layout",
@@ -49,7 +57,7 @@ __all__ = ["DEFAULTS", "Op", "command_layout",
 #: verification suite.
 DEFAULTS: Mapping[str, int] = MappingProxyType({
     "max_tokens": 256, "n_heads": 12, "lanes": 8, "prob_bits": 12, "score_bits": 24,
-    "mag_bits": 24, "head_score_bits": 32, "addr_bits": 40, "layer_bits": 8,
+    "mag_bits": 24, "head_score_bits": 32, "addr_bits": 40, "layer_bits": 8, "digit_bits": 4,
 })
 
 
@@ -301,6 +309,9 @@ class PruningUnit(wiring.Component):
         bounded by the top-k engine's 32-bit values.
     addr_bits, layer_bits : int
         Fetch address width (16..64) and the layer field used by ``FETCH`` (1..16).
+    digit_bits : int
+        Threshold bits ``SELECT`` resolves per pass over the row (1..prob_bits; ``2^digit_bits``
+        weight bins, ``ceil(prob_bits / digit_bits)`` passes).
 
     Members
     -------
@@ -316,7 +327,10 @@ class PruningUnit(wiring.Component):
     fetch : Out(stream.Signature(fetch_request_layout))
         ``FETCH`` requests.
     cfg : In(kv_config_layout)
-        K/V layout for ``FETCH`` (stable while a fetch runs).
+        K/V layout for ``FETCH`` and ``SELECT`` (stable while they run).
+    lsb_threshold : In(prob_bits + 1)
+        ``SELECT``: a row whose largest probability is below it is flat and gets the LSB-plane
+        requests (0: never).
     busy, error, alive_count, head_count : Out
         Status; ``error`` is sticky until ``START`` (bad ``n``, magnitude for a pruned head, layer
         out of range, unknown opcode).
@@ -327,7 +341,8 @@ class PruningUnit(wiring.Component):
                  prob_bits: int = DEFAULTS["prob_bits"], score_bits: int = DEFAULTS["score_bits"],
                  mag_bits: int = DEFAULTS["mag_bits"],
                  head_score_bits: int = DEFAULTS["head_score_bits"],
-                 addr_bits: int = DEFAULTS["addr_bits"], layer_bits: int = DEFAULTS["layer_bits"]):
+                 addr_bits: int = DEFAULTS["addr_bits"], layer_bits: int = DEFAULTS["layer_bits"],
+                 digit_bits: int = DEFAULTS["digit_bits"]):
         owner = type(self).__name__
         self._p = _check_lanes(owner, lanes)
         self._n = _check(owner, "max_tokens", max_tokens, max(lanes, 2), 65536)
@@ -338,6 +353,7 @@ class PruningUnit(wiring.Component):
         self._head_score_bits = _check(owner, "head_score_bits", head_score_bits, 1, 32)
         self._addr_bits = _check(owner, "addr_bits", addr_bits, 16, 64)
         self._layer_bits = _check(owner, "layer_bits", layer_bits, 1, 16)
+        self._digit_bits = _check(owner, "digit_bits", digit_bits, 1, self._prob_bits)
         self._token_bits = max(1, ceil_log2(max_tokens))
         self._head_bits = max(1, ceil_log2(n_heads))
         super().__init__({
@@ -349,6 +365,7 @@ class PruningUnit(wiring.Component):
             "fetch": Out(stream.Signature(
                 fetch_request_layout(addr_bits, self._head_bits, self._token_bits))),
             "cfg": In(kv_config_layout(addr_bits)),
+            "lsb_threshold": In(unsigned(prob_bits + 1)),
             "busy": Out(1),
             "error": Out(1),
             "alive_count": Out(range(max_tokens + 1)),
@@ -364,6 +381,7 @@ class PruningUnit(wiring.Component):
     head_score_bits = property(lambda self: self._head_score_bits)
     addr_bits = property(lambda self: self._addr_bits)
     layer_bits = property(lambda self: self._layer_bits)
+    digit_bits = property(lambda self: self._digit_bits)
 
     def elaborate(self, platform) -> Module:
         m = Module()
@@ -373,6 +391,7 @@ class PruningUnit(wiring.Component):
             self._token_states(m, c)
             self._fetch_states(m, c)
             self._head_states(m, c)
+            self._select_states(m, c)
         m.d.comb += self.busy.eq(~fsm.ongoing("IDLE") | c.scores.busy | self.fetch.valid)
         return m
 
@@ -393,18 +412,27 @@ class PruningUnit(wiring.Component):
         m.submodules.topk = c.tk = TopKEngine(lanes=p, width=self._score_bits, max_n=n)
         m.submodules.topk_heads = c.tkh = TopKEngine(lanes=1, width=self._head_score_bits,
                                                      max_n=max(h, 2))
-        wiring.connect(m, wiring.flipped(self.probs), scores.probs)
+        m.submodules.select = c.sel = sel = RowSelect(n, p, self._prob_bits, self._digit_bits)
+        # `probs` feeds the accumulator (IDLE, SELECT with accumulate) and the row selector
+        # (SELECT): both take a beat in the same cycle.
+        c.sel_ingest = Signal()
+        m.d.comb += [scores.probs.valid.eq(self.probs.valid), scores.probs.p.eq(self.probs.p),
+                     sel.beats.valid.eq(self.probs.valid & c.sel_ingest),
+                     sel.beats.p.eq(self.probs.p),
+                     self.probs.ready.eq(scores.probs.ready | (c.sel_ingest & sel.beats.ready)),
+                     sel.lsb_threshold.eq(self.lsb_threshold)]
         wiring.connect(m, wiring.flipped(self.mags), hs.mags)
         wiring.connect(m, fg.requests, wiring.flipped(self.fetch))
         m.d.comb += fg.cfg.eq(self.cfg)
 
         c.n_alive = Signal(range(n + 1))
+        c.next_token = Signal(range(n + 1))    # id of the next APPEND
         c.error = Signal()
         c.arg = Signal(CMD_ARG_BITS)          # k of PRUNE / PRUNE_HEADS, layer of FETCH
         c.layer = Signal(self._layer_bits)
         m.d.comb += [self.alive_count.eq(c.n_alive), self.head_count.eq(hs.count),
                      self.error.eq(c.error), fg.layer.eq(c.layer), scores.alive.eq(c.n_alive)]
-        with m.If(hs.error):
+        with m.If(hs.error | sel.error):
             m.d.sync += c.error.eq(1)
 
         # Shared read pipeline: the request stage (req_*) addresses the memories, the response
@@ -414,11 +442,11 @@ class PruningUnit(wiring.Component):
         c.req_row = Signal.like(scores.rd_row)
         c.req_value = Signal(self._score_bits)
         c.req_count = Signal(range(p + 1))
-        c.req_head, c.req_plane = Signal(self._head_bits), Signal()
+        c.req_head, c.req_plane = Signal(self._head_bits), Signal(2)
         c.rsp_valid, c.rsp_last, c.rsp_value = Signal(), Signal(), Signal(self._score_bits)
         rsp_lane = Signal(range(max(p, 2)))
         c.rsp_count = Signal(range(p + 1))
-        c.rsp_head, c.rsp_plane = Signal(self._head_bits), Signal()
+        c.rsp_head, c.rsp_plane = Signal(self._head_bits), Signal(2)
         c.consumer_ready = Signal()
         c.advance = advance = Signal()        # the pipeline moves this cycle
         m.d.comb += [advance.eq(~c.rsp_valid | c.consumer_ready),
@@ -442,6 +470,12 @@ class PruningUnit(wiring.Component):
         c.cur_head = Signal(range(max(h, 2)))
         c.plane = Signal()
         c.new_kept = Signal(h)
+        # SELECT: the row's K/V head, whether it is accumulated, the request phases (K_LSB of
+        # every alive token, V_MSB and V_LSB of the selected ones) that remain
+        c.sel_head = Signal(self._head_bits)
+        c.sel_acc = Signal()
+        c.sel_none = Signal()
+        c.want_klsb, c.want_vmsb, c.want_vlsb = Signal(), Signal(), Signal()
         c.pos2id = Array(Signal(self._head_bits, name=f"pos2id{i}") for i in range(h))
 
         above = Cat(*[c.cur_head < i for i in range(h)])
@@ -467,7 +501,8 @@ class PruningUnit(wiring.Component):
                     with m.Case(Op.START):
                         n_arg = Mux(cmd.arg > n, n, cmd.arg)
                         m.d.comb += [hs.start.eq(1), alive.reset_ident.eq(1)]
-                        m.d.sync += [c.n_alive.eq(n_arg), c.error.eq(cmd.arg > n)]
+                        m.d.sync += [c.n_alive.eq(n_arg), c.next_token.eq(n_arg),
+                                     c.error.eq(cmd.arg > n)]
                         with m.If(n_arg != 0):
                             m.next = "CLEAR"
                     with m.Case(Op.PRUNE):
@@ -509,6 +544,36 @@ class PruningUnit(wiring.Component):
                             m.next = "EMPTY_HEADS"
                         with m.Else():
                             m.next = "LIST_HEADS"
+                    with m.Case(Op.APPEND):
+                        with m.If(c.next_token == n):
+                            m.d.sync += c.error.eq(1)
+                        with m.Else():
+                            score_top = (1 << self._score_bits) - 1
+                            m.d.comb += [alive.wr_en.eq(1), alive.wr_pos.eq(c.n_alive),
+                                         alive.wr_id.eq(c.next_token),
+                                         scores.wr_en.eq(1), scores.wr_pos.eq(c.n_alive),
+                                         scores.wr_data.eq(Mux(cmd.arg > score_top, score_top,
+                                                               cmd.arg))]
+                            # identity holds while every id ever started is alive; otherwise
+                            # the list is empty (PRUNE 0) and the written id starts the memory
+                            with m.If(c.next_token != c.n_alive):
+                                m.d.comb += alive.clear_ident.eq(1)
+                            m.d.sync += [c.n_alive.eq(c.n_alive + 1),
+                                         c.next_token.eq(c.next_token + 1)]
+                    with m.Case(Op.SELECT):
+                        head = cmd.arg[SELECT_HEAD_SHIFT:SELECT_HEAD_SHIFT + SELECT_HEAD_BITS]
+                        m.d.sync += [c.sel_head.eq(head), c.sel_acc.eq(cmd.arg[SELECT_ACC_BIT]),
+                                     c.sel_none.eq(cmd.arg[:SELECT_TARGET_BITS] == 0)]
+                        with m.If((head >= self._h)
+                                  | (cmd.arg >> (SELECT_HEAD_SHIFT + SELECT_HEAD_BITS) != 0)):
+                            m.d.sync += c.error.eq(1)
+                        with m.If(c.n_alive == 0):
+                            m.next = "EMPTY_FETCH"
+                        with m.Else():
+                            m.d.comb += [c.sel.start.eq(1), c.sel.n.eq(c.n_alive),
+                                         c.sel.target.eq(cmd.arg[:SELECT_TARGET_BITS]),
+                                         c.sel.topp.eq(cmd.arg[SELECT_TOPP_BIT])]
+                            m.next = "SEL_ROW"
                     with m.Default():
                         m.d.sync += c.error.eq(1)
 
@@ -675,6 +740,75 @@ class PruningUnit(wiring.Component):
                 m.d.comb += [hs.set_kept.eq(1), hs.new_kept.eq(c.new_kept | one_hot),
                              hs.new_count.eq(c.pos + sent)]
                 m.next = "IDLE"
+
+
+    def _select_states(self, m: Module, c: _Control) -> None:
+        """SELECT: SEL_ROW (the row streams into the selector, and the accumulator when asked),
+        then the request phases SEL_KLSB (flat rows: every alive token's K LSB row), SEL_VMSB
+        and SEL_VLSB (flat rows) over the selected positions; absent planes are skipped."""
+        sel, cfg = c.sel, self.cfg
+        fg = c.fg
+
+        def next_phase(klsb, vmsb, vlsb):
+            with m.If(klsb):
+                m.next = "SEL_KLSB"
+            with m.Elif(vmsb):
+                m.d.comb += sel.rewind.eq(1)
+                m.next = "SEL_VMSB"
+            with m.Elif(vlsb):
+                m.d.comb += sel.rewind.eq(1)
+                m.next = "SEL_VLSB"
+            with m.Else():
+                m.next = "IDLE"
+
+        def respond():
+            m.d.comb += [c.consumer_ready.eq(fg.rows.ready), fg.rows.valid.eq(c.rsp_valid),
+                         fg.rows.p.head.eq(c.rsp_head), fg.rows.p.plane.eq(c.rsp_plane),
+                         fg.rows.p.token.eq(c.alive.rd_id), fg.rows.p.last.eq(c.rsp_last)]
+
+        with m.State("SEL_ROW"):
+            m.d.comb += [c.sel_ingest.eq(1), c.scores.enable.eq(c.sel_acc)]
+            with m.If(sel.found):
+                klsb = sel.flat & (cfg.k_lsb_row_bytes != 0)
+                vmsb = ~c.sel_none & (cfg.v_row_bytes != 0)
+                vlsb = sel.flat & ~c.sel_none & (cfg.v_lsb_row_bytes != 0)
+                m.d.sync += [c.want_vmsb.eq(vmsb), c.want_vlsb.eq(vlsb), c.issued_all.eq(0),
+                             c.pos.eq(0)]
+                with m.If(~klsb & ~vmsb & ~vlsb):
+                    m.next = "EMPTY_FETCH"
+                with m.Else():
+                    next_phase(klsb, vmsb, vlsb)
+
+        with m.State("SEL_KLSB"):
+            end = c.pos == c.n_alive - 1
+            m.d.comb += [c.req_valid.eq(~c.issued_all), c.req_pos.eq(c.pos),
+                         c.req_head.eq(c.sel_head), c.req_plane.eq(0b10),
+                         c.req_last.eq(end & ~c.want_vmsb & ~c.want_vlsb)]
+            with m.If(c.issue):
+                m.d.sync += c.pos.eq(c.pos + 1)
+                with m.If(end):
+                    m.d.sync += c.issued_all.eq(1)
+            respond()
+            with m.If(c.drained):
+                m.d.sync += c.issued_all.eq(0)
+                next_phase(0, c.want_vmsb, c.want_vlsb)
+
+        for state, plane, later in (("SEL_VMSB", 0b01, c.want_vlsb), ("SEL_VLSB", 0b11, 0)):
+            with m.State(state):
+                out = sel.out
+                m.d.comb += [c.req_valid.eq(out.valid & ~c.issued_all), c.req_pos.eq(out.p.pos),
+                             c.req_head.eq(c.sel_head), c.req_plane.eq(plane),
+                             c.req_last.eq(out.p.last & ~later),
+                             out.ready.eq(c.advance & ~c.issued_all)]
+                with m.If(c.issue & out.p.last):
+                    m.d.sync += c.issued_all.eq(1)
+                respond()
+                with m.If(c.drained):
+                    m.d.sync += c.issued_all.eq(0)
+                    if state == "SEL_VMSB":
+                        next_phase(0, 0, c.want_vlsb)
+                    else:
+                        m.next = "IDLE"
 
 
 class _Control:

@@ -8,16 +8,21 @@ in docs/pruner.md.
 stream/port dir fields                       meaning
 =========== === ============================ ================================================
 cmd         in  op[3], arg[32]               command (START 0, PRUNE 1, PRUNE_HEADS 2,
-                                             FETCH 3, READ_TOKENS 4, READ_HEADS 5)
+                                             FETCH 3, READ_TOKENS 4, READ_HEADS 5,
+                                             APPEND 6, SELECT 7)
 prob        in  data[P*prob_bits], last      P probabilities of one query row; last ends it
 mag         in  head, mag                    head output magnitude to accumulate
 tok         out id, score, last, empty       alive list (PRUNE, READ_TOKENS)
 head        out id, score, last, empty       kept heads (PRUNE_HEADS, READ_HEADS)
-fetch       out addr, size, plane, head,     K/V row reads (FETCH); plane 0 = K_MSB,
-                token, last, empty           2 = V_MSB
-cfg_*       in  k_base, v_base, k_row_bytes, K/V layout of the FETCH addresses
+fetch       out addr, size, plane, head,     K/V row reads (FETCH, SELECT); plane 0 = K_MSB,
+                token, last, empty           1 = K_LSB, 2 = V_MSB, 3 = V_LSB
+cfg_*       in  k_base, v_base, k_row_bytes, K/V layout of the FETCH / SELECT addresses
                 v_row_bytes, token_pitch,
-                head_pitch
+                head_pitch, k_lsb_base,
+                v_lsb_base, k_lsb_row_bytes,
+                v_lsb_row_bytes
+cfg_lsb_    in  prob_bits + 1                SELECT: rows with max probability below it
+threshold                                    are flat (LSB-plane requests); 0 = never
 busy        out                              a command, accumulation or fetch is in flight
 error       out                              sticky error (cleared by START)
 alive_count out                              alive tokens
@@ -64,6 +69,7 @@ class PrunerTop(wiring.Component):
                 members[f"{prefix}_{field}"] = fwd(f.width)
         for field, f in unit.cfg.shape():
             members[f"cfg_{field}"] = In(f.width)
+        members["cfg_lsb_threshold"] = In(len(unit.lsb_threshold))
         for name in ("busy", "error", "alive_count", "head_count"):
             members[name] = Out(len(getattr(unit, name)))
         super().__init__(members)
@@ -91,6 +97,7 @@ class PrunerTop(wiring.Component):
                 m.d.comb += [getattr(self, f"{prefix}_{f}").eq(bits)
                              for f, bits in _fields(port.p)]
         m.d.comb += [bits.eq(getattr(self, f"cfg_{f}")) for f, bits in _fields(unit.cfg)]
+        m.d.comb += unit.lsb_threshold.eq(self.cfg_lsb_threshold)
         for name in ("busy", "error", "alive_count", "head_count"):
             m.d.comb += getattr(self, name).eq(getattr(unit, name))
         return m
@@ -102,7 +109,7 @@ def _register() -> None:
     register(Design(
         name="pruner", toplevel="pruning_unit",
         summary="cascade token/head pruning unit: score accumulation, top-k, alive list, K/V "
-                "fetch addresses",
+                "fetch addresses, decode APPEND and per-query SELECT (kv / top-p)",
         build=lambda **params: PrunerTop(**params),
         params=tuple(Param(name, int, DEFAULTS[name], help) for name, help in (
             ("max_tokens", "N, largest sequence (max(lanes,2)..65536)"),
@@ -114,6 +121,7 @@ def _register() -> None:
             ("head_score_bits", "saturating head score width (1..32)"),
             ("addr_bits", "fetch address width (16..64)"),
             ("layer_bits", "FETCH layer field width (1..16)"),
+            ("digit_bits", "SELECT threshold bits per pass over the row (1..prob_bits)"),
         )),
     ))
 

@@ -163,7 +163,7 @@ def _topk_cycles_env(points: Points, packets: int, seed: int) -> dict[str, str]:
 #: Build-folder tag of the pruner: every parameter (all of them change the Verilog).
 _PRUNER_TAG = (("max_tokens", "n"), ("n_heads", "h"), ("lanes", "p"), ("prob_bits", "pb"),
                ("score_bits", "sb"), ("mag_bits", "mb"), ("head_score_bits", "hb"),
-               ("addr_bits", "ab"), ("layer_bits", "lb"))
+               ("addr_bits", "ab"), ("layer_bits", "lb"), ("digit_bits", "db"))
 
 
 def _pruner_tag(p: Mapping[str, Any]) -> str:

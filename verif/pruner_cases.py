@@ -24,12 +24,16 @@ from typing import Protocol
 import numpy as np
 
 from psa.golden.cascade import spatten_token_schedule
+from psa.golden.decode import DecodePruningState, p_to_fixed, select_fetch_trace
 from psa.golden.fixed_point import quantize_unsigned_fraction
 from psa.golden.pruning import PruningState, resolve_keep
 from psa.golden.trace import AccessTrace, KVLayout, Plane, read_trace
+from psa.hw.layouts import select_arg
 from psa.hw.pruner import DEFAULTS, Op
 
-__all__ = ["PrunerParams", "SequenceSpec", "LayerScript", "sequence_script", "make_sequences",
+__all__ = ["PrunerParams", "SequenceSpec", "DecodeSpec", "make_decode_sequences",
+           "run_decode_sequence", "DecodeResult", "LayerScript", "sequence_script",
+           "make_sequences",
            "kv_layout", "kv_config", "requests_to_trace", "PARAM_SETS", "FetchRequest",
            "PrunerPort", "run_sequence", "SequenceResult", "Mismatch", "capture_fetch_trace",
            "layout_to_json", "layout_from_json"]
@@ -49,6 +53,7 @@ class PrunerParams:
     head_score_bits: int = DEFAULTS["head_score_bits"]
     addr_bits: int = DEFAULTS["addr_bits"]
     layer_bits: int = DEFAULTS["layer_bits"]
+    digit_bits: int = DEFAULTS["digit_bits"]
 
     def kwargs(self) -> dict:
         return asdict(self)
@@ -215,6 +220,9 @@ def kv_config(layout: KVLayout) -> dict[str, int]:
         "k_row_bytes": layout.row_bytes(Plane.K_MSB),
         "v_row_bytes": layout.row_bytes(Plane.V_MSB),
         "token_pitch": layout.max_tokens, "head_pitch": layout.n_heads,
+        "k_lsb_base": layout.base(Plane.K_LSB), "v_lsb_base": layout.base(Plane.V_LSB),
+        "k_lsb_row_bytes": layout.row_bytes(Plane.K_LSB),
+        "v_lsb_row_bytes": layout.row_bytes(Plane.V_LSB),
     }
 
 
@@ -264,6 +272,14 @@ class PrunerPort(Protocol):
 
     async def send_magnitude(self, head: int, value: int) -> None:
         """Send one head magnitude; return when accepted."""
+
+    async def select(self, arg: int, row: np.ndarray) -> list[dict]:
+        """Issue ``SELECT arg``, send the query ``row`` (1-D, over the alive tokens) and return
+        the fetch requests it streams out. (Decode sequences only.)"""
+
+    async def error(self) -> bool:
+        """The unit's sticky ``error`` output once the last command has taken effect. (Decode
+        sequences only.)"""
 
 
 class Mismatch(AssertionError):
@@ -385,3 +401,166 @@ def capture_fetch_trace(params: PrunerParams, spec: SequenceSpec, layout: KVLayo
                              "PSA_LAYOUT": layout_to_json(layout), "PSA_TRACE_OUT": str(out),
                              "PSA_IDLE": str(idle), "PSA_STALL": str(stall)})
     return read_trace(out)
+
+
+# ------------------------------------------------------------------------------- decode mode
+
+
+@dataclass(frozen=True)
+class DecodeSpec:
+    """A decode sequence: prefill ``n`` tokens (``prefill_rows`` accumulated rows), then
+    ``steps`` steps of: ``APPEND`` (initial score ``append_score``), ``FETCH`` every
+    ``fetch_every`` steps (layer ``step % n_layers``), ``rows`` query rows per kept head each
+    with a ``SELECT`` (kv or top-p alternating with ``topp_every``; accumulated), and every
+    ``prune_every`` steps a ``PRUNE`` to ``keep`` of the alive tokens (at least ``min_alive``).
+    ``lsb_threshold`` flags flat rows; ``probs`` as :class:`SequenceSpec`. With ``fill`` the
+    sequence ends by appending until the list is full (the last APPEND sets ``error``).
+    """
+
+    n: int
+    steps: int
+    rows: int = 1
+    keep: float = 0.75
+    prune_every: int = 4
+    fetch_every: int = 8
+    topp_every: int = 2
+    append_score: int = 0
+    lsb_threshold: int = 0
+    probs: str = "softmax"
+    n_layers: int = 4
+    fill: bool = False
+    seed: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> DecodeSpec:
+        return cls(**json.loads(text))
+
+
+def make_decode_sequences(params: PrunerParams, count: int, seed: int, steps: int = 60
+                          ) -> list[DecodeSpec]:
+    """``count`` decode sequences cycling through: SpAtten-like (peaky rows, prune to 0.75),
+    flat rows (LSB requests, many ties), sparse rows (ties at 0, kv above the non-zeros),
+    saturating initial scores with aggressive pruning, a short prefill filled to the
+    capacity (APPEND on a full list)."""
+    rng = np.random.default_rng(seed)
+    n_max = params.max_tokens
+    top = 1 << params.prob_bits
+    out = []
+    for i in range(count):
+        s = int(rng.integers(0, 2**31))
+        kind = i % 5
+        if kind == 0:
+            out.append(DecodeSpec(int(rng.integers(1, n_max // 2)), steps, 1, 0.75, 4, 8,
+                                  2, 0, top // 16, "softmax", seed=s))
+        elif kind == 1:
+            out.append(DecodeSpec(int(rng.integers(1, n_max // 2)), steps, 2, 0.8, 3, 16,
+                                  2, 0, top // 4, "uniform", seed=s))
+        elif kind == 2:
+            out.append(DecodeSpec(int(rng.integers(0, n_max // 4)), steps, 1, 0.6, 5, 8, 3,
+                                  int(rng.integers(0, 4)), 0, "sparse", seed=s))
+        elif kind == 3:
+            out.append(DecodeSpec(int(rng.integers(2, n_max // 2)), steps, 1, 0.5, 2, 8, 1,
+                                  (1 << params.score_bits) + 5, top, "max", seed=s))
+        else:
+            out.append(DecodeSpec(int(rng.integers(n_max // 2, n_max)), max(4, steps // 4),
+                                  1, 1.0, 1000, 2, 2, 1, top // 8, "softmax", fill=True,
+                                  seed=s))
+    return out
+
+
+@dataclass
+class DecodeResult:
+    """Fetch traces of every FETCH and SELECT (equal to golden's), checks made, appends."""
+
+    traces: list[AccessTrace]
+    checks: int = 0
+    appends: int = 0
+    selects: int = 0
+
+
+def _targets(rng: np.random.Generator, alive: int, bits: int, topp: bool) -> int:
+    """A SELECT target: the edges (0, everything, more than everything) and typical values."""
+    if topp:
+        return int(rng.choice([0, 1 << bits, p_to_fixed(0.9, bits), p_to_fixed(0.5, bits),
+                               int(rng.integers(1, (1 << bits) + 1))]))
+    return int(rng.choice([0, alive, alive + 2, max(1, alive // 2), 1,
+                           int(rng.integers(0, alive + 1))]))
+
+
+async def run_decode_sequence(port: PrunerPort, spec: DecodeSpec, params: PrunerParams,
+                              layout: KVLayout) -> DecodeResult:
+    """Drive ``spec`` through ``port`` and :class:`~psa.golden.decode.DecodePruningState`
+    together, comparing every FETCH and SELECT request stream line for line
+    (:func:`~psa.golden.decode.select_fetch_trace`), every PRUNE output and, every step, the
+    alive list with scores. Raises :class:`Mismatch`."""
+    rng = np.random.default_rng(spec.seed)
+    state = DecodePruningState(params.max_tokens, params.n_heads, params.prob_bits,
+                               params.score_bits, params.head_score_bits)
+    state.start(spec.n)
+    await port.command(Op.START.value, spec.n)
+    result = DecodeResult([])
+    ref = SequenceSpec(spec.n, 1, {}, seed=spec.seed)   # names the seed in Mismatch messages
+    layer = 0
+
+    def tokens() -> list[tuple[int, int]]:
+        return list(zip(state.alive.tolist(), state.scores.tolist(), strict=True))
+
+    def pairs(got: list[dict]) -> list[tuple[int, int]]:
+        return [(int(b["id"]), int(b["score"])) for b in got]
+
+    if spec.n:
+        rows = _rows(rng, spec.probs, 2, spec.n, params.prob_bits)
+        await port.send_rows(rows)
+        state.add_probs(rows)
+    total_steps = spec.steps + (params.max_tokens if spec.fill else 0)
+    for step in range(total_steps):
+        where = f"step {step}"
+        if state.next_token >= params.max_tokens:
+            await port.command(Op.APPEND.value, spec.append_score)
+            if not await port.error():
+                raise Mismatch(f"seed {spec.seed} {where}: APPEND on a full list did not raise "
+                               f"error")
+            break
+        if await port.error():
+            raise Mismatch(f"seed {spec.seed} {where}: error flag raised")
+        state.append(spec.append_score)
+        await port.command(Op.APPEND.value, spec.append_score)
+        result.appends += 1
+        if step >= spec.steps:
+            continue                      # filling the list: appends only
+        alive = len(state.alive)
+        if step % spec.fetch_every == 0:
+            layer = step % spec.n_layers
+            got = requests_to_trace(await port.command(Op.FETCH.value, layer), layer)
+            _compare("fetch trace", ref, step, list(got.lines()),
+                     list(state.fetch_requests(layout, layer).lines()))
+            result.traces.append(got)
+        for head in state.heads.tolist():
+            for r in range(spec.rows):
+                topp = (step + r + head) % spec.topp_every == 0
+                target = _targets(rng, alive, params.prob_bits, topp)
+                row = _rows(rng, spec.probs, 1, alive, params.prob_bits)[0]
+                got = requests_to_trace(await port.select(
+                    select_arg(target, head, topp, accumulate=True), row), layer)
+                expect = select_fetch_trace(layout, layer, head, state.alive, row, target,
+                                            topp, spec.lsb_threshold)
+                what = f"select({'topp' if topp else 'kv'}={target}, head {head})"
+                _compare(what, ref, step, list(got.lines()), list(expect.lines()))
+                _compare(what + " planes", ref, step, got.plane.tolist(),
+                         expect.plane.tolist())
+                state.add_probs(row)
+                result.traces.append(got)
+                result.selects += 1
+        _compare("alive tokens and scores", ref, step,
+                 pairs(await port.command(Op.READ_TOKENS.value)), tokens())
+        result.checks += 1
+        if (step + 1) % spec.prune_every == 0:
+            k = max(min(2, alive), int(round(spec.keep * alive)))
+            state.prune(k)
+            _compare(f"prune({k})", ref, step,
+                     pairs(await port.command(Op.PRUNE.value, k)), tokens())
+            result.checks += 1
+    return result

@@ -278,3 +278,38 @@ def test_quantize_rows():
     assert f16[0] == np.float64(np.float16(1 / 3)) and f16b[0] == f16[0]
     f32, _ = quantize_rows(np.array([1 / 3]), 32, 0)
     assert f32[0] == np.float64(np.float32(1 / 3))
+
+
+# ---- APPEND score and the SELECT request stream (the pruning unit's decode commands) ------
+
+
+def test_append_initial_score_clamps_and_rejects_negative():
+    st = DecodePruningState(max_tokens=4, n_heads=1, prob_bits=4, score_bits=6)
+    st.start(1)
+    st.append(5)
+    st.append(1000)
+    assert st.scores.tolist() == [0, 5, 63]
+    with pytest.raises(ValueError, match="score"):
+        st.append(-1)
+
+
+def test_select_fetch_trace_hand_case():
+    from psa.golden.decode import select_fetch_trace
+    from psa.golden.trace import KVLayout
+
+    layout = KVLayout(2, 2, 16, 8, 8, 4, 8, 2)
+    alive = np.array([1, 4, 6, 9])
+    row = np.array([3, 7, 7, 1])
+    tr = select_fetch_trace(layout, 1, 1, alive, row, 2)       # top-2: tokens 4, 6
+    assert tr.plane.tolist() == [Plane.V_MSB] * 2
+    assert tr.addr.tolist() == layout.address(Plane.V_MSB, 1, 1, np.array([4, 6])).tolist()
+    flat = select_fetch_trace(layout, 1, 1, alive, row, 9, topp=True, lsb_threshold=8)
+    # mass 9: 7 (pos 1) + 7 (pos 2) reaches it; flat (max 7 < 8): K LSB of all, V MSB, V LSB
+    assert flat.plane.tolist() == [Plane.K_LSB] * 4 + [Plane.V_MSB] * 2 + [Plane.V_LSB] * 2
+    assert flat.addr[-2:].tolist() == layout.address(Plane.V_LSB, 1, 1,
+                                                     np.array([4, 6])).tolist()
+    none = select_fetch_trace(layout, 1, 1, alive, row, 0, lsb_threshold=8)
+    assert none.plane.tolist() == [Plane.K_LSB] * 4                 # k = 0, flat row
+    assert len(select_fetch_trace(layout, 0, 0, alive[:0], row[:0], 3)) == 0
+    with pytest.raises(ValueError, match="probs_row"):
+        select_fetch_trace(layout, 0, 0, alive, row[:2], 3)

@@ -19,8 +19,10 @@ from psa.verif.pruner_cases import (
     PrunerParams,
     kv_config,
     kv_layout,
+    make_decode_sequences,
     make_sequences,
     requests_to_trace,
+    run_decode_sequence,
     run_sequence,
 )
 
@@ -259,13 +261,14 @@ class AmaranthPort:
     """:class:`psa.verif.pruner_cases.PrunerPort` on Amaranth's simulator, with random input
     gaps and output back-pressure."""
 
-    OUTPUT = {1: "tokens", 4: "tokens", 2: "heads", 5: "heads", 3: "fetch"}
+    OUTPUT = {1: "tokens", 4: "tokens", 2: "heads", 5: "heads", 3: "fetch", 7: "fetch"}
 
     def __init__(self, ctx, dut: PruningUnit, rng: np.random.Generator, gap: float = 0.2,
                  ready: float = 0.7):
         self.ctx, self.dut, self.rng, self.gap, self.ready = ctx, dut, rng, gap, ready
 
-    async def command(self, op: int, arg: int = 0) -> list[dict]:
+    async def command(self, op: int, arg: int = 0, row: np.ndarray | None = None
+                      ) -> list[dict]:
         ctx, cmd = self.ctx, self.dut.cmd
         ctx.set(cmd.p.op, op)
         ctx.set(cmd.p.arg, arg)
@@ -274,6 +277,8 @@ class AmaranthPort:
         ctx.set(cmd.valid, 0)
         if op not in self.OUTPUT:
             return []
+        if row is not None and len(row):
+            await self.send_rows(np.asarray(row)[None, :])
         port = getattr(self.dut, self.OUTPUT[op])
         out = []
         for _ in range(100_000):
@@ -305,6 +310,13 @@ class AmaranthPort:
                 ctx.set(probs.valid, 1)
                 await ctx.tick().until(probs.ready)
                 ctx.set(probs.valid, 0)
+
+    async def select(self, arg: int, row: np.ndarray) -> list[dict]:
+        return await self.command(Op.SELECT.value, arg, row)
+
+    async def error(self) -> bool:
+        await self.ctx.tick()
+        return bool(self.ctx.get(self.dut.error))
 
     async def send_magnitude(self, head: int, value: int) -> None:
         ctx, mags = self.ctx, self.dut.mags
@@ -368,5 +380,27 @@ def test_unit_fetch_skips_absent_planes():
             assert list(got.lines()) == list(expect.lines())
             assert got.plane.tolist() == expect.plane.tolist()
         assert len(expect) == 0 and len(got) == 0
+
+    run(dut, bench)
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_unit_decode_sequences_on_amaranth_sim(seed):
+    """Short decode sequences of every kind (APPEND, FETCH, SELECT kv / top-p with flat rows,
+    PRUNE, a list filled to the capacity) against the golden decode state."""
+    params = PrunerParams(24, 3, 4, 8, 11, 12, 14)
+    dut = PruningUnit(**params.kwargs())
+    layout = kv_layout(params, 4, d_head=16)
+    rng = np.random.default_rng(seed)
+    specs = make_decode_sequences(params, 5, seed, steps=8)
+
+    async def bench(ctx):
+        for f, v in kv_config(layout).items():
+            ctx.set(dut.cfg[f], v)
+        port = AmaranthPort(ctx, dut, rng)
+        for spec in specs:
+            ctx.set(dut.lsb_threshold, spec.lsb_threshold)
+            result = await run_decode_sequence(port, spec, params, layout)
+            assert result.selects or spec.fill, spec
 
     run(dut, bench)
