@@ -482,6 +482,19 @@ class SpAttenDecode(DecodePolicy):
     step the K/V heads with the lowest accumulated output magnitude ``floor(sum |o|)`` of their
     query heads are dropped (their output is 0, nothing read) for the rest of the sequence.
 
+    Variants (defaults keep the behaviour above): ``schedule="flat"`` keeps ``keep`` at every
+    layer from ``start_layer`` on instead of the geometric cascade. ``v_mass``: local value
+    pruning by cumulative mass instead of a count: each query head keeps the shortest top-p
+    prefix of its probabilities quantized to ``UQ0.mass_bits``
+    (:func:`~psa.golden.decode.select_topp` with ``p_to_fixed(v_mass, mass_bits)``: value
+    descending, ties to the lower position). ``refetch="selected"``: the value selection is
+    made from the MSB probabilities first; if a row of the group is flat, only the selected
+    union's K LSB rows are read (not every alive row), the flat rows' scores are recomputed
+    with full keys for the selected tokens and the current one (on chip) and MSB keys for the
+    rest, one softmax over ``A`` again, and the output uses those probabilities over the same
+    selection with full-precision V (V LSB rows of the union read). ``refetch_threshold > 1``
+    makes every row flat (always refetch).
+
     Defaults (keep 0.7, recent 0.75, v_keep 0.5, K/V 6 + 4 bits, threshold 0.1) chosen on
     SmolLM2-135M, 512-token prompts of Python reference prose, 64 teacher-forced steps: +1.4 %
     perplexity, 3.1x fewer K/V read bytes than dense fp16 (keep 0.55: +1.8 %, 3.4x; keep 0.4:
@@ -494,11 +507,22 @@ class SpAttenDecode(DecodePolicy):
                  recent: float = 0.75, v_keep: float = 0.5, refetch_threshold: float = 0.1,
                  k_msb_bits: int = 6, k_lsb_bits: int = 4, v_msb_bits: int = 6,
                  v_lsb_bits: int = 4, head_keep: float = 1.0, head_start: int | None = None,
-                 prob_bits: int = 12, **kw) -> None:
+                 prob_bits: int = 12, v_mass: float | None = None, mass_bits: int = 16,
+                 refetch: str = "all", schedule: str = "geometric", **kw) -> None:
+        if schedule not in ("geometric", "flat"):
+            raise ValueError(f"spatten schedule must be 'geometric' or 'flat', got {schedule!r}")
+        if refetch not in ("all", "selected"):
+            raise ValueError(f"spatten refetch must be 'all' or 'selected', got {refetch!r}")
         self.schedule = cascade_schedule(config.n_layers, keep, start_layer)
+        if schedule == "flat":
+            self.schedule = tuple(1.0 if li < start_layer else float(keep)
+                                  for li in range(config.n_layers))
         self.keep, self.start_layer = keep, start_layer
         self.recent = _check_frac("spatten recent", recent, False)
         self.v_keep = _check_frac("spatten v_keep", v_keep)
+        self.v_mass = None if v_mass is None else _check_frac("spatten v_mass", v_mass)
+        self.mass_bits = mass_bits
+        self.refetch = refetch
         self.head_keep = _check_frac("spatten head_keep", head_keep)
         self.head_start = config.n_layers * 3 // 4 if head_start is None else int(head_start)
         self.refetch_threshold = float(refetch_threshold)
@@ -508,6 +532,13 @@ class SpAttenDecode(DecodePolicy):
         self.states = [DecodePruningState(capacity, config.n_kv_heads, prob_bits, 40, 48)
                        for _ in range(config.n_layers)]
         self.flat_rows = 0
+
+    def _select_v(self, p: np.ndarray, vcount: int, vmass: int | None) -> np.ndarray:
+        """Local value pruning of one query row ``p`` over the alive tokens: the top
+        ``vcount`` probabilities, or with ``v_mass`` the shortest top-p prefix."""
+        if vmass is None:
+            return select_kv(p, vcount)
+        return select_topp(quantize_unsigned_fraction(p, self.mass_bits), vmass)
 
     def _grow(self, n: int) -> None:
         for st in self.states:
@@ -560,6 +591,7 @@ class SpAttenDecode(DecodePolicy):
         out = np.zeros(q.shape, np.float64)
         row = np.zeros(len(alive), np.uint64)
         vcount = max(1, math.ceil(self.v_keep * len(alive)))
+        vmass = None if self.v_mass is None else p_to_fixed(self.v_mass, self.mass_bits)
         progressive = kl > 0 and self.refetch_threshold > 0
         for kvh in range(c.n_kv_heads):
             if kvh not in st.heads:
@@ -574,17 +606,25 @@ class SpAttenDecode(DecodePolicy):
             flat = (p.max(axis=1) < self.refetch_threshold) if progressive \
                 else np.zeros(g, bool)
             refetch = bool(flat.any())
-            if refetch:
+            if refetch and self.refetch == "all":
                 self.read(P.K_LSB, layer, kvh, prev)
                 p[flat] = _softmax(qs[flat] @ kfull.T / math.sqrt(d))
                 self.flat_rows += int(flat.sum())
-            vv = vfull if refetch else vmsb
+            sels = [self._select_v(p[i], vcount, vmass) for i in range(g)]
             need = np.zeros(len(alive), bool)
-            for i in range(g):
-                sel = select_kv(p[i], vcount)
+            for sel in sels:
                 need[sel] = True
-                out[kvh * g + i] = p[i, sel] @ vv[sel]
             need[-1] = False  # the current token (last alive) is on chip
+            if refetch and self.refetch == "selected":
+                exact = need.copy()
+                exact[-1] = True
+                kmix = np.where(exact[:, None], kfull, kmsb)
+                self.read(P.K_LSB, layer, kvh, alive[need])
+                p[flat] = _softmax(qs[flat] @ kmix.T / math.sqrt(d))
+                self.flat_rows += int(flat.sum())
+            vv = vfull if refetch else vmsb
+            for i, sel in enumerate(sels):
+                out[kvh * g + i] = p[i, sel] @ vv[sel]
             self.read(P.V_MSB, layer, kvh, alive[need])
             if refetch:
                 self.read(P.V_LSB, layer, kvh, alive[need])
