@@ -18,7 +18,8 @@ Selection (deterministic, no randomness):
    dropped. :func:`documents` returns them in topic order.
 
 :func:`token_stream` shuffles the documents with a seeded generator and concatenates their
-token ids with the ids of ``"\\n\\n"`` in between. :func:`perplexity` scores a stream in
+token ids with the ids of ``"\\n\\n"`` in between; :func:`text_windows` cuts it into disjoint
+windows (the decoder report's ``--texts``). :func:`perplexity` scores a stream in
 non-overlapping windows, each evaluated from an empty context.
 """
 
@@ -35,7 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .bpe import Tokenizer
     from .llama import LlamaDecoder
 
-__all__ = ["MIN_WORDS", "paragraphs", "documents", "token_stream", "perplexity", "fingerprint"]
+__all__ = ["MIN_WORDS", "paragraphs", "documents", "token_stream", "text_windows", "token_nll",
+           "perplexity", "fingerprint"]
 
 #: Shortest paragraph kept, in words.
 MIN_WORDS = 8
@@ -119,6 +121,28 @@ def token_stream(tokenizer: Tokenizer, n_tokens: int, seed: int = 0) -> np.ndarr
             return np.concatenate(parts)[:n_tokens]
     raise ValueError(f"token_stream: n_tokens must be <= {total} (the whole corpus), "
                      f"got {n_tokens}")
+
+
+def text_windows(tokenizer: Tokenizer, n_windows: int, length: int, seed: int = 0
+                 ) -> np.ndarray:
+    """``n_windows`` disjoint windows of ``length`` ids, int64 ``[n_windows, length]``: window
+    ``w`` is tokens ``w * length .. (w + 1) * length - 1`` of :func:`token_stream` with ``seed``
+    (so window 0 is the start of the stream, whatever ``n_windows``).
+
+    Raises :class:`ValueError` naming the largest ``n_windows`` the corpus holds.
+    """
+    if n_windows < 1 or length < 1:
+        raise ValueError(f"text_windows: n_windows and length must be >= 1, got {n_windows}, "
+                         f"{length}")
+    try:
+        ids = token_stream(tokenizer, n_windows * length, seed=seed)
+    except ValueError:
+        total = sum(len(tokenizer.encode(d)) + len(tokenizer.encode("\n\n"))
+                    for d in documents())
+        raise ValueError(f"text_windows: {n_windows} windows of {length} tokens need "
+                         f"{n_windows * length}, the corpus holds {total}: at most "
+                         f"{total // length} windows of that length") from None
+    return ids.reshape(n_windows, length)
 
 
 def token_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:

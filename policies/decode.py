@@ -7,6 +7,9 @@ API (small on purpose; see also ``/work/notes/policies_api.md``)::
                                                     # gather importance / metadata here
     for t in continuation: model.step(t, cache, attention=[pol])
     pol.traces        # list[AccessTrace], one per decode step, addressed in pol.layout
+                      # (kept only without a sink; with make_decode_policy(..., sink=f)
+                      # each step's trace goes to f(step, trace) instead and is not kept)
+    shared_prefill(model, ids, [pol, ...])  # one batch-1 dense prefill seen by every policy
     pol.counters()    # {name: int64 [steps, n_layers, n_kv_heads]}: alive, k_rows,
                       # k_lsb_rows, v_rows, v_lsb_rows, meta_rows, meta_writes
     pol.label, pol.layout (DecodeKVLayout), pol.upper_bound (True only for 'oracle')
@@ -48,6 +51,7 @@ Policies (knob after ``=`` in :func:`make_decode_policy`):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -63,7 +67,7 @@ from psa.golden.fixed_point import quantize_unsigned_fraction
 from psa.golden.pruning import resolve_keep
 from psa.golden.topk import topk
 from psa.golden.trace import AccessTrace
-from psa.models.llama import DecodeAttention, LlamaConfig
+from psa.models.llama import DecodeAttention, KVCache, LlamaConfig, LlamaDecoder
 
 __all__ = [
     "DecodePolicy",
@@ -80,6 +84,7 @@ __all__ = [
     "DECODE_POLICY_NAMES",
     "make_decode_policy",
     "parse_decode_policies",
+    "shared_prefill",
 ]
 
 #: Per-(step, layer, kv head) counters every policy keeps.
@@ -113,7 +118,7 @@ class DecodePolicy(DecodeAttention):
     plane_bits: tuple[int, int, int, int] = (16, 0, 16, 0)
 
     def __init__(self, config: LlamaConfig, capacity: int, *, label: str | None = None,
-                 **layout_kw) -> None:
+                 sink: Callable[[int, AccessTrace], None] | None = None, **layout_kw) -> None:
         if not 1 <= capacity <= config.max_context:
             raise ValueError(f"capacity must be in 1..{config.max_context}, got {capacity}")
         self.config = config
@@ -122,7 +127,11 @@ class DecodePolicy(DecodeAttention):
         self.layout = DecodeKVLayout(config.n_layers, config.n_kv_heads, capacity,
                                      config.head_dim, km, kl, vm, vl, **layout_kw)
         self.label = label or self.name
+        #: ``sink(step, trace)`` receives each decode step's trace at the end of the step
+        #: (then the policy drops it); ``None`` keeps them all in :attr:`traces` instead.
+        self.sink = sink
         self.traces: list[AccessTrace] = []
+        self.steps = 0
         self._counts: list[dict[str, np.ndarray]] = []
         self._parts: list[AccessTrace] = []
         self._cnt: dict[str, np.ndarray] | None = None
@@ -152,9 +161,14 @@ class DecodePolicy(DecodeAttention):
         if self._cnt is None:
             return
         self.on_step_end()
-        self.traces.append(AccessTrace.concat(self._parts))
+        trace = AccessTrace.concat(self._parts)
         self._counts.append(self._cnt)
         self._parts, self._cnt = [], None
+        if self.sink is None:
+            self.traces.append(trace)
+        else:
+            self.sink(self.steps, trace)
+        self.steps += 1
 
     # ---- for subclasses --------------------------------------------------------------------
     def on_prefill(self, layer, q, k, v, start) -> None:
@@ -696,3 +710,56 @@ def parse_decode_policies(text: str) -> list[tuple[str, str]]:
             if (name, val) not in out:
                 out.append((name, val))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# one prefill for several policies
+# --------------------------------------------------------------------------------------------
+
+
+class _PrefillFanout(DecodeAttention):
+    """Dense prefill attention once; every policy's :meth:`DecodePolicy.on_prefill` sees it."""
+
+    def __init__(self, policies: Sequence[DecodePolicy]) -> None:
+        self.policies = list(policies)
+
+    def prefill(self, layer, q, k, v, start):
+        out = DecodeAttention.prefill(self, layer, q, k, v, start)
+        for pol in self.policies:
+            pol.prefill_len = start + q.shape[1]
+            pol.on_prefill(layer, q, k, v, start)
+        return out
+
+
+def shared_prefill(model: LlamaDecoder, ids: np.ndarray, policies: Sequence[DecodePolicy],
+                   capacity: int | None = None, chunk: int = 256,
+                   tick: Callable[[], None] | None = None) -> tuple[KVCache, np.ndarray]:
+    """Prefill ``ids [L]`` once (batch 1, ``chunk`` tokens at a time) for every policy.
+
+    Prefill is dense for every policy, so one pass serves them all: its hook runs the dense
+    attention once per layer and chunk and hands the same ``q, k, v`` to each policy's
+    :meth:`~DecodePolicy.on_prefill`, exactly what a batched prefill through the policies'
+    own hooks does, at ``1 / len(policies)`` of the weight products and without a batch of
+    prefill activations. Returns the cache (one copy per policy, in order, ``capacity`` rows,
+    default the policies' capacity) and the last position's logits ``[len(policies), vocab]``.
+    ``tick()`` is called after each chunk.
+    """
+    pols = list(policies)
+    if not pols:
+        raise ValueError("shared_prefill: give at least one policy")
+    for pol in pols:
+        if type(pol).prefill is not DecodePolicy.prefill:
+            raise TypeError(f"shared_prefill: {type(pol).__name__} overrides prefill(); run "
+                            "it through model.prefill instead")
+    ids = np.asarray(ids, np.int64).reshape(1, -1)
+    cap = pols[0].capacity if capacity is None else int(capacity)
+    if chunk < 1:
+        raise ValueError(f"shared_prefill: chunk must be >= 1, got {chunk}")
+    cache = model.new_cache(1, cap)
+    fan = [_PrefillFanout(pols)]
+    logits = None
+    for s in range(0, ids.shape[1], chunk):
+        logits = model.prefill(ids[:, s:s + chunk], cache, attention=fan, chunk=chunk)
+        if tick is not None:
+            tick()
+    return cache.select([0] * len(pols)), np.repeat(logits, len(pols), axis=0)

@@ -67,14 +67,24 @@ def _fmt(x: float) -> str:
               help="Also write each policy's simulated K/V trace (coalesced, the first "
                    "--dram-texts inputs) as OUT/traces/<policy>.trace, for psa dram.")
 @click.option("--context", "contexts", default=None,
-              help="smollm2 only: comma-separated context lengths [default: 512].")
+              help="smollm2 only: comma-separated context lengths C, the tokens in the cache "
+                   "at the last decode step (C - --decode prompt tokens, then --decode "
+                   "steps; --decode < C <= 8192) [default: 512].")
 @click.option("--decode", "n_decode", type=int, default=None,
-              help="smollm2 only: teacher-forced decode steps per context [default: 32].")
+              help="smollm2 only: teacher-forced decode steps per context and text "
+                   "[default: 32].")
+@click.option("--texts", "n_windows", type=int, default=None,
+              help="smollm2 only: disjoint windows of the prose corpus; perplexity pooled "
+                   "over all of them, bytes and cycles per text, min..max per text "
+                   "reported [default: 2].")
 @click.option("--dram-every", type=int, default=None,
               help="smollm2 only: simulate every N-th decode step's trace for cycles and "
                    "energy, scaled (1 = all steps) [default: 8]. Bytes count every step.")
+@click.option("--dram-check", is_flag=True, default=False,
+              help="smollm2 only: also simulate every step and report the error of the "
+                   "--dram-every estimate (slower).")
 def report(model_name, model_dir, policies, n_texts, min_tokens, max_tokens, seed, dram_texts,
-           dram_presets, out, traces, contexts, n_decode, dram_every):
+           dram_presets, out, traces, contexts, n_decode, n_windows, dram_every, dram_check):
     """Pruning policies on a real model: accuracy against DRAM bytes, cycles and energy.
 
     Runs every policy over the same corpus with the NumPy encoder, compares its sentence
@@ -86,7 +96,8 @@ def report(model_name, model_dir, policies, n_texts, min_tokens, max_tokens, see
 
     ctx = click.get_current_context()
     if model_name == "smollm2":
-        _decoder_report(ctx, policies, seed, dram_presets, out, contexts, n_decode, dram_every)
+        _decoder_report(ctx, policies, seed, dram_presets, out, contexts, n_decode, n_windows,
+                        dram_every, dram_check)
         return
     _refuse_decoder_options(ctx, model_name)
     cfg = ReportConfig(
@@ -128,7 +139,7 @@ def _check_writable(out: Path) -> None:
     check_writable_dir(out, "--out")
 
 
-_DECODER_ONLY = ("contexts", "n_decode", "dram_every")
+_DECODER_ONLY = ("contexts", "n_decode", "n_windows", "dram_every", "dram_check")
 _ENCODER_ONLY = ("model_dir", "n_texts", "min_tokens", "max_tokens", "dram_texts", "traces")
 
 
@@ -147,7 +158,8 @@ def _refuse_decoder_options(ctx: click.Context, model_name: str) -> None:
                          f"{model_name})")
 
 
-def _decoder_report(ctx, policies, seed, dram_presets, out, contexts, n_decode, dram_every):
+def _decoder_report(ctx, policies, seed, dram_presets, out, contexts, n_decode, n_windows,
+                    dram_every, dram_check):
     """``psa report --model smollm2``: :mod:`psa.reports.decoder`."""
     from threadpoolctl import threadpool_limits
 
@@ -156,7 +168,8 @@ def _decoder_report(ctx, policies, seed, dram_presets, out, contexts, n_decode, 
     bad = _given(ctx, _ENCODER_ONLY)
     if bad:
         raise ValueError(f"{', '.join(bad)}: not used by --model smollm2 (options there: "
-                         "--context, --decode, --dram-every, --policies, --dram, --seed, --out)")
+                         "--context, --decode, --texts, --dram-every, --dram-check, --policies, "
+                         "--dram, --seed, --out)")
     from click.core import ParameterSource
 
     if ctx.get_parameter_source("policies") is not ParameterSource.COMMANDLINE:
@@ -169,7 +182,8 @@ def _decoder_report(ctx, policies, seed, dram_presets, out, contexts, n_decode, 
                          f"got {contexts!r}") from None
     cfg = dec.DecoderReportConfig(
         contexts=ctx_t, decode=dec.DEFAULT_DECODE if n_decode is None else n_decode,
-        policies=policies,
+        texts=dec.DEFAULT_TEXTS if n_windows is None else n_windows,
+        dram_check=dram_check, policies=policies,
         presets=tuple(p.strip() for p in dram_presets.split(",") if p.strip()),
         dram_every=dec.DEFAULT_DRAM_EVERY if dram_every is None else dram_every, seed=seed,
         command=_command_line(ctx))
@@ -187,5 +201,16 @@ def _decoder_report(ctx, policies, seed, dram_presets, out, contexts, n_decode, 
     for row in dec.headline_rows(doc):
         table.add_row(*row)
     table_console().print(table)
+    srows = dec.sampling_rows(doc)
+    if srows:
+        st = Table(title=f"Error of --dram-every {doc['dram']['every']} against all steps")
+        for col in ("context", "policy", "preset", "cycles, all steps", "sampled estimate",
+                    "error", "energy error"):
+            st.add_column(col, justify="left" if col in ("policy", "preset") else "right",
+                          no_wrap=col == "policy", overflow="fold")
+        for row in srows:
+            st.add_row(*row)
+        table_console().print(st)
     console.print(f"wrote {', '.join(str(p) for p in written)} in "
-                  f"{doc['timing']['total_s']:.0f} s")
+                  f"{doc['timing']['total_s']:.0f} s (peak memory "
+                  f"{doc['timing']['peak_rss_MB']:.0f} MB)")

@@ -12,6 +12,10 @@ from psa.cli import cli
     (["--model", "smollm2", "--context", "abc"], "--context"),
     (["--model", "smollm2", "--context", "1"], "--context"),
     (["--model", "smollm2", "--decode", "0"], "--decode"),
+    (["--model", "smollm2", "--context", "512", "--decode", "512"], "--context"),
+    (["--model", "smollm2", "--texts", "0"], "--texts"),
+    (["--model", "minilm", "--texts", "3"], "--texts"),
+    (["--model", "minilm", "--dram-check"], "--dram-check"),
     (["--model", "smollm2", "--dram-every", "0"], "--dram-every"),
     (["--model", "smollm2", "--dram", "nope"], "--dram"),
     (["--model", "smollm2", "--policies", "bogus"], "--policies"),
@@ -40,17 +44,20 @@ def test_decoder_runs_through_the_cli(tmp_path, monkeypatch):
 
     def tiny(c, stage=None, **_):
         seen["cfg"] = c
-        toks = np.random.default_rng(3).integers(0, 50, 64)
+        toks = np.random.default_rng(3).integers(0, 50, 2 * 25)
         return real(c, stage, model=LlamaDecoder.random(cfg, seed=3), tokens=toks)
 
     monkeypatch.setattr(dec, "run_decoder_report", tiny)
     out = tmp_path / "rep"
     r = CliRunner().invoke(cli, ["report", "--model", "smollm2", "--context", "16,24",
-                                 "--decode", "4", "--dram-every", "2", "--policies",
-                                 "dense,quest=0.25", "--dram", "ddr4-2400", "--out", str(out)])
+                                 "--decode", "4", "--texts", "2", "--dram-every", "2",
+                                 "--dram-check", "--policies", "dense,quest=0.25", "--dram",
+                                 "ddr4-2400", "--out", str(out)])
     assert r.exit_code == 0, r.output
     c = seen["cfg"]
-    assert (c.contexts, c.decode, c.dram_every, c.presets) == ((16, 24), 4, 2, ("ddr4-2400",))
+    assert (c.contexts, c.decode, c.texts, c.dram_every, c.dram_check, c.presets) == \
+        ((16, 24), 4, 2, 2, True, ("ddr4-2400",))
+    assert "Error of --dram-every 2" in r.output and "peak memory" in r.output
     assert "--context 16,24" in c.command
     assert "quest=0.25" in r.output and "dense=32" in r.output
     assert (out / "report.md").exists() and (out / "pareto_decoder.png").exists()

@@ -289,3 +289,45 @@ def test_smollm2_spatten_default_saves_bytes_at_small_loss(smollm2):
     (ppl_d, bytes_d), (ppl_s, bytes_s) = result["dense"], result["spatten"]
     assert ppl_s <= 1.03 * ppl_d, result
     assert bytes_d >= 2.5 * bytes_s, result
+
+
+def test_sink_and_shared_prefill_equal_separate_runs(model):
+    """Streaming plumbing: one shared batch-1 prefill + a batched decode with trace sinks gives
+    each policy the logits, traces and counters of its own separate run (traces kept)."""
+    from psa.policies.decode import shared_prefill
+
+    refs = []
+    for pol in sparse():
+        logits = run(model, pol)
+        refs.append((logits, pol.traces, pol.counters()))
+    pols = sparse()
+    got: list[list] = [[] for _ in pols]
+    for i, pol in enumerate(pols):
+        pol.sink = lambda step, tr, i=i: got[i].append((step, tr))
+    ids, cont = text()
+    ticks = []
+    cache, first = shared_prefill(model, ids[0], pols, capacity=CAP, chunk=16,
+                                  tick=lambda: ticks.append(1))
+    assert len(ticks) == -(-L0 // 16) and cache.batch == len(pols)
+    out = [first]
+    for t in cont:
+        out.append(model.step(np.full(len(pols), t), cache, attention=pols))
+    out = np.stack(out, axis=1)  # [policy, 1 + steps, vocab]
+    for i, (pol, (logits, traces, counters)) in enumerate(zip(pols, refs, strict=True)):
+        assert np.allclose(out[i], logits, rtol=1e-5, atol=1e-5), pol.label
+        assert pol.traces == [] and pol.steps == STEPS
+        assert [s for s, _ in got[i]] == list(range(STEPS))
+        for (_, a), b in zip(got[i], traces, strict=True):
+            assert np.array_equal(a.addr, b.addr) and np.array_equal(a.size, b.size)
+            assert np.array_equal(a.is_write, b.is_write), pol.label
+        for c in COUNTERS:
+            assert np.array_equal(pol.counters()[c], counters[c]), (pol.label, c)
+
+
+def test_shared_prefill_checks(model):
+    from psa.policies.decode import shared_prefill
+
+    with pytest.raises(ValueError, match="at least one policy"):
+        shared_prefill(model, np.arange(4), [])
+    with pytest.raises(ValueError, match="chunk"):
+        shared_prefill(model, np.arange(4), [DenseDecode(TINY, CAP)], chunk=0)
