@@ -39,7 +39,8 @@ from .state import (
 )
 from .stats import Stats, latency_summary
 
-__all__ = ["ControllerConfig", "simulate", "compile_rules"]
+__all__ = ["ControllerConfig", "simulate", "compile_rules", "stats_from_totals",
+           "ensure_compiled", "kernel_cached"]
 
 PAGE_POLICIES = ("open", "closed")
 
@@ -209,34 +210,78 @@ def simulate(trace: AccessTrace | Workload, spec: DramSpec | str = "ddr4-2400",
                            "report with the trace)")
     done, enq, kind = req[:, Q_DONE], req[:, Q_ENQ], req[:, Q_KIND]
     b_wr = req[:, Q_WR]
-    cycles = int(done.max()) if n else 0
-    ctl.close_active_time(cycles, st.rank)
-
-    counts = {c: int(st.rank[:, R_CMD + i].sum()) for i, c in enumerate(CMDS)}
-    reads = int((b_wr == 0).sum())
-    writes = n - reads
-    dram_bytes = n * o.burst_bytes
-    ns = cycles * spec.tCK_ns
     rd_lat = (done - enq)[b_wr == 0]
+    return stats_from_totals(
+        spec, config, requests=len(trace), bursts=n, reads=int((b_wr == 0).sum()),
+        kinds=np.bincount(kind[kind >= 0], minlength=3),
+        payload_bytes=float(trace.payload_bytes if payload is None else payload),
+        cycles=int(done.max()) if n else 0, rank=st.rank, bank=st.bank,
+        read_latency=latency_summary(rd_lat), source=source, done_cycles=done.copy(),
+        read_latencies=rd_lat,
+        command_log=log[:min(int(st.scal[S_LOG]), log_cap)].copy() if log_commands else None)
+
+
+def stats_from_totals(spec: DramSpec, config: ControllerConfig, *, requests: int, bursts: int,
+                      reads: int, kinds: np.ndarray, payload_bytes: float, cycles: int,
+                      rank: np.ndarray, bank: np.ndarray, read_latency: dict[str, float],
+                      source: str = "", **raw) -> Stats:
+    """:class:`Stats` from a run's totals: ``kinds`` counts bursts per ``controller.HIT /
+    MISS / CONFLICT``, ``rank`` and ``bank`` are the final state tables (active-standby time
+    is closed at ``cycles`` here, on a copy), ``raw`` the per-burst arrays or histograms."""
+    o, t = spec.org, spec.timing
+    layout = Layout.of(spec)
+    rank = rank.copy()
+    ctl.close_active_time(cycles, rank)
+    counts = {c: int(rank[:, R_CMD + i].sum()) for i, c in enumerate(CMDS)}
+    dram_bytes = bursts * o.burst_bytes
+    ns = cycles * spec.tCK_ns
+    bank_set_refresh = {"refsbs": counts["REFSB"]} if "REFSB" in counts else {}
     energy = energy_breakdown_nJ(
         spec, acts=counts["ACT"], reads=counts["RD"], writes=counts["WR"], refs=counts["REF"],
-        active_cycles=int(st.rank[:, R_ACTIVE_CYCLES].sum()),
-        total_rank_cycles=cycles * layout.n_ranks)
-    util = (st.bank[:, B_COLS] * t.nBL / cycles) if cycles else np.zeros(layout.n_banks)
+        active_cycles=int(rank[:, R_ACTIVE_CYCLES].sum()),
+        total_rank_cycles=cycles * layout.n_ranks, **bank_set_refresh)
+    util = (bank[:, B_COLS] * t.nBL / cycles) if cycles else np.zeros(layout.n_banks)
     return Stats(
         preset=spec.name, standard=spec.standard, scheduler=config.scheduler,
         mapping=config.mapping, page_policy=config.page_policy, refresh=config.refresh,
-        channels=o.channels, ranks=o.ranks, requests=len(trace), bursts=n, reads=reads,
-        writes=writes,
-        payload_bytes=float(trace.payload_bytes if payload is None else payload),
-        dram_bytes=dram_bytes, cycles=cycles, ns=ns,
-        bandwidth_GBps=dram_bytes / ns if ns else 0.0, peak_GBps=spec.peak_GBps,
-        row_hits=int((kind == ctl.HIT).sum()), row_misses=int((kind == ctl.MISS).sum()),
-        row_conflicts=int((kind == ctl.CONFLICT).sum()),
-        read_latency_cycles=latency_summary(rd_lat), commands=counts,
-        energy_nJ=energy["total"], energy_breakdown_nJ=energy,
-        bank_utilization=[float(u) for u in util], source=source,
-        done_cycles=done.copy(), read_latencies=rd_lat,
-        command_log=log[:min(int(st.scal[S_LOG]), log_cap)].copy() if log_commands else None,
-        tCK_ns=spec.tCK_ns,
-    )
+        channels=o.channels, ranks=o.ranks, requests=requests, bursts=bursts, reads=reads,
+        writes=bursts - reads, payload_bytes=float(payload_bytes), dram_bytes=dram_bytes,
+        cycles=cycles, ns=ns, bandwidth_GBps=dram_bytes / ns if ns else 0.0,
+        peak_GBps=spec.peak_GBps, row_hits=int(kinds[ctl.HIT]),
+        row_misses=int(kinds[ctl.MISS]), row_conflicts=int(kinds[ctl.CONFLICT]),
+        read_latency_cycles=read_latency, commands=counts, energy_nJ=energy["total"],
+        energy_breakdown_nJ=energy, bank_utilization=[float(u) for u in util], source=source,
+        tCK_ns=spec.tCK_ns, **raw)
+
+
+def kernel_cached() -> bool | None:
+    """Whether numba's on-disk cache holds the compiled controller loop for the current source
+    (None: cannot tell)."""
+    try:
+        return bool(ctl.run._cache._cache_file._load_index())
+    except Exception:  # a numba without this layout: say nothing rather than guess
+        return None
+
+
+def ensure_compiled(console=None, *, force_message: bool = False) -> float:
+    """Compile the controller loop, or load it from numba's cache, before the first run;
+    returns the seconds it took. When nothing is cached yet (a new install, or sim/ edited)
+    a line on ``console`` (a rich Console; default stderr) says so, since it takes a while."""
+    import time
+
+    if ctl.run.signatures:
+        return 0.0  # already loaded in this process
+    say = force_message or kernel_cached() is False
+    if say:
+        if console is None:
+            from rich.console import Console
+            console = Console(stderr=True)
+        console.print("compiling the DRAM kernel (numba), once: about 30-60 s of CPU; later "
+                      "runs load it from the cache in well under a second", highlight=False)
+    t0 = time.perf_counter()
+    simulate(AccessTrace(np.array([0, 1 << 16], np.uint64), 64, np.array([False, True])),
+             "ddr4-2400")
+    dt = time.perf_counter() - t0
+    if say:
+        console.print(f"DRAM kernel ready in {dt:.1f} s", highlight=False)
+    return dt

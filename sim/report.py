@@ -104,8 +104,15 @@ def plot(path: str | os.PathLike, runs: list[Stats], baseline: Stats | None = No
         if s.cycles == 0:
             continue
         # bins of at least 256 cycles, so edge effects stay small against the peak
-        edges = np.linspace(0, s.cycles, max(min(bins, s.cycles // 256), 1) + 1)
-        counts, _ = np.histogram(s.done_cycles, edges)
+        if s.done_histogram is not None and not len(s.done_cycles):
+            # streamed run: completions per done_bin_cycles bin, merged to <= bins bins
+            h, w = s.done_histogram, s.done_bin_cycles
+            k = max(-(-len(h) // bins), 1)
+            counts = np.add.reduceat(h, np.arange(0, len(h), k))
+            edges = np.arange(len(counts) + 1) * (w * k)
+        else:
+            edges = np.linspace(0, s.cycles, max(min(bins, s.cycles // 256), 1) + 1)
+            counts, _ = np.histogram(s.done_cycles, edges)
         width_ns = (edges[1] - edges[0]) * s.tCK_ns
         gbps = counts * (s.dram_bytes / max(s.bursts, 1)) / width_ns
         ax.plot(edges[:-1] * s.tCK_ns / 1000, gbps, label=_label(s, i))
@@ -119,6 +126,10 @@ def plot(path: str | os.PathLike, runs: list[Stats], baseline: Stats | None = No
     for i, s in enumerate(cols):
         if len(s.read_latencies):
             ax.hist(s.read_latencies * s.tCK_ns, bins=60, histtype="step",
+                    label=_label(s, i))
+        elif s.latency_histogram is not None and s.latency_histogram.sum():
+            h = s.latency_histogram
+            ax.hist(np.arange(len(h)) * s.tCK_ns, bins=60, weights=h, histtype="step",
                     label=_label(s, i))
     ax.set_xlabel("read latency (ns)")
     ax.set_ylabel("reads")

@@ -54,6 +54,11 @@ class Stats:
                                        repr=False)
     command_log: np.ndarray | None = field(default=None, repr=False)
     tCK_ns: float = 1.0
+    # streamed runs keep histograms instead of per-burst arrays (bounded memory): reads per
+    # latency in cycles, and bursts completed per ``done_bin_cycles``-cycle bin
+    latency_histogram: np.ndarray | None = field(default=None, repr=False)
+    done_histogram: np.ndarray | None = field(default=None, repr=False)
+    done_bin_cycles: int = field(default=0, repr=False)
 
     @property
     def bandwidth_fraction(self) -> float:
@@ -72,7 +77,8 @@ class Stats:
         """JSON-ready dict (``schema_version`` first; raw arrays left out)."""
         d = {"schema_version": SCHEMA_VERSION}
         for k, v in asdict(self).items():
-            if k in ("done_cycles", "read_latencies", "command_log", "tCK_ns"):
+            if k in ("done_cycles", "read_latencies", "command_log", "tCK_ns",
+                     "latency_histogram", "done_histogram", "done_bin_cycles"):
                 continue
             d[k] = v
         d["bandwidth_fraction"] = self.bandwidth_fraction
@@ -82,10 +88,34 @@ class Stats:
 
 
 def latency_summary(lat: np.ndarray) -> dict[str, float]:
+    """Mean, median, 99th percentile and maximum of integer latencies (cycles)."""
+    lat = np.asarray(lat, np.int64)
     if len(lat) == 0:
         return {"mean": 0.0, "p50": 0.0, "p99": 0.0, "max": 0.0}
-    return {"mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)),
-            "p99": float(np.percentile(lat, 99)), "max": float(lat.max())}
+    return histogram_summary(np.bincount(lat - lat.min()), int(lat.sum()), int(lat.min()))
+
+
+def histogram_summary(hist: np.ndarray, total: int, offset: int = 0) -> dict[str, float]:
+    """:func:`latency_summary` of the values whose counts are ``hist`` (value ``offset + i``
+    occurs ``hist[i]`` times; ``total`` their exact sum). Percentiles interpolate linearly
+    between order statistics, as ``numpy.percentile`` does."""
+    n = int(hist.sum())
+    if n == 0:
+        return {"mean": 0.0, "p50": 0.0, "p99": 0.0, "max": 0.0}
+    cum = np.cumsum(hist)
+
+    def order(k: int) -> int:  # k-th smallest value, 0-based
+        return offset + int(np.searchsorted(cum, k, side="right"))
+
+    def pct(q: float) -> float:
+        h = (n - 1) * q / 100.0
+        lo = int(np.floor(h))
+        a, b, t = order(lo), order(min(lo + 1, n - 1)), h - lo
+        # numpy's lerp, exact at both ends
+        return float(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+
+    return {"mean": total / n, "p50": pct(50), "p99": pct(99),
+            "max": float(offset + int(np.flatnonzero(hist)[-1]))}
 
 
 def reduction(base: Stats, other: Stats) -> dict[str, float]:

@@ -8,6 +8,8 @@ baseline) the others are reported against the baseline with reduction factors.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,11 +74,21 @@ def _list_presets(console: Console) -> None:
               help="Override the preset's channel count (power of two).")
 @click.option("--ranks", type=click.IntRange(1), default=None,
               help="Override ranks per channel (pseudo-channels on HBM2).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="Simulate the channels in N local processes (per-channel admission: each "
+                   "channel takes its own requests in trace order; any N gives the same "
+                   "result).")
+@click.option("--dask", "dask_address", metavar="ADDRESS",
+              help="Simulate the channels as tasks on this Dask scheduler, e.g. "
+                   "tcp://host:8786 (per-channel admission, as --jobs; workers must see the "
+                   "trace files).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write JSON here.")
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write a PNG here.")
+@click.option("--compile", "compile_only", is_flag=True,
+              help="Compile (or load) the DRAM kernel and exit: run once after installing.")
 def dram(traces, preset, list_only, baseline_path, csv_format, full_bits, placement, seed,
          max_rows, scheduler, mapping, page_policy, refresh, queue_depth, max_outstanding,
-         channels, ranks, json_out, plot_out) -> None:
+         channels, ranks, jobs, dask_address, json_out, plot_out, compile_only) -> None:
     """Run access TRACES through the cycle-level DRAM model.
 
     Several TRACES are compared against the first (e.g. dense.trace pruned.trace);
@@ -86,14 +98,25 @@ def dram(traces, preset, list_only, baseline_path, csv_format, full_bits, placem
     if list_only:
         _list_presets(console)
         return
+    if compile_only:
+        from psa.sim.memory_system import ensure_compiled
+        ensure_compiled(err, force_message=True)
+        return
     if not traces:
         raise click.UsageError("give at least one TRACE (or --list-presets)")
+    if jobs is not None and dask_address:
+        raise click.UsageError("give either --jobs (local processes) or --dask (a cluster)")
+    if (jobs is not None or dask_address) and max_outstanding:
+        raise click.UsageError("--max-outstanding bounds requests across channels: it needs "
+                               "the single trace-order stream (no --jobs / --dask)")
     if json_out:
         check_writable_file(Path(json_out), "--json")
     if plot_out:
         check_writable_file(Path(plot_out), "--plot")
-    from psa.sim import ControllerConfig, load_preset, load_workload, simulate
+    from psa.sim import ControllerConfig, load_preset, load_workload
+    from psa.sim.memory_system import ensure_compiled
     from psa.sim.report import plot, stats_table, write_json
+    from psa.sim.stream import simulate_trace
 
     spec = load_preset(preset)
     if channels is not None or ranks is not None:
@@ -104,23 +127,24 @@ def dram(traces, preset, list_only, baseline_path, csv_format, full_bits, placem
     paths = list(traces)
     if baseline_path is not None:
         paths = [baseline_path] + paths
+    ensure_compiled(err)
     results = []
     for p in paths:
-        wl = load_workload(p, csv_format=csv_format or None, full_bits=full_bits,
-                           placement=placement, seed=seed, max_rows=max_rows)
-        if len(wl.trace) == 0:
+        csv = csv_format or Path(p).suffix.lower() == ".csv"
+        source = (load_workload(p, csv_format=True, full_bits=full_bits, placement=placement,
+                                seed=seed, max_rows=max_rows) if csv else p)
+        if csv and len(source.trace) == 0:
             raise ValueError(f"{p}: the trace has no requests")
         what = f"simulating {Path(p).name} on {spec.name}"
-        if not err.is_terminal:  # CI logs, pipes: a start line and a heartbeat
-            running = heartbeat(err, what)
-        else:
-            running = console.status(what, spinner="dots") if len(wl.trace) < 200_000 \
-                else _null()
-        with running:
-            try:
-                results.append(simulate(wl, spec, replace(config), progress=True))
-            except ValueError as e:
-                raise ValueError(f"{p}: {e}") from e
+        try:
+            with _progress(err, what, p, source) as tick:
+                stats = simulate_trace(source, spec, replace(config), jobs=jobs,
+                                       dask=dask_address, progress=tick)
+        except ValueError as e:
+            raise ValueError(f"{p}: {e}") from e
+        if stats.requests == 0:
+            raise ValueError(f"{p}: the trace has no requests")
+        results.append(stats)
     baseline = results[0] if len(results) > 1 else None
     runs = results[1:] if baseline is not None else results
     console.print(stats_table(runs, baseline))
@@ -132,9 +156,42 @@ def dram(traces, preset, list_only, baseline_path, csv_format, full_bits, placem
         console.print(f"wrote {plot_out}")
 
 
-class _null:
-    def __enter__(self):
-        return self
+@contextmanager
+def _progress(err: Console, what: str, path: str, source) -> Iterator:
+    """A progress bar in requests read on a terminal (large files), a start line and
+    heartbeat otherwise; yields the ``progress(requests_read)`` callback or None."""
+    if not err.is_terminal:  # CI logs, pipes: a start line and a heartbeat
+        with heartbeat(err, what):
+            yield None
+        return
+    total = len(source.trace) if hasattr(source, "trace") else _count_requests(Path(path))
+    if total < 200_000:
+        with err.status(what, spinner="dots"):
+            yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+                  transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.update(task, completed=min(n, total))
 
-    def __exit__(self, *exc):
-        return False
+
+def _count_requests(path: Path) -> int:
+    """Requests in a trace file, for the progress bar: records of a .npy, else lines."""
+    from psa.golden.trace import _binary_kind
+
+    try:
+        kind = _binary_kind(path)
+        if kind == "npy":
+            import numpy as np
+            return len(np.load(path, mmap_mode="r"))
+        if kind is not None:
+            return 0
+        n = 0
+        with open(path, "rb") as f:
+            while block := f.read(1 << 24):
+                n += block.count(b"\n")
+        return n
+    except (OSError, ValueError):
+        return 0  # the reader names the problem
