@@ -190,7 +190,10 @@ BENCH_DESIGNS: dict[str, BenchDesign] = {
     "pruner": BenchDesign(
         "pruner", {"verify": Bench(_PRUNER_BENCH, ("golden_sequences", "reset_mid_layer")),
                    "cycles": Bench(_PRUNER_BENCH + "_cycles", ("cycles",)),
+                   "decode_cycles": Bench(_PRUNER_BENCH + "_cycles", ("decode_cycles",)),
                    "capture": Bench(_PRUNER_BENCH + "_capture", ("capture_trace",)),
+                   "decode": Bench(_PRUNER_BENCH + "_decode",
+                                   ("decode_sequences", "decode_reset_mid_step")),
                    "replay": Bench("psa.verif.benches.tb_policy_replay", ("replay_policy",))},
         "sequences", "PSA_SEQUENCES", 10, _pruner_tag, _pruner_params_env, _pruner_cycles_env),
 }

@@ -14,6 +14,7 @@ hardware's trace.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -33,7 +34,7 @@ from psa.hw.pruner import DEFAULTS, Op
 
 __all__ = ["PrunerParams", "SequenceSpec", "DecodeSpec", "make_decode_sequences",
            "run_decode_sequence", "DecodeResult", "LayerScript", "sequence_script",
-           "make_sequences",
+           "make_sequences", "DECODE_PARAMS",
            "kv_layout", "kv_config", "requests_to_trace", "PARAM_SETS", "FetchRequest",
            "PrunerPort", "run_sequence", "SequenceResult", "Mismatch", "capture_fetch_trace",
            "layout_to_json", "layout_from_json"]
@@ -73,6 +74,9 @@ PARAM_SETS: dict[str, PrunerParams] = {
     "saturate": PrunerParams(128, 3, 4, 8, 10, 12, 12),
     "wide": PrunerParams(256, 6, 16, 12, 20, 24, 24),
 }
+
+#: Long decode sequences (test_pruner_decode.py, ``-m slow``): N = 1024, P = 16.
+DECODE_PARAMS = PrunerParams(1024, 3, 16, 12, 20, 24, 24)
 
 
 @dataclass(frozen=True)
@@ -449,6 +453,10 @@ def make_decode_sequences(params: PrunerParams, count: int, seed: int, steps: in
     n_max = params.max_tokens
     top = 1 << params.prob_bits
     out = []
+    def capped(spec: DecodeSpec) -> DecodeSpec:   # ids run out after max_tokens - n steps
+        return spec if spec.fill else dataclasses.replace(
+            spec, steps=min(spec.steps, n_max - spec.n))
+
     for i in range(count):
         s = int(rng.integers(0, 2**31))
         kind = i % 5
@@ -468,7 +476,7 @@ def make_decode_sequences(params: PrunerParams, count: int, seed: int, steps: in
             out.append(DecodeSpec(int(rng.integers(n_max // 2, n_max)), max(4, steps // 4),
                                   1, 1.0, 1000, 2, 2, 1, top // 8, "softmax", fill=True,
                                   seed=s))
-    return out
+    return [capped(spec) for spec in out]
 
 
 @dataclass

@@ -41,7 +41,20 @@ from psa.verif.streams import PacketCollector, StreamSink, StreamSource
 OUTPUTS = {"tok": ("id", "score", "last", "empty"), "head": ("id", "score", "last", "empty"),
            "fetch": ("addr", "size", "plane", "head", "token", "last", "empty")}
 OUTPUT_OF = {Op.PRUNE.value: "tok", Op.READ_TOKENS.value: "tok", Op.PRUNE_HEADS.value: "head",
-             Op.READ_HEADS.value: "head", Op.FETCH.value: "fetch"}
+             Op.READ_HEADS.value: "head", Op.FETCH.value: "fetch", Op.SELECT.value: "fetch"}
+
+
+class _StampedCollector(PacketCollector):
+    """A :class:`PacketCollector` that also calls ``on_first`` at each packet's first beat."""
+
+    def __init__(self, on_packet, on_first):
+        super().__init__(on_packet)
+        self.on_first = on_first
+
+    def __call__(self, beat) -> None:
+        if not self.partial:
+            self.on_first()
+        super().__call__(beat)
 
 
 class PrunerTB:
@@ -60,6 +73,7 @@ class PrunerTB:
         self.cycle = 0
         self.packets: dict[str, list[list[dict]]] = {name: [] for name in OUTPUTS}
         self.last_out: dict[str, int] = {}
+        self.first_out: dict[str, int] = {}
         self.prob_cycles: list[int] = []
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         dut.rst.value = 1
@@ -75,7 +89,9 @@ class PrunerTB:
                                 rng=random.Random(rng.random()), reset=dut.rst)
         self.collectors = {}
         for name, fields in OUTPUTS.items():
-            collector = PacketCollector(lambda beats, name=name: self._on_packet(name, beats))
+            collector = _StampedCollector(
+                lambda beats, name=name: self._on_packet(name, beats),
+                lambda name=name: self.first_out.__setitem__(name, self.cycle + 1))
             self.collectors[name] = collector
             StreamSink(dut, f"{name}_", fields, stall=stall, rng=random.Random(rng.random()),
                        callback=collector, reset=dut.rst)
@@ -90,9 +106,10 @@ class PrunerTB:
         self.last_out[name] = self.cycle + 1     # the transfer is at the coming rising edge
         self.packets[name].append([b for b in beats if not b["empty"]])
 
-    def set_layout(self, layout) -> None:
+    def set_layout(self, layout, lsb_threshold: int = 0) -> None:
         for field, value in kv_config(layout).items():
             getattr(self.dut, f"cfg_{field}").value = value
+        self.dut.cfg_lsb_threshold.value = lsb_threshold
 
     async def reset(self, cycles: int = 2) -> None:
         """Hold ``rst`` for ``cycles`` cycles; the sources abandon what they hold and the
@@ -119,6 +136,21 @@ class PrunerTB:
         name = OUTPUT_OF[op]
         await self._until(lambda: bool(self.packets[name]), what=f"{name} list of op {op}")
         return self.packets[name].pop(0)
+
+    async def select(self, arg: int, row: np.ndarray) -> list[dict]:
+        """``SELECT arg`` then ``row``; the fetch requests it streams out."""
+        target = self.cmd.sent + 1
+        self.cmd.send({"op": Op.SELECT.value, "arg": arg})
+        await self._until(lambda: self.cmd.sent >= target, what="SELECT accepted")
+        if len(row):
+            await self.send_rows(np.asarray(row)[None, :])
+        await self._until(lambda: bool(self.packets["fetch"]), what="SELECT requests")
+        return self.packets["fetch"].pop(0)
+
+    async def error(self) -> bool:
+        await RisingEdge(self.dut.clk)
+        await RisingEdge(self.dut.clk)
+        return bool(int(self.dut.error.value))
 
     async def send_rows(self, rows: np.ndarray) -> None:
         p = self.params.lanes
