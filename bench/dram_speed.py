@@ -1,20 +1,39 @@
-"""DRAM model speed: simulated requests per second on one core.
+"""DRAM model speed, whole process: ``psa dram`` from the shell, as a user runs it.
 
-For each preset (ddr4-2400, hbm2) and pattern (sequential / uniform random 64-byte reads),
-simulates an N-request trace (default 1M) once to warm the numba cache, then times it.
-Reports wall-clock and process CPU time (the machine may be shared: CPU time is the fairer
-single-core figure), simulated cycles and achieved bandwidth.
+For each preset (ddr4-2400, hbm2), request count (200k, 1M) and pattern (sequential, uniform
+random 64-byte reads), writes one trace in the Ramulator-style text format (``LD 0x...``, read
+by both simulators) and as a binary ``.npy`` trace, then times separate processes on the same
+trace, one after the other on the same machine:
+
+- ``psa`` on the text trace and on the ``.npy`` trace (this checkout), and on multi-channel
+  presets also with ``--jobs`` processes (per-channel mode);
+- ``base``: ``psa dram`` of an older commit (``--base-commit``, checked out with
+  ``git worktree`` and run from there), on the text trace;
+- ``ramulator``: Ramulator 2.1 (``--ramulator BIN``, default: the path in
+  ``/work/notes/ramulator_path.txt`` if present) with the same organisation, FR-FCFS, open
+  page, all-bank refresh, RoBaRaCoCh mapping and 32-entry queues.
+
+Every tool is run once on a small trace first (compiled caches loaded, so the timed runs are
+warm). Reported: wall time, CPU time (user + sys of the process and its children), peak RSS,
+requests/s of wall time and the ratios. ``--first-run`` also times a cold first ``psa dram``
+(empty numba cache) and the next, warm one. ``--big N`` instead times one run of an N-request
+random ``.npy`` trace on a multi-channel HBM stack with ``--jobs`` processes (peak RSS of every
+process).
 
 Writes JSON (default bench/results/dram_speed.json) and prints a table.
-Reference: Ramulator 2.1 (C++) runs about 250k requests/s sequential and 160k random on a
-DDR4 stream on this machine class.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,58 +41,312 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from psa.golden.trace import AccessTrace
-from psa.sim import load_preset, simulate
+from psa.golden.trace import TRACE_DTYPE, open_binary_trace
+from psa.sim import load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 7
+RAMULATOR_NOTE = Path("/work/notes/ramulator_path.txt")
+PACKAGES = ("golden", "hw", "verif", "flows", "sim", "models", "policies", "reports")
+
+# Ramulator 2.1 equivalents of the presets (organisation and timing preset names from its
+# src/dram/impl/*.cpp)
+RAMULATOR_DRAM = {
+    "ddr4-2400": ("DDR4", "DDR4_8Gb_x8", "DDR4_2400R", {"channel": 1, "rank": 1}),
+    "hbm2": ("HBM2", "HBM2_4Gb", "HBM2_2Gbps", {"channel": 8}),
+}
+RAMULATOR_CONFIG = """Frontend:
+  impl: LoadStoreTrace
+  path: {trace}
+  clock_ratio: 1
+
+MemorySystem:
+  impl: GenericDRAM
+  clock_ratio: 1
+  DRAM:
+    impl: {impl}
+    org:
+      preset: {org}
+{org_extra}
+    timing:
+      preset: {timing}
+  Controller:
+    impl: Generic
+    Scheduler:
+      impl: FRFCFS
+    RefreshManager:
+      impl: AllBank
+    RowPolicy:
+      impl: OpenRowPolicy
+    plugins:
+  AddrMapper:
+    impl: RoBaRaCoCh
+"""
 
 
-def make_trace(pattern: str, n: int, capacity: int) -> AccessTrace:
+def make_addresses(pattern: str, n: int, capacity: int, seed: int = SEED) -> np.ndarray:
+    """Byte addresses of ``n`` 64-byte reads: a sequential stream or uniform random lines."""
     if pattern == "sequential":
-        return AccessTrace(np.arange(n, dtype=np.uint64) * 64, 64)
+        return np.arange(n, dtype=np.uint64) * np.uint64(64)
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, capacity // 64, n).astype(np.uint64) * np.uint64(64)
+
+
+def write_text(path: Path, addr: np.ndarray) -> None:
+    """``LD 0x...`` lines (the format Ramulator's LoadStoreTrace and ``psa dram`` both read)."""
+    with open(path, "w") as f:
+        for a in range(0, len(addr), 1 << 18):
+            f.write("".join(f"LD 0x{x:x}\n" for x in addr[a:a + (1 << 18)].tolist()))
+
+
+def write_npy(path: Path, addr: np.ndarray) -> None:
+    rec = np.zeros(len(addr), TRACE_DTYPE)
+    rec["addr"], rec["size"], rec["layer"], rec["plane"] = addr, 64, -1, 255
+    np.save(path, rec)
+
+
+def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
+    """Run ``cmd`` to completion: wall and CPU seconds, peak RSS (MiB) of it and its
+    children; raises with the output tail if it fails."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-2000:]}\n"
+                           f"{p.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "max_rss_MiB": after.ru_maxrss / 1024,
+            "stdout": p.stdout, "stderr": p.stderr}
+
+
+def base_checkout(commit: str) -> dict:
+    """Environment running ``psa`` of ``commit``: a git worktree plus a folder whose ``psa``
+    package links to it (so the installed checkout is not imported)."""
+    tree = Path(tempfile.gettempdir()) / f"psa-base-{commit[:12]}"
+    if not tree.exists():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit],
+                       check=True, capture_output=True)
+    pkg = tree.parent / f"psa-base-{commit[:12]}-pkg"
+    if not (pkg / "psa").exists():
+        shutil.copytree(tree / "psa", pkg / "psa")
+        for d in PACKAGES:
+            if (tree / d).exists():
+                (pkg / "psa" / d).symlink_to(tree / d)
+    return {**os.environ, "PYTHONPATH": str(pkg)}
+
+
+def psa_cmd(trace: Path, preset: str, out: Path) -> list[str]:
+    return [sys.executable, "-c", "from psa.cli import main; main()", "dram", str(trace),
+            "--preset", preset, "--mapping", "RoBaRaCoCh", "--json", str(out)]
+
+
+def ramulator_run(binary: str, trace: Path, preset: str, work: Path) -> dict:
+    impl, org, timing, extra = RAMULATOR_DRAM[preset]
+    cfg = work / f"ramulator-{preset}.yaml"
+    cfg.write_text(RAMULATOR_CONFIG.format(
+        trace=trace, impl=impl, org=org, timing=timing,
+        org_extra="\n".join(f"      {k}: {v}" for k, v in extra.items())))
+    return timed([binary, "-f", str(cfg)], cwd=work)
+
+
+def find_ramulator(arg: str | None) -> tuple[str | None, str]:
+    if arg:
+        return arg, "given with --ramulator"
+    if RAMULATOR_NOTE.exists():
+        for line in RAMULATOR_NOTE.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and Path(line).is_file():
+                return line, f"from {RAMULATOR_NOTE}"
+        return None, f"{RAMULATOR_NOTE} names no existing binary"
+    return None, f"no Ramulator 2.1 binary ({RAMULATOR_NOTE} absent, no --ramulator)"
+
+
+def speed_table(args, console: Console) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="dram-speed-"))
+    base_env = base_checkout(args.base_commit) if args.base_commit else None
+    ram, ram_note = find_ramulator(args.ramulator)
+    if ram is None:
+        console.print(f"[yellow]Ramulator columns skipped: {ram_note}[/]")
+    # warm every tool: compiled kernels loaded, caches filled
+    small = work / "warm.trace"
+    write_text(small, make_addresses("random", 2000, 1 << 30))
+    for preset in args.presets:
+        timed(psa_cmd(small, preset, work / "w.json"))
+        if base_env:
+            timed(psa_cmd(small, preset, work / "w.json"), env=base_env)
+    rows = []
+    for preset in args.presets:
+        spec = load_preset(preset)
+        for n in args.sizes:
+            for pattern in args.patterns:
+                addr = make_addresses(pattern, n, spec.org.capacity_bytes)
+                text, npy = work / f"{pattern}_{n}.trace", work / f"{pattern}_{n}.npy"
+                write_text(text, addr)
+                write_npy(npy, addr)
+                row = {"preset": preset, "pattern": pattern, "requests": n}
+                runs = {"psa": (psa_cmd(text, preset, work / "a.json"), None),
+                        "psa_npy": (psa_cmd(npy, preset, work / "b.json"), None)}
+                if spec.org.channels > 1 and args.jobs > 1:  # channels on several processes
+                    runs["psa_jobs"] = (psa_cmd(npy, preset, work / "d.json")
+                                        + ["--jobs", str(args.jobs)], None)
+                if base_env:
+                    runs["base"] = (psa_cmd(text, preset, work / "c.json"), base_env)
+                for name, (cmd, env) in runs.items():
+                    r = timed(cmd, env=env)
+                    row[name] = {k: r[k] for k in ("wall_s", "cpu_s", "max_rss_MiB")}
+                ours = json.loads((work / "a.json").read_text())
+                row["cycles"] = ours["cycles"]
+                assert json.loads((work / "b.json").read_text())["cycles"] == ours["cycles"]
+                if base_env:
+                    row["base"]["cycles"] = json.loads((work / "c.json").read_text())["cycles"]
+                if ram and preset in RAMULATOR_DRAM:
+                    r = ramulator_run(ram, text, preset, work)
+                    row["ramulator"] = {k: r[k] for k in ("wall_s", "cpu_s", "max_rss_MiB")}
+                rows.append(row)
+                console.print(_line(row), highlight=False)
+                text.unlink()
+                npy.unlink()
+    shutil.rmtree(work, ignore_errors=True)
+    return {"results": rows, "ramulator": ram, "ramulator_note": ram_note,
+            "base_commit": args.base_commit}
+
+
+def _line(row: dict) -> str:
+    s = f"{row['preset']} {row['pattern']} {row['requests']:,}: psa {row['psa']['wall_s']:.2f} s"
+    for k in ("psa_npy", "psa_jobs", "base", "ramulator"):
+        if k in row:
+            s += f", {k} {row[k]['wall_s']:.2f} s"
+    return s
+
+
+def first_run(args, console: Console) -> dict:
+    """A cold first ``psa dram`` (empty numba cache directory), then a warm one."""
+    work = Path(tempfile.mkdtemp(prefix="dram-first-"))
+    trace = work / "t.trace"
+    write_text(trace, make_addresses("random", 200_000, 1 << 30))
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(work / "numba-cache")}
+    cold = timed(psa_cmd(trace, "ddr4-2400", work / "o.json"), env=env)
+    warm = timed(psa_cmd(trace, "ddr4-2400", work / "o.json"), env=env)
+    shutil.rmtree(work, ignore_errors=True)
+    said = [ln for ln in cold["stderr"].splitlines() if "kernel" in ln]
+    console.print(f"first run {cold['wall_s']:.1f} s wall ({cold['cpu_s']:.1f} s CPU), "
+                  f"then {warm['wall_s']:.2f} s; it said: {said}", highlight=False)
+    return {"first_run": {k: cold[k] for k in ("wall_s", "cpu_s", "max_rss_MiB")},
+            "warm_run": {k: warm[k] for k in ("wall_s", "cpu_s", "max_rss_MiB")},
+            "messages": said}
+
+
+def big_run(args, console: Console) -> dict:
+    """One run of ``args.big`` random 64-byte reads (binary trace) with ``args.jobs``."""
+    spec = load_preset(args.big_preset)
+    if args.big_channels:
+        spec = spec.with_overrides(channels=args.big_channels)
+    work = Path(tempfile.mkdtemp(prefix="dram-big-", dir=args.big_dir))
+    path = work / "big.npy"
+    rec = open_binary_trace(path, args.big)
     rng = np.random.default_rng(SEED)
-    return AccessTrace(rng.integers(0, capacity // 64, n).astype(np.uint64) * 64, 64)
+    step = 1 << 22
+    for a in range(0, args.big, step):
+        k = min(step, args.big - a)
+        rec["addr"][a:a + k] = rng.integers(0, spec.org.capacity_bytes // 64, k) * 64
+    rec["size"], rec["write"], rec["layer"], rec["plane"] = 64, 0, -1, 255
+    rec.flush()
+    del rec
+    cmd = [sys.executable, "-c", "from psa.cli import main; main()", "dram", str(path),
+           "--preset", args.big_preset, "--jobs", str(args.jobs), "--json",
+           str(work / "o.json")]
+    if args.big_channels:
+        cmd += ["--channels", str(args.big_channels)]
+    r = timed(cmd)
+    out = json.loads((work / "o.json").read_text())
+    shutil.rmtree(work, ignore_errors=True)
+    res = {"preset": args.big_preset, "channels": spec.org.channels, "ranks": spec.org.ranks,
+           "requests": args.big, "jobs": args.jobs, "wall_s": r["wall_s"], "cpu_s": r["cpu_s"],
+           "max_rss_MiB": r["max_rss_MiB"], "requests_per_s": args.big / r["wall_s"],
+           "bursts": out["bursts"], "cycles": out["cycles"],
+           "bandwidth_fraction": out["bandwidth_fraction"]}
+    console.print(f"{args.big:,} requests on {args.big_preset} ({spec.org.channels} ch x "
+                  f"{spec.org.ranks}), --jobs {args.jobs}: {r['wall_s']:.0f} s wall, "
+                  f"{r['cpu_s']:.0f} s CPU, peak RSS {r['max_rss_MiB']:.0f} MiB (largest "
+                  f"process), {res['requests_per_s'] / 1e3:.0f}k requests/s", highlight=False)
+    return {"big": res}
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-n", "--requests", type=int, default=1_000_000)
-    ap.add_argument("--presets", default="ddr4-2400,hbm2")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "dram_speed.json")
+    ap.add_argument("--sizes", default="200000,1000000",
+                    type=lambda s: [int(x) for x in s.split(",")])
+    ap.add_argument("--presets", default="ddr4-2400,hbm2", type=lambda s: s.split(","))
+    ap.add_argument("--patterns", default="sequential,random", type=lambda s: s.split(","))
+    ap.add_argument("--base-commit", default=None,
+                    help="Also time psa dram of this commit (e.g. the one before a change).")
+    ap.add_argument("--ramulator", default=None, help="Ramulator 2.1 binary.")
+    ap.add_argument("--first-run", action="store_true",
+                    help="Also time a cold first run (empty numba cache) and a warm one.")
+    ap.add_argument("--big", type=int, default=0,
+                    help="Only time one run of this many random requests (.npy trace).")
+    ap.add_argument("--big-preset", default="hbm3")
+    ap.add_argument("--big-channels", type=int, default=None)
+    ap.add_argument("--big-dir", default=None, help="Folder for the big trace file.")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
+    console = Console()
+    meta = {"machine": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "seed": SEED}
+    if args.big:
+        result = big_run(args, console)
+        out = args.out or ROOT / "bench" / "results" / "dram_speed_big.json"
+    else:
+        result = speed_table(args, console)
+        if args.first_run:
+            result.update(first_run(args, console))
+        out = args.out or ROOT / "bench" / "results" / "dram_speed.json"
+        console.print(table(result))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**meta, **result}, indent=2) + "\n")
+    print(f"wrote {out}")
 
-    simulate(make_trace("random", 2000, 1 << 30), "ddr4-2400")  # load/compile the kernel
-    rows = []
-    for preset in args.presets.split(","):
-        spec = load_preset(preset)
-        for pattern in ("sequential", "random"):
-            trace = make_trace(pattern, args.requests, spec.org.capacity_bytes)
-            w0, c0 = time.perf_counter(), time.process_time()
-            s = simulate(trace, spec)
-            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-            rows.append({
-                "preset": preset, "pattern": pattern, "requests": args.requests,
-                "wall_s": wall, "cpu_s": cpu, "requests_per_s_wall": args.requests / wall,
-                "requests_per_s_cpu": args.requests / cpu, "cycles": s.cycles,
-                "bandwidth_fraction": s.bandwidth_fraction, "row_hit_rate": s.row_hit_rate,
-            })
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                    "python": platform.python_version(), "seed": SEED,
-                                    "results": rows}, indent=2) + "\n")
-    table = Table(title=f"DRAM model speed, {args.requests:,} 64 B reads per run "
-                  "(default mapping MOP4CLXOR, FR-FCFS, refresh on)", title_justify="left")
-    for col in ("preset", "pattern", "req/s (CPU)", "req/s (wall)", "cycles", "% of peak",
-                "row hits"):
-        table.add_column(col, justify="right" if col not in ("preset", "pattern") else "left",
-                         no_wrap=True)
+
+def table(result: dict) -> Table:
+    rows = result["results"]
+    has_base = any("base" in r for r in rows)
+    has_ram = any("ramulator" in r for r in rows)
+    t = Table(title="psa dram, whole process (wall time, same trace and machine; "
+              "RoBaRaCoCh, FR-FCFS, open page, refresh on)", title_justify="left")
+    has_jobs = any("psa_jobs" in r for r in rows)
+    cols = ["preset", "pattern", "requests", "psa text", "psa .npy", "req/s (.npy)"]
+    if has_jobs:
+        cols += ["psa .npy --jobs"]
+    if has_base:
+        cols += ["base", "x base"]
+    if has_ram:
+        cols += ["Ramulator", "x Ramulator"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("preset", "pattern") else "right",
+                     no_wrap=True)
     for r in rows:
-        table.add_row(r["preset"], r["pattern"], f"{r['requests_per_s_cpu'] / 1e3:,.0f}k",
-                      f"{r['requests_per_s_wall'] / 1e3:,.0f}k", f"{r['cycles']:,}",
-                      f"{100 * r['bandwidth_fraction']:.1f}%", f"{100 * r['row_hit_rate']:.1f}%")
-    Console().print(table)
-    print(f"wrote {args.out}")
+        n = r["requests"]
+        best = min(r["psa"]["wall_s"], r["psa_npy"]["wall_s"])
+        cells = [r["preset"], r["pattern"], f"{n:,}", f"{r['psa']['wall_s']:.2f} s",
+                 f"{r['psa_npy']['wall_s']:.2f} s", f"{n / r['psa_npy']['wall_s'] / 1e3:,.0f}k"]
+        if has_jobs:
+            j = r.get("psa_jobs")
+            cells += [f"{j['wall_s']:.2f} s" if j else "-"]
+        if has_base:
+            b = r.get("base")
+            cells += [f"{b['wall_s']:.2f} s" if b else "-",
+                      f"{b['wall_s'] / r['psa']['wall_s']:.2f}x" if b else "-"]
+        if has_ram:
+            m = r.get("ramulator")
+            cells += [f"{m['wall_s']:.2f} s" if m else "-",
+                      f"{m['wall_s'] / best:.2f}x" if m else "-"]
+        t.add_row(*cells)
+    if not has_ram:
+        t.caption = f"Ramulator 2.1: not run ({result.get('ramulator_note')})"
+    return t
 
 
 if __name__ == "__main__":

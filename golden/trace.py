@@ -606,15 +606,23 @@ def iter_trace(path: str | os.PathLike, chunk: int = 1 << 20) -> Iterator[Access
         raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
     path = Path(path)
     kind = _binary_kind(path)
-    if kind is not None:
+    if kind == "npy":
+        # read records a chunk at a time (not a memory map, whose pages would stay resident)
+        arr = _open_binary(path, kind)
+        n, dtype, offset = len(arr), arr.dtype, arr.offset
+        del arr
+        with open(path, "rb") as f:
+            f.seek(offset)
+            for a in range(0, n, chunk):
+                piece = np.fromfile(f, dtype, min(chunk, n - a))
+                yield _from_columns(piece, str(path), a)
+        return
+    if kind == "npz":
         cols = _open_binary(path, kind)
-        n = len(cols["addr"]) if kind == "npz" else len(cols)
-        if kind == "npz":
-            _from_columns(cols, str(path))  # check names and lengths once
+        _from_columns(cols, str(path))  # check names and lengths once
+        n = len(cols["addr"])
         for a in range(0, n, chunk):
-            piece = (cols[a:a + chunk] if kind == "npy"
-                     else {k: v[a:a + chunk] for k, v in cols.items()})
-            yield _from_columns(piece, str(path), a)
+            yield _from_columns({k: v[a:a + chunk] for k, v in cols.items()}, str(path), a)
         return
     block = max(chunk * 24, 1 << 16)  # bytes: a text line is ~15-25 bytes
     layer, timed, line0 = -1, None, 0

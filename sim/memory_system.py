@@ -269,15 +269,17 @@ def ensure_compiled(console=None, *, force_message: bool = False) -> float:
     a line on ``console`` (a rich Console; default stderr) says so, since it takes a while."""
     import time
 
-    if ctl.run.signatures:
-        return 0.0  # already loaded in this process
+    if console is None and (force_message or not ctl.run.signatures):
+        from rich.console import Console
+        console = Console(stderr=True)
+    if ctl.run.signatures:  # already loaded in this process
+        if force_message:
+            console.print("DRAM kernel ready (already loaded)", highlight=False)
+        return 0.0
     say = force_message or kernel_cached() is False
     if say:
-        if console is None:
-            from rich.console import Console
-            console = Console(stderr=True)
-        console.print("compiling the DRAM kernel (numba), once: about 30-60 s of CPU; later "
-                      "runs load it from the cache in well under a second", highlight=False)
+        console.print("compiling the DRAM kernel (numba), once: about 1-2 min of CPU; later "
+                      "runs load it from the cache in under a second", highlight=False)
     t0 = time.perf_counter()
     simulate(AccessTrace(np.array([0, 1 << 16], np.uint64), 64, np.array([False, True])),
              "ddr4-2400")

@@ -121,3 +121,38 @@ def test_unwritable_outputs_are_refused_before_the_run(tmp_path, option):
     assert r.exit_code == 2, r.output
     assert f"Error: {option}: folder" in r.output and "does not exist" in r.output
     assert not (tmp_path / "no").exists()
+
+
+def test_binary_trace_and_parallel_channels(traces, tmp_path):
+    dense = traces[0]
+    npy = tmp_path / "dense.npy"
+    from psa.golden.trace import read_trace
+    read_trace(dense).write(npy)
+    outs = {}
+    for name, args in (("text", [dense]), ("npy", [npy]), ("j1", [npy, "--jobs", "1"]),
+                       ("j2", [npy, "--jobs", "2"])):
+        out = tmp_path / f"{name}.json"
+        r = invoke(*args, "--preset", "hbm2", "--json", out)
+        assert r.exit_code == 0, r.output
+        outs[name] = json.loads(out.read_text())
+        outs[name].pop("source")
+    assert outs["npy"] == outs["text"]
+    assert outs["j2"] == outs["j1"]  # per-channel mode: any number of processes
+    assert outs["j1"]["bursts"] == outs["text"]["bursts"]
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--jobs", "2", "--dask", "tcp://127.0.0.1:9"], "either --jobs"),
+    (["--jobs", "2", "--max-outstanding", "4"], "--max-outstanding bounds requests"),
+    (["--jobs", "0"], "--jobs"),
+])
+def test_parallel_options_are_checked(traces, args, match):
+    r = CliRunner().invoke(cli, ["dram", str(traces[0]), *args])
+    assert r.exit_code == 2, r.output
+    assert match in r.output
+
+
+def test_compile_says_what_it_does():
+    r = CliRunner().invoke(cli, ["dram", "--compile"])
+    assert r.exit_code == 0, r.output
+    assert "compiling the DRAM kernel" in r.output or "DRAM kernel" in r.output
