@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from psa.golden.trace import AccessTrace
 
 from . import controller as ctl
-from .addr_map import DEFAULT_MAPPING, map_addresses, resolve_mapping
+from .addr_map import DEFAULT_MAPPING, MappedAddresses, map_addresses, resolve_mapping
 from .energy import energy_breakdown_nJ
 from .frontend import Workload, split_bursts
 from .scheduler import SCHEDULERS
@@ -114,21 +114,30 @@ def compile_rules(spec: DramSpec):
 
 
 
-def request_rows(bursts, spec: DramSpec, config: ControllerConfig) -> np.ndarray:
+def request_rows(bursts, spec: DramSpec, config: ControllerConfig, *,
+                 channel_mask: np.ndarray | None = None):
     """The controller's request table (``N_Q`` columns) for ``bursts`` (from
-    :func:`split_bursts`): channel, flat rank / bank-group / bank, row, write flag; no times."""
+    :func:`split_bursts`): channel, flat rank / bank-group / bank, row, write flag; no times.
+
+    With ``channel_mask`` (a bool per channel) only the bursts of those channels get a row:
+    returns ``(table, burst indices)``."""
     o = spec.org
     m = map_addresses(bursts.addr, spec, config.mapping)
-    req = np.zeros((len(bursts.addr), N_Q), np.int64)
+    wr, sel = bursts.is_write, None
+    if channel_mask is not None:
+        sel = np.flatnonzero(channel_mask[m.channel])
+        m = MappedAddresses(*(getattr(m, f.name)[sel] for f in fields(MappedAddresses)))
+        wr = wr[sel]
+    req = np.zeros((len(m.channel), N_Q), np.int64)
     req[:, Q_CH] = m.channel
     req[:, Q_FR] = m.channel * o.ranks + m.rank
     req[:, Q_FG] = req[:, Q_FR] * o.bankgroups + m.bankgroup
     req[:, Q_FB] = req[:, Q_FR] * o.banks + m.bankgroup * o.banks_per_group + m.bank
     req[:, Q_ROW] = m.row
-    req[:, Q_WR] = bursts.is_write
+    req[:, Q_WR] = wr
     req[:, Q_KIND] = -1
     req[:, Q_CVER] = -1
-    return req
+    return req if channel_mask is None else (req, sel)
 
 
 def controller_config(spec: DramSpec, config: ControllerConfig, layout, ptr: np.ndarray,

@@ -236,14 +236,18 @@ class StreamSimulator:
         self._finished: StreamStats | None = None
 
     # frontend ---------------------------------------------------------------------------
-    def _rows(self, trace: AccessTrace) -> np.ndarray:
-        """Request-table rows of ``trace`` (all channels), times carried across pieces."""
+    def _rows(self, trace: AccessTrace, channel_mask: np.ndarray | None = None) -> np.ndarray:
+        """Request-table rows of ``trace`` (of the channels in ``channel_mask``, default all),
+        times carried across pieces."""
         b = split_bursts(trace, self.spec.org.burst_bytes, self.spec.timing.tCK_ps)
-        rows = request_rows(b, self.spec, self.config)
-        if b.time_cycles is not None and len(rows):
+        if channel_mask is None:
+            rows, sel = request_rows(b, self.spec, self.config), None
+        else:
+            rows, sel = request_rows(b, self.spec, self.config, channel_mask=channel_mask)
+        if b.time_cycles is not None and len(b.time_cycles):
             t = np.maximum(b.time_cycles, self._last_time)
             self._last_time = int(t[-1])
-            rows[:, Q_TIME] = t
+            rows[:, Q_TIME] = t if sel is None else t[sel]
         return rows
 
     def _check_timed(self, trace: AccessTrace) -> None:
@@ -447,7 +451,9 @@ class _ChannelSim(StreamSimulator):
         self._shift[Q_FB] = channel * o.ranks * o.banks
 
     def feed_local(self, rows: np.ndarray) -> None:
-        self._feed_rows(rows - self._shift)
+        """Feed this channel's rows (a fresh array: renumbered in place)."""
+        rows -= self._shift
+        self._feed_rows(rows)
 
 
 def _simulate_channels(source: TraceSource, spec: DramSpec, config: ControllerConfig,
@@ -467,13 +473,16 @@ def _simulate_channels(source: TraceSource, spec: DramSpec, config: ControllerCo
         requests += len(chunk)
         payload += chunk.payload_bytes
         for piece in _pieces(chunk, spec.org.burst_bytes, 1 << 20):
-            rows = front._rows(piece)
-            rows = rows[mine[rows[:, Q_CH]]]
-            rows = rows[np.argsort(rows[:, Q_CH], kind="stable")]
-            bounds = np.searchsorted(rows[:, Q_CH], np.arange(spec.org.channels + 1))
+            rows = front._rows(piece, None if mine.all() else mine)
+            ch = rows[:, Q_CH]
+            if len(sims) == 1:
+                next(iter(sims.values())).feed_local(rows)
+                continue
+            idx = np.argsort(ch, kind="stable")  # by channel, trace order kept within each
+            bounds = np.searchsorted(ch[idx], np.arange(spec.org.channels + 1))
             for c, s in sims.items():
                 if bounds[c + 1] > bounds[c]:
-                    s.feed_local(rows[bounds[c]:bounds[c + 1]])
+                    s.feed_local(rows[idx[bounds[c]:bounds[c + 1]]])
         if report is not None:
             report(len(chunk))
     out = []
