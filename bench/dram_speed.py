@@ -105,12 +105,13 @@ def write_npy(path: Path, addr: np.ndarray) -> None:
     np.save(path, rec)
 
 
-def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
+def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None,
+          timeout: float | None = None) -> dict:
     """Run ``cmd`` to completion: wall and CPU seconds, peak RSS (MiB) of it and its
     children; raises with the output tail if it fails."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
+    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
@@ -259,7 +260,10 @@ def big_run(args, console: Console) -> dict:
            str(work / "o.json")]
     if args.big_channels:
         cmd += ["--channels", str(args.big_channels)]
-    r = timed(cmd)
+    try:
+        r = timed(cmd, timeout=args.big_timeout)
+    finally:
+        path.unlink()
     out = json.loads((work / "o.json").read_text())
     shutil.rmtree(work, ignore_errors=True)
     res = {"preset": args.big_preset, "channels": spec.org.channels, "ranks": spec.org.ranks,
@@ -290,10 +294,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--big-preset", default="hbm3")
     ap.add_argument("--big-channels", type=int, default=None)
     ap.add_argument("--big-dir", default=None, help="Folder for the big trace file.")
+    ap.add_argument("--big-timeout", type=float, default=None, help="Give up after this many s.")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
-    console = Console()
+    console = Console(width=max(shutil.get_terminal_size().columns, 150))  # no cut columns
     meta = {"machine": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "seed": SEED}
     if args.big:
