@@ -6,7 +6,10 @@ channel, in priority order:
 1. a request whose ACT has issued (Ramulator's active buffer) and whose column command is
    timing-ready;
 2. refresh of a rank whose ``nREFI`` interval has elapsed: ``PREA`` if any bank is open (never
-   while an activated request still waits on it), then ``REF``; requests to that rank wait;
+   while an activated request still waits on it), then ``REF``; requests to that rank wait.
+   With bank-set refresh (DDR5 same-bank, HBM3 per-bank), one ``REFSB`` every ``nREFI / sets``
+   per rank, the sets in turn: ``PRE`` of the set's open banks, then ``REFSB``; only ACTs to
+   that set wait;
 3. closed-page policy only: ``PRE`` of a bank whose last queued hit has been served;
 4. the scheduler's choice from the read queue, or the write queue while draining (writes drain
    from ``write_high`` occupancy down to ``write_low``, or whenever no read is queued).
@@ -25,13 +28,14 @@ import numpy as np
 from numba import njit
 
 from .scheduler import cached_ready, pick, ready_at
-from .spec import ACT, CMDS, PRE, PREA, RD, REF, WR
+from .spec import ACT, CMDS, PRE, PREA, RD, REF, REFRESH_MODES, REFSB, WR, DramSpec
 from .state import (
     B_ACTIVATED,
     B_ACTS,
     B_CLOSE,
     B_COLS,
     B_HITS,
+    B_HOLD,
     B_OPEN_ROW,
     B_VERSION,
     C_ACTL,
@@ -67,6 +71,8 @@ from .state import (
     R_OPEN,
     R_REF_DUE,
     R_REF_PENDING,
+    R_SB_PENDING,
+    R_SB_SET,
     ROW_BUS,
     S_HEAP,
     S_IDLE,
@@ -85,7 +91,11 @@ INF = 1 << 62
 (K_NCH, K_NRK, K_NBG, K_NBA, K_RQCAP, K_WQCAP, K_WHI, K_WLO, K_MAXOUT, K_SCHED, K_CLOSED,
  K_DUAL, K_NBL, K_NCL, K_NCWL, K_NREFI, K_NFAW, K_LOGCAP, K_OFF_RK, K_OFF_BG, K_OFF_BK,
  K_TIMED, K_WATCHDOG, K_PTR) = range(24)
-N_K = K_PTR + len(CMDS) + 1
+N_K0 = K_PTR + len(CMDS) + 1
+# bank-set refresh (REFSB): mode (index in spec.REFRESH_MODES), bank sets per rank, banks per
+# set, cycles between a rank's REFSBs, REFSB to ACT of the refreshed banks
+K_REFMODE, K_NSETS, K_SETSIZE, K_NREFSB, K_NRFCSB = range(N_K0, N_K0 + 5)
+N_K = N_K0 + 5
 
 # rule table columns (rows grouped by preceding command)
 RULE_LEVEL, RULE_NEXT, RULE_LAT, RULE_SIBLING = range(4)
@@ -204,6 +214,51 @@ def _forget_ready(qs, chan, req, ch, fr, fb):
                 qs[ch, QS_T + qk, j] = 0
 
 
+def refresh_config(cfg: np.ndarray, spec: DramSpec) -> None:
+    """Fill the bank-set refresh slots of the configuration vector ``cfg`` for ``spec``."""
+    cfg[K_REFMODE] = REFRESH_MODES.index(spec.refresh_mode)
+    cfg[K_NSETS] = spec.refresh_sets
+    cfg[K_SETSIZE] = len(spec.refresh_set_banks(0))
+    cfg[K_NREFSB] = max(spec.timing.nREFI // spec.refresh_sets, 1)
+    cfg[K_NRFCSB] = spec.timing.nRFCSB
+
+
+@njit(cache=True, inline="always")
+def _set_member(cfg, fr, s, k):
+    """Flat (bank, bank group) of the ``k``-th bank of bank set ``s`` in rank ``fr``: bank ``s``
+    of bank group ``k`` (same-bank refresh) or bank ``s`` itself (per-bank refresh)."""
+    nbg, nba = cfg[K_NBG], cfg[K_NBA]
+    bpg = nba // nbg
+    if cfg[K_REFMODE] == 1:
+        g, bir = k, k * bpg + s
+    else:
+        g, bir = s // bpg, s
+    return fr * nba + bir, fr * nbg + g
+
+
+@njit(cache=True, inline="always")
+def _hold_set(fr, s, cfg, nxt, bank):
+    """A REFSB of set ``s`` is due: no new ACT to its banks until it has issued (their ACT
+    ready cycle is parked in ``B_HOLD``). Other banks of the rank keep working."""
+    for k in range(cfg[K_SETSIZE]):
+        fb, _ = _set_member(cfg, fr, s, k)
+        e = cfg[K_OFF_BK] + fb
+        bank[fb, B_HOLD] = nxt[e, ACT]
+        nxt[e, ACT] = INF
+
+
+@njit(cache=True, inline="always")
+def _release_set(now, ch, fr, s, cfg, req, nxt, bank, chan, qs):
+    """The REFSB of set ``s`` issued at ``now``: its banks may ACT again after nRFCSB."""
+    for k in range(cfg[K_SETSIZE]):
+        fb, _ = _set_member(cfg, fr, s, k)
+        e = cfg[K_OFF_BK] + fb
+        nxt[e, ACT] = max(bank[fb, B_HOLD], now + cfg[K_NRFCSB])
+        bank[fb, B_HOLD] = -1
+        bank[fb, B_VERSION] += 1  # cached ready cycles may now be too late
+        _forget_ready(qs, chan, req, ch, fr, fb)
+
+
 @njit(cache=True, inline="always")
 def _issue(now, cmd, ch, fr, fg, fb, b, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal,
            log):
@@ -282,6 +337,16 @@ def _issue(now, cmd, ch, fr, fg, fb, b, cfg, rules, req, nxt, bank, rank, chan, 
         _forget_ready(qs, chan, req, ch, fr, -1)
     elif cmd == REF:
         rank[fr, R_REF_PENDING] -= 1
+    elif cmd == REFSB:  # fb, fg: the set's first bank; the bank rules apply to every bank
+        s = rank[fr, R_SB_SET]
+        for k in range(1, cfg[K_SETSIZE]):
+            mb, mg = _set_member(cfg, fr, s, k)
+            _apply_timing(now, REFSB, ch, fr, mg, mb, cfg, rules, nxt)
+        _release_set(now, ch, fr, s, cfg, req, nxt, bank, chan, qs)
+        rank[fr, R_SB_SET] = (s + 1) % cfg[K_NSETS]
+        rank[fr, R_SB_PENDING] -= 1
+        if rank[fr, R_SB_PENDING] > 0:
+            _hold_set(fr, rank[fr, R_SB_SET], cfg, nxt, bank)
     else:  # RD / WR: the request is served
         bank[fb, B_HITS] -= 1
         bank[fb, B_COLS] += 1
@@ -341,6 +406,35 @@ def _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out):
     # 2. refresh
     nrk = cfg[K_NRK]
     for fr in range(ch * nrk, ch * nrk + nrk):
+        if rank[fr, R_SB_PENDING] > 0:
+            # bank-set refresh: precharge the set's open banks (once no activated request
+            # waits on them), then REFSB; the rank's other banks keep serving requests
+            s = rank[fr, R_SB_SET]
+            closed = True
+            t_ref = 0
+            for k in range(cfg[K_SETSIZE]):
+                mb, mg = _set_member(cfg, fr, s, k)
+                if bank[mb, B_OPEN_ROW] >= 0:
+                    closed = False
+                    if bank[mb, B_ACTIVATED] > 0:
+                        continue  # its column command's readiness is in `wake`
+                    t = ready_at(PRE, ch, fr, mg, mb, nxt, rank, off_rk, off_bg, off_bk, nFAW,
+                                 dual)
+                    if t <= now:
+                        return _chosen(out, PRE, fr, mg, mb, -1), now + 1
+                    if t < wake:
+                        wake = t
+                else:
+                    t = ready_at(REFSB, ch, fr, mg, mb, nxt, rank, off_rk, off_bg, off_bk,
+                                 nFAW, dual)
+                    if t > t_ref:
+                        t_ref = t
+            if closed:
+                if t_ref <= now:
+                    mb, mg = _set_member(cfg, fr, s, 0)
+                    return _chosen(out, REFSB, fr, mg, mb, -1), now + 1
+                if t_ref < wake:
+                    wake = t_ref
         if rank[fr, R_REF_PENDING] <= 0:
             continue
         if rank[fr, R_OPEN] > 0:
@@ -436,8 +530,14 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
             ref_next = INF
             for fr in range(n_ranks):
                 if now >= rank[fr, R_REF_DUE]:
-                    rank[fr, R_REF_PENDING] += 1
-                    rank[fr, R_REF_DUE] += cfg[K_NREFI]
+                    if cfg[K_REFMODE] == 0:
+                        rank[fr, R_REF_PENDING] += 1
+                        rank[fr, R_REF_DUE] += cfg[K_NREFI]
+                    else:  # one REFSB per nREFI / sets, the bank sets in turn
+                        if rank[fr, R_SB_PENDING] == 0:
+                            _hold_set(fr, rank[fr, R_SB_SET], cfg, nxt, bank)
+                        rank[fr, R_SB_PENDING] += 1
+                        rank[fr, R_REF_DUE] += cfg[K_NREFSB]
                     chan[fr // cfg[K_NRK], C_WAKE] = 0
                 ref_next = min(ref_next, rank[fr, R_REF_DUE])
         # admit requests in order while their queue has room

@@ -6,6 +6,9 @@ products are pJ):
 - ACT+PRE pair: ``VDD * (IDD0*tRC - (IDD3N*tRAS + IDD2N*(tRC - tRAS))) * n``
 - RD burst: ``VDD * (IDD4R - IDD3N) * nBL*tCK * n``; WR burst likewise with ``IDD4W``
 - REF: ``VDD * (IDD5B - IDD3N) * tRFC * n``
+- REFSB (bank-set refresh): a REF's energy divided by the number of bank sets: a REFSB
+  refreshes the same rows as a REF in 1/sets of the banks (the presets give the IDD5 of the
+  refresh mode in use, e.g. DDR5's FGR current IDD5F with tRFC2 for same-bank refresh)
 - background: ``VDD * (IDD3N * t_active + IDD2N * t_precharged) * n``, where ``t_active`` is
   the time at least one bank of the rank is open.
 
@@ -27,6 +30,7 @@ class CommandEnergies:
     rd: float
     wr: float
     ref: float
+    refsb: float = 0.0
 
     @classmethod
     def of(cls, spec: DramSpec) -> CommandEnergies:
@@ -39,12 +43,15 @@ class CommandEnergies:
             rd=p.VDD * (p.IDD4R - p.IDD3N) * t.nBL * tck * n,
             wr=p.VDD * (p.IDD4W - p.IDD3N) * t.nBL * tck * n,
             ref=p.VDD * (p.IDD5B - p.IDD3N) * t.nRFC * tck * n,
+            refsb=p.VDD * (p.IDD5B - p.IDD3N) * t.nRFC * tck * n / spec.refresh_sets,
         )
 
 
 def energy_breakdown_nJ(spec: DramSpec, acts: int, reads: int, writes: int, refs: int,
-                        active_cycles: int, total_rank_cycles: int) -> dict[str, float]:
-    """Energy in nJ by component; ``total_rank_cycles`` sums simulated cycles over ranks."""
+                        active_cycles: int, total_rank_cycles: int, refsbs: int = 0
+                        ) -> dict[str, float]:
+    """Energy in nJ by component; ``total_rank_cycles`` sums simulated cycles over ranks;
+    ``refs`` all-bank and ``refsbs`` bank-set refresh commands (both in ``refresh``)."""
     e = CommandEnergies.of(spec)
     p = spec.power
     tck = spec.tCK_ns
@@ -55,7 +62,7 @@ def energy_breakdown_nJ(spec: DramSpec, acts: int, reads: int, writes: int, refs
         "act_pre": e.act_pre * acts / 1000.0,
         "read": e.rd * reads / 1000.0,
         "write": e.wr * writes / 1000.0,
-        "refresh": e.ref * refs / 1000.0,
+        "refresh": (e.ref * refs + e.refsb * refsbs) / 1000.0,
         "background": background / 1000.0,
     }
     out["total"] = sum(out.values())

@@ -162,6 +162,7 @@ def controller_config(spec: DramSpec, config: ControllerConfig, layout, ptr: np.
     cfg[ctl.K_TIMED] = timed
     cfg[ctl.K_WATCHDOG] = 16 * t.nREFI + 100 * (t.nRFC + t.nRC) + 100_000
     cfg[ctl.K_PTR:ctl.K_PTR + len(ptr)] = ptr
+    ctl.refresh_config(cfg, spec)
     return cfg
 
 

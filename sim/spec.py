@@ -2,8 +2,8 @@
 
 A *preset* (``sim/presets/*.toml`` or a user's TOML file) gives a device's organisation, its
 timing in memory-clock cycles (``nXXX``; ``tCK_ps`` is the clock period in picoseconds) and
-its IDD currents for the energy model. A *standard* (``DDR4``, ``HBM2``) turns the timing
-values into a table of constraints, Ramulator-style::
+its IDD currents for the energy model. A *standard* (``DDR4``, ``DDR5``, ``LPDDR5``,
+``HBM2``, ``HBM3``) turns the timing values into a table of constraints, Ramulator-style::
 
     Constraint(level, preceding, following, latency)   # following >= preceding + latency
 
@@ -12,8 +12,12 @@ values into a table of constraints, Ramulator-style::
 applies the rule between *different* ranks of one channel (rank-to-rank turnaround);
 ``window=4`` is the four-activate window (at most 4 ACTs in any ``nFAW`` cycles).
 
-Commands: ``ACT PRE PREA RD WR REF`` (all-bank refresh per rank). Closed-page operation
-issues explicit ``PRE`` commands rather than ``RDA``/``WRA``.
+Commands: ``ACT PRE PREA RD WR REF REFSB``. ``REF`` is the all-bank refresh of a rank;
+``REFSB`` refreshes one *bank set* while the rank's other banks keep working: the same bank in
+every bank group (DDR5 same-bank refresh ``REFsb``, preset ``refresh_mode = "same-bank"``) or
+one bank (HBM3 per-bank refresh ``REFpb``, JESD235/JESD238 "single-bank refresh",
+``refresh_mode = "per-bank"``). Closed-page operation issues explicit ``PRE`` commands rather
+than ``RDA``/``WRA``.
 """
 
 from __future__ import annotations
@@ -32,14 +36,16 @@ else:  # pragma: no cover
 __all__ = [
     "CMDS", "ACT", "PRE", "PREA", "RD", "WR", "REF", "LEVELS",
     "Organization", "Timing", "Power", "DramSpec", "Constraint", "PresetError",
-    "constraint_table", "load_preset", "list_presets", "preset_path",
+    "constraint_table", "load_preset", "list_presets", "preset_path", "REFSB",
+    "REFRESH_MODES", "STANDARDS", "command_cycles",
 ]
 
-CMDS = ("ACT", "PRE", "PREA", "RD", "WR", "REF")
-ACT, PRE, PREA, RD, WR, REF = range(6)
-ROW_CMDS = (ACT, PRE, PREA, REF)  # on HBM2 these use the row-command bus
+CMDS = ("ACT", "PRE", "PREA", "RD", "WR", "REF", "REFSB")
+ACT, PRE, PREA, RD, WR, REF, REFSB = range(7)
+ROW_CMDS = (ACT, PRE, PREA, REF, REFSB)  # on HBM these use the row-command bus
 LEVELS = ("channel", "rank", "bankgroup", "bank")
-STANDARDS = ("DDR4", "HBM2")
+STANDARDS = ("DDR4", "DDR5", "LPDDR5", "HBM2", "HBM3")
+REFRESH_MODES = ("all-bank", "same-bank", "per-bank")
 
 
 class PresetError(ValueError):
@@ -97,8 +103,9 @@ class Organization:
 
 
 TIMING_NAMES = ("nBL", "nCL", "nCWL", "nRCD", "nRCDWR", "nRP", "nRAS", "nRC", "nWR", "nRTP",
-                "nRTPL", "nCCDS", "nCCDL", "nRRDS", "nRRDL", "nWTRS", "nWTRL", "nFAW", "nRFC",
-                "nREFI", "nCS")
+                "nRTPL", "nCCDS", "nCCDL", "nCCDSWR", "nCCDLWR", "nRTW", "nPPD", "nRRDS",
+                "nRRDL", "nWTRS", "nWTRL", "nFAW", "nRFC", "nRFCSB", "nREFSBRD", "nREFI", "nCS",
+                "nRPAB")
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,14 @@ class Timing:
 
     ``nRCDWR`` defaults to ``nRCD`` and ``nRTPL`` (bank-level read-to-precharge) to ``nRTP``;
     HBM2 distinguishes them. ``nCS`` is the rank-to-rank switch gap (DRAMsim3 ``tRTRS``).
+    Optional, for the newer standards: ``nCCDSWR``/``nCCDLWR`` (write-to-write, DDR5
+    ``tCCD_S_WR``/``tCCD_L_WR``; default ``nCCDS``/``nCCDL``), ``nRTW`` (read-to-write
+    turnaround; default ``nCL + nBL + 2 - nCWL``), ``nPPD`` (precharge to precharge, 0 = none),
+    ``nRFCSB`` (bank-set refresh to ACT of the same banks: DDR5 ``tRFCsb``, HBM3 ``tRFCpb``) and
+    ``nREFSBRD`` (bank-set refresh to ACT of another bank: DDR5 ``tREFSBRD``, HBM3 ``tRREFD``),
+    ``nRPAB`` (precharge-all to ACT/REF, LPDDR5 ``tRPab``; default ``nRP``).
+    ``nREFI`` is the interval in which every bank is refreshed once: one ``REF`` per ``nREFI``,
+    or one ``REFSB`` per ``nREFI / bank sets``.
     """
 
     tCK_ps: int
@@ -131,12 +146,21 @@ class Timing:
     nCS: int = 2
     nRCDWR: int = -1
     nRTPL: int = -1
+    nCCDSWR: int = -1
+    nCCDLWR: int = -1
+    nRTW: int = -1
+    nPPD: int = 0
+    nRFCSB: int = 0
+    nREFSBRD: int = 0
+    nRPAB: int = -1
 
     def __post_init__(self) -> None:
-        if self.nRCDWR < 0:
-            object.__setattr__(self, "nRCDWR", self.nRCD)
-        if self.nRTPL < 0:
-            object.__setattr__(self, "nRTPL", self.nRTP)
+        defaults = {"nRCDWR": self.nRCD, "nRTPL": self.nRTP, "nCCDSWR": self.nCCDS,
+                    "nRPAB": self.nRP,
+                    "nCCDLWR": self.nCCDL, "nRTW": self.nCL + self.nBL + 2 - self.nCWL}
+        for name, value in defaults.items():
+            if getattr(self, name) < 0:
+                object.__setattr__(self, name, max(value, 0))
         for f in fields(self):
             v = getattr(self, f.name)
             if not isinstance(v, int) or v < 0:
@@ -183,16 +207,45 @@ class DramSpec:
     org: Organization
     timing: Timing
     power: Power
-    pseudo_channels: bool = False  # ranks are HBM2 pseudo-channels (own data bus each)
+    pseudo_channels: bool = False  # ranks are HBM pseudo-channels (own data bus each)
     dual_command_bus: bool = False  # separate row and column command buses (HBM)
     description: str = ""
     source: str = ""
     path: str = field(default="", compare=False)
+    refresh_mode: str = "all-bank"  # REFRESH_MODES
 
     def __post_init__(self) -> None:
         if self.standard not in STANDARDS:
             raise ValueError(f"standard must be one of {', '.join(STANDARDS)}, got "
                              f"{self.standard!r}")
+        if self.refresh_mode not in REFRESH_MODES:
+            raise ValueError(f"refresh_mode must be one of {', '.join(REFRESH_MODES)}, got "
+                             f"{self.refresh_mode!r}")
+        if self.refresh_mode != "all-bank":
+            t = self.timing
+            if t.nRFCSB < 1:
+                raise ValueError(f"refresh_mode {self.refresh_mode!r} needs timing.nRFCSB >= 1")
+            if t.nREFI < self.refresh_sets or t.nREFI <= t.nRFCSB:
+                raise ValueError(f"timing.nREFI ({t.nREFI}) must exceed nRFCSB ({t.nRFCSB}) "
+                                 f"and the {self.refresh_sets} bank sets")
+
+    @property
+    def refresh_sets(self) -> int:
+        """Bank sets refreshed one ``REFSB`` at a time (1 for all-bank refresh)."""
+        if self.refresh_mode == "same-bank":
+            return self.org.banks_per_group
+        if self.refresh_mode == "per-bank":
+            return self.org.banks
+        return 1
+
+    def refresh_set_banks(self, s: int) -> list[int]:
+        """Banks (index within the rank) of bank set ``s``."""
+        o = self.org
+        if self.refresh_mode == "same-bank":
+            return [g * o.banks_per_group + s for g in range(o.bankgroups)]
+        if self.refresh_mode == "per-bank":
+            return [s]
+        return list(range(o.banks))
 
     @property
     def tCK_ns(self) -> float:
@@ -233,35 +286,50 @@ class Constraint:
     window: int = 1
 
 
+def command_cycles(spec: DramSpec) -> dict[str, int]:
+    """Cycles a command holds its command bus (1 unless listed).
+
+    DDR5 ACT, RD and WR are two-cycle commands on the CA bus (JESD79-5); LPDDR5 sends ACT as
+    ACT-1 + ACT-2 (JESD209-5); an HBM ACT holds the row-command bus 2 cycles (JESD235; HBM3's
+    1.5-cycle ACT, JESD238, rounded up).
+    """
+    if spec.standard == "DDR5":
+        return {"ACT": 2, "RD": 2, "WR": 2}
+    if spec.standard in ("LPDDR5", "HBM2", "HBM3"):
+        return {"ACT": 2}
+    return {}
+
+
 def constraint_table(spec: DramSpec) -> list[Constraint]:
     """The timing rules of ``spec``'s standard, evaluated with its timing values."""
     t = spec.timing
     C = Constraint
-    rd_to_wr = t.nCL + t.nBL + 2 - t.nCWL  # one cycle of write preamble, one of bus turnaround
     wr_recovery = t.nCWL + t.nBL + t.nWR
-    # Data-bus occupancy lives with the data bus: the channel (DDR4, HBM2 legacy) or the
-    # pseudo-channel (HBM2 pseudo-channel mode).
+    # Data-bus occupancy lives with the data bus: the channel (DDR4/5, LPDDR5, HBM2 legacy) or
+    # the pseudo-channel (HBM pseudo-channel mode).
     bus = "rank" if spec.pseudo_channels else "channel"
     rules = [
         C(bus, ("RD",), ("RD",), t.nBL),
         C(bus, ("WR",), ("WR",), t.nBL),
         # rank (different bank group)
         C("rank", ("RD",), ("RD",), t.nCCDS),
-        C("rank", ("WR",), ("WR",), t.nCCDS),
-        C("rank", ("RD",), ("WR",), rd_to_wr),
+        C("rank", ("WR",), ("WR",), t.nCCDSWR),
+        C("rank", ("RD",), ("WR",), t.nRTW),
         C("rank", ("WR",), ("RD",), t.nCWL + t.nBL + t.nWTRS),
         C("rank", ("RD",), ("PREA",), t.nRTP),
         C("rank", ("WR",), ("PREA",), wr_recovery),
         C("rank", ("ACT",), ("ACT",), t.nRRDS),
         C("rank", ("ACT",), ("ACT",), t.nFAW, window=4),
         C("rank", ("ACT",), ("PREA",), t.nRAS),
-        C("rank", ("PREA",), ("ACT",), t.nRP),
+        C("rank", ("PREA",), ("ACT",), t.nRPAB),
+        C("rank", ("PRE", "PREA"), ("PRE", "PREA"), t.nPPD),
         C("rank", ("ACT",), ("REF",), t.nRC),
-        C("rank", ("PRE", "PREA"), ("REF",), t.nRP),
+        C("rank", ("PRE",), ("REF",), t.nRP),
+        C("rank", ("PREA",), ("REF",), t.nRPAB),
         C("rank", ("REF",), ("ACT", "REF", "PREA"), t.nRFC),
         # same bank group
         C("bankgroup", ("RD",), ("RD",), t.nCCDL),
-        C("bankgroup", ("WR",), ("WR",), t.nCCDL),
+        C("bankgroup", ("WR",), ("WR",), t.nCCDLWR),
         C("bankgroup", ("WR",), ("RD",), t.nCWL + t.nBL + t.nWTRL),
         C("bankgroup", ("ACT",), ("ACT",), t.nRRDL),
         # same bank
@@ -273,6 +341,19 @@ def constraint_table(spec: DramSpec) -> list[Constraint]:
         C("bank", ("RD",), ("PRE",), t.nRTPL),
         C("bank", ("WR",), ("PRE",), wr_recovery),
     ]
+    if spec.refresh_mode != "all-bank":
+        # Bank-set refresh (DDR5 REFsb, HBM3 REFpb). A bank rule of a REFSB applies to every
+        # bank of its set; the controller issues it only when the whole set is precharged.
+        rules += [
+            C("bank", ("ACT",), ("REFSB",), t.nRC),
+            C("bank", ("PRE",), ("REFSB",), t.nRP),
+            C("bank", ("REFSB",), ("ACT", "REFSB"), t.nRFCSB),
+            C("rank", ("PREA",), ("REFSB",), t.nRPAB),
+            C("rank", ("REFSB",), ("ACT", "REFSB"), t.nREFSBRD),
+            C("rank", ("ACT",), ("REFSB",), t.nRRDS),
+            C("rank", ("REFSB",), ("REF", "PREA"), t.nRFCSB),
+            C("rank", ("REF",), ("REFSB",), t.nRFC),
+        ]
     if not spec.pseudo_channels:
         # Ranks share the data bus: a new DQS owner needs nCS idle cycles between bursts.
         rules += [
@@ -281,9 +362,12 @@ def constraint_table(spec: DramSpec) -> list[Constraint]:
             C("rank", ("RD",), ("WR",), t.nCL + t.nBL + t.nCS - t.nCWL, sibling=True),
             C("rank", ("WR",), ("RD",), t.nCWL + t.nBL + t.nCS - t.nCL, sibling=True),
         ]
-    if spec.standard == "HBM2":
-        # An ACT occupies the row-command bus for two cycles (JESD235).
-        rules.append(C("channel", ("ACT",), ("ACT", "PRE", "PREA", "REF"), 2))
+    # Multi-cycle commands hold their command bus: the row bus on HBM, the one CA bus else.
+    row = ("ACT", "PRE", "PREA", "REF", "REFSB")
+    after = row if spec.dual_command_bus else CMDS
+    for cmd, n in command_cycles(spec).items():
+        if cmd in row or not spec.dual_command_bus:
+            rules.append(C("channel", (cmd,), after, n))
     return [r for r in rules if r.latency > 0]
 
 
@@ -367,6 +451,7 @@ def parse_preset(text: str, where: str = "<preset>") -> DramSpec:
             name=data["name"], standard=data["standard"], org=org, timing=timing, power=power,
             pseudo_channels=bool(data.get("pseudo_channels", False)),
             dual_command_bus=bool(data.get("dual_command_bus", False)),
+            refresh_mode=str(data.get("refresh_mode", "all-bank")),
             description=str(data.get("description", "")), source=str(data.get("source", "")),
             path=where,
         )

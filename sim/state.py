@@ -8,9 +8,11 @@ named by the constants below, one row per hardware object:
   columns ``ROW_BUS``/``COL_BUS`` of a channel row hold when its command bus(es) are free.
 - ``bank[fb, B_*]``: open row (-1 closed), queued row hits to the open row, whether a request
   has activated it and awaits its column command, closed-page close request, column commands,
-  ACTs, and a version bumped whenever the row state changes (for the scheduler's cache).
-- ``rank[fr, R_*]``: open banks, refresh bookkeeping, last four ACT times (tFAW), active-standby
-  time (energy) and command counts.
+  ACTs, a version bumped whenever the row state changes (for the scheduler's cache), and,
+  while a bank-set refresh is due for the bank, its ACT ready cycle held back (``B_HOLD``,
+  -1 when not held).
+- ``rank[fr, R_*]``: open banks, refresh bookkeeping (all-bank ``REF`` and bank-set
+  ``REFSB``), last four ACT times (tFAW), active-standby time (energy) and command counts.
 - ``chan[ch, C_*]``: queue lengths, write-drain mode, and the cycle before which a channel's
   last scheduling pass stays valid (nothing can issue there until then unless a request
   arrives or a refresh falls due).
@@ -30,13 +32,16 @@ ROW_BUS = len(CMDS)
 COL_BUS = len(CMDS) + 1
 N_NXT = len(CMDS) + 2
 
-B_OPEN_ROW, B_HITS, B_ACTIVATED, B_CLOSE, B_COLS, B_ACTS, B_VERSION = range(7)
-N_B = 7
+B_OPEN_ROW, B_HITS, B_ACTIVATED, B_CLOSE, B_COLS, B_ACTS, B_VERSION, B_HOLD = range(8)
+N_B = 8
 
 (R_OPEN, R_ACTIVATED, R_REF_PENDING, R_REF_DUE, R_ACT_PTR, R_ACTIVE_SINCE,
  R_ACTIVE_CYCLES, R_HIST) = range(8)
-R_CMD = R_HIST + 4  # six command counters follow the four-entry ACT history
-N_R = R_CMD + len(CMDS)
+R_CMD = R_HIST + 4  # one counter per command follows the four-entry ACT history
+# bank-set refresh (REFSB): refreshes due and not yet issued, and the set they start with
+R_SB_PENDING = R_CMD + len(CMDS)
+R_SB_SET = R_SB_PENDING + 1
+N_R = R_SB_SET + 1
 
 C_RQ, C_WQ, C_WMODE, C_ACTL, C_CLOSE, C_WAKE = range(6)
 N_C = 6
@@ -109,6 +114,7 @@ class ControllerState:
         n_ent = layout.off_bank + layout.n_banks
         bank = np.zeros((layout.n_banks, N_B), np.int64)
         bank[:, B_OPEN_ROW] = -1
+        bank[:, B_HOLD] = -1
         rank = np.zeros((layout.n_ranks, N_R), np.int64)
         rank[:, R_HIST:R_HIST + 4] = NEVER
         rank[:, R_REF_DUE] = nREFI if refresh else np.iinfo(np.int64).max // 2
