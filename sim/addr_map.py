@@ -77,7 +77,8 @@ def map_addresses(addr: np.ndarray, spec: DramSpec, mapping: str = DEFAULT_MAPPI
         bad = int(addr[np.argmax(addr >= np.uint64(o.capacity_bytes))])
         raise ValueError(f"address 0x{bad:x} is beyond the capacity of preset {spec.name!r} "
                          f"({o.capacity_bytes} bytes = 0x{o.capacity_bytes:x}; use more "
-                         "--channels/--ranks or smaller addresses)")
+                         "--channels/--ranks, smaller addresses, or --wrap-addresses to "
+                         "ignore the bits above the capacity as Ramulator does)")
     a = (addr >> np.uint64(_log2(o.burst_bytes))).astype(np.int64)
     bits = {"ch": _log2(o.channels), "ra": _log2(o.ranks), "bg": _log2(o.bankgroups),
             "ba": _log2(o.banks_per_group), "ro": _log2(o.rows), "co": _log2(o.bursts_per_row)}

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .scheduler import cached_ready, pick, ready_at
+from .scheduler import RAMULATOR, SLOT_ANY, SLOT_COL, SLOT_ROW, cached_ready, pick, ready_at
 from .spec import ACT, CMDS, PRE, PREA, RD, REF, REFRESH_MODES, REFSB, WR, DramSpec
 from .state import (
     B_ACTIVATED,
@@ -106,6 +106,16 @@ N_L = 7
 
 # request kinds
 HIT, MISS, CONFLICT = 0, 1, 2
+
+
+def watermarks(high: float, low: float, depth: int) -> tuple[int, int]:
+    """Write-drain thresholds as integers ``(hi, lo)``: drain starts when the write queue holds
+    more than ``hi`` and stops below ``lo``. Ramulator compares the queue size with
+    ``high * depth`` and ``low * depth`` in single precision (``size < 0.2f * 32`` = 6.4: it
+    drains to 6), so the fractions are rounded as float32 products."""
+    hi = float(np.float32(high) * np.float32(depth))
+    lo = float(np.float32(low) * np.float32(depth))
+    return int(np.floor(hi)), int(np.ceil(lo))
 
 
 @njit(cache=True)
@@ -321,6 +331,12 @@ def _issue(now, cmd, ch, fr, fg, fb, b, cfg, rules, req, nxt, bank, rank, chan, 
                         hits += 1
         bank[fb, B_HITS] = hits
         bank[fb, B_CLOSE] = 0
+        if cfg[K_SCHED] == RAMULATOR:
+            # Ramulator: the request leaves its queue for the active buffer, making room for
+            # a new one (the buffer holds one request per bank: no PRE closes its row)
+            qk = QS_WRITE if req[b, Q_WR] else QS_READ
+            _dequeue(qs, ch, qk, chan[ch, C_RQ + qk], b)
+            chan[ch, C_RQ + qk] -= 1
     elif cmd == PRE:
         if bank[fb, B_CLOSE]:
             bank[fb, B_CLOSE] = 0
@@ -350,19 +366,23 @@ def _issue(now, cmd, ch, fr, fg, fb, b, cfg, rules, req, nxt, bank, rank, chan, 
     else:  # RD / WR: the request is served
         bank[fb, B_HITS] -= 1
         bank[fb, B_COLS] += 1
+        queued = True
         if req[b, Q_ACTIVATED]:
             req[b, Q_ACTIVATED] = 0
             _remove_value(qs[ch, QS_ACTIVE], chan[ch, C_ACTL], b)
             chan[ch, C_ACTL] -= 1
             bank[fb, B_ACTIVATED] -= 1
             rank[fr, R_ACTIVATED] -= 1
+            queued = cfg[K_SCHED] != RAMULATOR  # Ramulator: it left its queue at the ACT
         if req[b, Q_WR]:
-            _dequeue(qs, ch, QS_WRITE, chan[ch, C_WQ], b)
-            chan[ch, C_WQ] -= 1
+            if queued:
+                _dequeue(qs, ch, QS_WRITE, chan[ch, C_WQ], b)
+                chan[ch, C_WQ] -= 1
             req[b, Q_DONE] = now + cfg[K_NCWL] + cfg[K_NBL]
         else:
-            _dequeue(qs, ch, QS_READ, chan[ch, C_RQ], b)
-            chan[ch, C_RQ] -= 1
+            if queued:
+                _dequeue(qs, ch, QS_READ, chan[ch, C_RQ], b)
+                chan[ch, C_RQ] -= 1
             req[b, Q_DONE] = now + cfg[K_NCL] + cfg[K_NBL]
         scal[S_SERVED] += 1
         if cfg[K_MAXOUT] > 0:
@@ -378,16 +398,18 @@ N_OUT = 8
 
 
 @njit(cache=True, inline="always")
-def _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out):
-    """Choose at most one command for channel ``ch`` at ``now``. Returns (found, wake-up hint);
-    the command and its target are left in ``out[O_*]``."""
+def _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out, slot):
+    """Choose at most one command for channel ``ch`` at ``now`` on command-bus ``slot``
+    (``scheduler.SLOT_*``). Returns (found, wake-up hint); the command and its target are left
+    in ``out[O_*]``."""
     off_rk, off_bg, off_bk = cfg[K_OFF_RK], cfg[K_OFF_BG], cfg[K_OFF_BK]
     nFAW, dual, nba = cfg[K_NFAW], cfg[K_DUAL], cfg[K_NBA]
+    ramulator = cfg[K_SCHED] == RAMULATOR
     wake = INF
 
     # 1. activated requests (their row is open for them), oldest first
     best = -1
-    for j in range(chan[ch, C_ACTL]):
+    for j in range(chan[ch, C_ACTL] if slot != SLOT_ROW else 0):
         b = qs[ch, QS_ACTIVE, j]
         t = req[b, Q_CT]
         if req[b, Q_CVER] != bank[req[b, Q_FB], B_VERSION] or t <= now:
@@ -405,6 +427,7 @@ def _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out):
 
     # 2. refresh
     nrk = cfg[K_NRK]
+    ref_stop = False
     for fr in range(ch * nrk, ch * nrk + nrk):
         if rank[fr, R_SB_PENDING] > 0:
             # bank-set refresh: precharge the set's open banks (once no activated request
@@ -420,7 +443,7 @@ def _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out):
                         continue  # its column command's readiness is in `wake`
                     t = ready_at(PRE, ch, fr, mg, mb, nxt, rank, off_rk, off_bg, off_bk, nFAW,
                                  dual)
-                    if t <= now:
+                    if t <= now and slot != SLOT_COL:
                         return _chosen(out, PRE, fr, mg, mb, -1), now + 1
                     if t < wake:
                         wake = t
@@ -430,27 +453,34 @@ def _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out):
                     if t > t_ref:
                         t_ref = t
             if closed:
-                if t_ref <= now:
+                if t_ref <= now and slot != SLOT_COL:
                     mb, mg = _set_member(cfg, fr, s, 0)
                     return _chosen(out, REFSB, fr, mg, mb, -1), now + 1
                 if t_ref < wake:
                     wake = t_ref
         if rank[fr, R_REF_PENDING] <= 0:
             continue
+        # Ramulator: refreshes wait in one FIFO per channel (ranks in order, the head only)
+        # and stop the channel's read/write queues until the REF issues
+        ref_stop = ramulator
         if rank[fr, R_OPEN] > 0:
             if rank[fr, R_ACTIVATED] > 0:
+                if ramulator:
+                    break
                 continue  # wait for activated requests (their readiness is in `wake`)
             cmd = PREA
         else:
             cmd = REF
         t = ready_at(cmd, ch, fr, -1, -1, nxt, rank, off_rk, off_bg, off_bk, nFAW, dual)
-        if t <= now:
+        if t <= now and slot != SLOT_COL:
             return _chosen(out, cmd, fr, -1, -1, -1), now + 1
         if t < wake:
             wake = t
+        if ramulator:
+            break
 
     # 3. closed page: precharge banks whose queued hits are all served
-    if cfg[K_CLOSED] and chan[ch, C_CLOSE] > 0:
+    if cfg[K_CLOSED] and chan[ch, C_CLOSE] > 0 and slot != SLOT_COL:
         bpg = nba // cfg[K_NBG]
         for fr in range(ch * nrk, ch * nrk + nrk):
             for fb in range(fr * nba, fr * nba + nba):
@@ -468,6 +498,8 @@ def _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out):
                     wake = t
 
     # 4. read queue, or write queue while draining
+    if ref_stop:
+        return False, wake
     nr, nw = chan[ch, C_RQ], chan[ch, C_WQ]
     if chan[ch, C_WMODE]:
         if nw == 0 or (nw < cfg[K_WLO] and nr > 0):
@@ -476,7 +508,7 @@ def _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out):
         chan[ch, C_WMODE] = 1
     qk = QS_WRITE if chan[ch, C_WMODE] else QS_READ
     pick(now, cfg[K_SCHED], ch, qs, qk, chan[ch, C_RQ + qk], req, bank, rank, nxt, off_rk,
-         off_bg, off_bk, nFAW, dual, out)
+         off_bg, off_bk, nFAW, dual, out, slot)
     if out[2] < wake:
         wake = out[2]
     j = out[0]
@@ -498,9 +530,10 @@ def _chosen(out, cmd, fr, fg, fb, b):
 
 @njit(cache=True, inline="always")
 def _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log,
-                      out):
-    """Issue at most one command on channel ``ch`` at ``now``; return (issued, wake-up hint)."""
-    found, wake = _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out)
+                      out, slot):
+    """Issue at most one command on channel ``ch`` at ``now`` on command-bus ``slot``; return
+    (issued, wake-up hint)."""
+    found, wake = _choose(now, ch, cfg, req, nxt, bank, rank, chan, qs, out, slot)
     if found:
         _issue(now, out[O_CMD], ch, out[O_RANK], out[O_BG], out[O_BANK], out[O_REQ], cfg, rules,
                req, nxt, bank, rank, chan, qs, heap, scal, log)
@@ -518,6 +551,7 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
     now = scal[S_NOW]
     served_before = scal[S_SERVED]
     ref_next = rank[:, R_REF_DUE].min()  # earliest refresh deadline of any rank
+    ramulator = 1 if cfg[K_SCHED] == RAMULATOR else 0
     while scal[S_SERVED] < n:
         if scal[S_NEXT] >= stop_burst and stop_burst < n:
             break
@@ -540,8 +574,12 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
                         rank[fr, R_REF_DUE] += cfg[K_NREFSB]
                     chan[fr // cfg[K_NRK], C_WAKE] = 0
                 ref_next = min(ref_next, rank[fr, R_REF_DUE])
-        # admit requests in order while their queue has room
+        # admit requests in order while their queue has room (Ramulator's frontend: one per
+        # cycle, handed over the cycle before it can first be scheduled)
+        limited = False
         while scal[S_NEXT] < n:
+            if limited:
+                break
             b = scal[S_NEXT]
             if cfg[K_TIMED] and req[b, Q_TIME] > now:
                 break
@@ -558,10 +596,11 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
             fb = req[b, Q_FB]
             if bank[fb, B_OPEN_ROW] == req[b, Q_ROW]:
                 bank[fb, B_HITS] += 1
-            req[b, Q_ENQ] = req[b, Q_TIME] if cfg[K_TIMED] else now
+            req[b, Q_ENQ] = req[b, Q_TIME] if cfg[K_TIMED] else now - ramulator
             if cfg[K_MAXOUT] > 0:
                 scal[S_OUT] += 1
             scal[S_NEXT] = b + 1
+            limited = ramulator == 1
 
         issued_any = False
         scal[S_ITERS] += 1
@@ -572,12 +611,20 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
                     wake = chan[ch, C_WAKE]
                 continue
             issued_here = False
-            for _ in range(2 if cfg[K_DUAL] else 1):
-                issued, w = _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank, chan,
-                                              qs, heap, scal, log, pick_out)
-                if not issued:
-                    break
-                issued_here = True
+            if ramulator == 1 and cfg[K_DUAL]:  # column bus first, then row bus (Ramulator HBM12)
+                w = INF
+                for slot in (SLOT_COL, SLOT_ROW):
+                    issued, w2 = _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank,
+                                                   chan, qs, heap, scal, log, pick_out, slot)
+                    issued_here |= issued
+                    w = min(w, w2)
+            else:
+                for _ in range(2 if cfg[K_DUAL] else 1):
+                    issued, w = _schedule_channel(now, ch, cfg, rules, req, nxt, bank, rank,
+                                                  chan, qs, heap, scal, log, pick_out, SLOT_ANY)
+                    if not issued:
+                        break
+                    issued_here = True
             if issued_here:
                 issued_any = True
                 w = now + 1
@@ -603,6 +650,8 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
                     wake = heap[0]
         if ref_next < wake:
             wake = ref_next
+        if limited:
+            wake = now + 1  # the frontend hands over the next request
         if wake <= now:
             wake = now + 1
         if wake >= INF:
@@ -610,7 +659,7 @@ def run(stop_burst, cfg, rules, req, nxt, bank, rank, chan, qs, heap, scal, log)
             break
         pending = False
         for ch in range(nch):
-            if chan[ch, C_RQ] > 0 or chan[ch, C_WQ] > 0:
+            if chan[ch, C_RQ] > 0 or chan[ch, C_WQ] > 0 or chan[ch, C_ACTL] > 0:
                 pending = True
         if not pending:
             scal[S_IDLE] = wake  # waiting for arrivals is not a stall

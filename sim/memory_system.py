@@ -60,6 +60,8 @@ class ControllerConfig:
     refresh: all-bank refresh every nREFI per rank.
     max_outstanding: bound on requests in flight (queued or awaiting data), 0 = only the
         queues bound them.
+    wrap_addresses: ignore address bits above the capacity (as Ramulator does) instead of
+        refusing such addresses.
     """
 
     scheduler: str = "frfcfs"
@@ -71,6 +73,7 @@ class ControllerConfig:
     write_low: float = 0.2
     refresh: bool = True
     max_outstanding: int = 0
+    wrap_addresses: bool = False
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -122,7 +125,10 @@ def request_rows(bursts, spec: DramSpec, config: ControllerConfig, *,
     With ``channel_mask`` (a bool per channel) only the bursts of those channels get a row:
     returns ``(table, burst indices)``."""
     o = spec.org
-    m = map_addresses(bursts.addr, spec, config.mapping)
+    addr = bursts.addr
+    if config.wrap_addresses:  # capacity is a power of two
+        addr = addr & np.uint64(o.capacity_bytes - 1)
+    m = map_addresses(addr, spec, config.mapping)
     wr, sel = bursts.is_write, None
     if channel_mask is not None:
         sel = np.flatnonzero(channel_mask[m.channel])
@@ -148,8 +154,8 @@ def controller_config(spec: DramSpec, config: ControllerConfig, layout, ptr: np.
     cfg[ctl.K_NCH], cfg[ctl.K_NRK] = o.channels, o.ranks
     cfg[ctl.K_NBG], cfg[ctl.K_NBA] = o.bankgroups, o.banks
     cfg[ctl.K_RQCAP], cfg[ctl.K_WQCAP] = config.read_queue, config.write_queue
-    cfg[ctl.K_WHI] = int(config.write_high * config.write_queue)
-    cfg[ctl.K_WLO] = int(config.write_low * config.write_queue)
+    cfg[ctl.K_WHI], cfg[ctl.K_WLO] = ctl.watermarks(config.write_high, config.write_low,
+                                                     config.write_queue)
     cfg[ctl.K_MAXOUT] = config.max_outstanding
     cfg[ctl.K_SCHED] = SCHEDULERS.index(config.scheduler)
     cfg[ctl.K_CLOSED] = config.page_policy == "closed"

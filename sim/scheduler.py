@@ -2,17 +2,22 @@
 
 Both schedulers see one queue (reads, or writes while draining) in arrival order, and for each
 request its next command (``RD``/``WR`` on a row hit, ``ACT`` on a closed bank, ``PRE`` on a
-conflict) and the cycle at which that command becomes timing-legal.
+conflict) and the cycle at which that command becomes timing-legal. Neither closes a row that
+an activated request (ACT issued, column command not yet) still needs: such a ``PRE`` is not a
+candidate.
 
 ``frfcfs`` (classic, Rixner et al. ISCA 2000)
     Ready column commands (row hits) first, oldest first; otherwise the oldest ready ACT or
-    PRE, skipping a PRE that would close a row opened for a request not yet served.
-``frfcfs-ramulator`` (Ramulator 2.1 ``FRFCFS``)
-    Timing-ready first, then oldest, whatever the command. If the winner is a PRE that would
-    close a row a request has activated and not yet read, nothing issues this cycle.
+    PRE. A request stays in its queue until its column command issues.
+``frfcfs-ramulator`` (Ramulator 2.1 ``FRFCFS`` with its ``GenericDDR`` / ``HBM12``
+    controllers) Timing-ready first, then oldest, whatever the command. A request leaves its
+    queue when its ACT issues and waits in the channel's active buffer (so up to queue depth +
+    banks requests are in the controller). On HBM (separate row and column command buses) the
+    column bus is scheduled first from the active buffer, then from row hits in the queue, and
+    the row bus from ACTs and PREs in the queue.
 
-Requests whose ACT has issued (Ramulator's "active buffer") are served before either queue by
-the controller, and requests to a rank with a refresh pending wait for it.
+Requests whose ACT has issued (the "active buffer") are served before either queue by the
+controller, and refresh comes before the queues (see controller.py).
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ from .state import (
 
 SCHEDULERS = ("frfcfs", "frfcfs-ramulator")
 CLASSIC, RAMULATOR = 0, 1
+# command-bus slots a scheduling pass may fill: either (one command bus), or on HBM's separate
+# buses the column (RD/WR) or row (ACT/PRE/PREA/REF) bus only
+SLOT_ANY, SLOT_COL, SLOT_ROW = 0, 1, 2
 INF = 1 << 62
 
 
@@ -110,9 +118,10 @@ def cached_ready(now, b, cmd, ch, req, nxt, bank, rank, off_rk, off_bg, off_bk, 
 
 @njit(cache=True, inline="always")
 def pick(now, policy, ch, qs, qk, qlen, req, bank, rank, nxt, off_rk, off_bg, off_bk, nFAW,
-         dual, out):
+         dual, out, slot=SLOT_ANY):
     """Choose from queue ``qs[ch, qk, :qlen]``. Writes ``out[0]`` = queue slot or -1, ``out[1]``
     = the command, ``out[2]`` = earliest cycle any candidate becomes ready (a wake-up hint).
+    ``slot`` limits the candidates to column (``SLOT_COL``) or row (``SLOT_ROW``) commands.
 
     ``qs[ch, QS_T + qk, j]`` caches when slot ``j``'s next command becomes legal. Legal times
     only grow while the bank's row state is unchanged (the controller zeroes the cache of a
@@ -134,19 +143,22 @@ def pick(now, policy, ch, qs, qk, qlen, req, bank, rank, nxt, off_rk, off_bg, of
         if req[b, Q_ACTIVATED]:
             ready[j] = INF  # served from the active set
             continue
-        if rank[req[b, Q_FR], R_REF_PENDING] > 0:
-            continue  # waits for the refresh
+        if policy == CLASSIC and rank[req[b, Q_FR], R_REF_PENDING] > 0:
+            continue  # waits for the refresh (Ramulator: the controller stops the queues)
         cmd = next_command(b, req, bank)
         t = ready_at(cmd, ch, req[b, Q_FR], req[b, Q_FG], req[b, Q_FB], nxt, rank, off_rk,
                      off_bg, off_bk, nFAW, dual)
         ready[j] = t
-        if cmd == PRE and policy == CLASSIC and bank[req[b, Q_FB], B_ACTIVATED] > 0:
+        if cmd == PRE and bank[req[b, Q_FB], B_ACTIVATED] > 0:
             continue  # the row was opened for a request that has not read it yet
+        column = cmd == RD or cmd == WR
+        if (slot == SLOT_COL and not column) or (slot == SLOT_ROW and column):
+            continue  # the other command bus schedules it
         if t > now:
             if t < wake:
                 wake = t
             continue
-        if cmd == RD or cmd == WR:
+        if column:
             if best_hit < 0:
                 best_hit = j
                 if policy == CLASSIC:
@@ -162,11 +174,6 @@ def pick(now, policy, ch, qs, qk, qlen, req, bank, rank, nxt, off_rk, off_bg, of
         out[1] = WR if req[qs[ch, qk, best_hit], Q_WR] else RD
         return
     if best_any >= 0:
-        if best_any_cmd == PRE and bank[req[qs[ch, qk, best_any], Q_FB], B_ACTIVATED] > 0:
-            out[0] = -1  # Ramulator: never close a row an activated request still needs
-            out[1] = -1
-            out[2] = now + 1
-            return
         out[0] = best_any
         out[1] = best_any_cmd
         return

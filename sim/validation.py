@@ -10,13 +10,24 @@ Run ``python -m psa.sim.validation`` (``-n`` scales the 1M-request streams down)
 3. Uniform random 64-byte reads cannot beat one ACT per read at 4 ACTs per tFAW per rank
    (pseudo-channel), one per tRRD_S, and on HBM2 three row-bus cycles (2-cycle ACT + PRE)
    per read per channel.
+
+``python -m psa.sim.validation --ramulator PATH`` instead runs the side-by-side matrix against
+Ramulator 2.1 itself (``PATH``: a Ramulator 2.1 checkout whose ``python/ramulator`` holds the
+built ``_ramulator`` module): every pattern of :data:`PATTERNS` on ``ddr4-2400`` and
+``hbm2-ramulator``, one channel, FR-FCFS (``frfcfs-ramulator``), open row, RoBaRaCoCh, refresh
+on, 32-entry queues, the same request list in both simulators (one burst per request: 64 B on
+DDR4, 32 B on HBM2). ``--matrix`` without ``--ramulator`` runs our side only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,16 +103,211 @@ def run_validation(n: int = 1_000_000, progress: bool = False) -> list[Check]:
     return out
 
 
+# -- side by side with Ramulator 2.1 ---------------------------------------------------------
+
+PATTERNS = ("sequential", "random", "stride-4k", "mixed", "mixed-random")
+MATRIX_PRESETS = ("ddr4-2400", "hbm2-ramulator")
+WRITE_FRACTION = 1 / 3  # of the mixed patterns
+MATRIX_CONFIG = dict(scheduler="frfcfs-ramulator", mapping="RoBaRaCoCh", page_policy="open",
+                     refresh=True, read_queue=32, write_queue=32)
+
+# Ramulator 2.1 configuration of each matrix preset: DRAM class, org and timing presets,
+# controller class, timing overrides (so that both simulators run the same timing)
+RAMULATOR_SYSTEMS = {
+    "ddr4-2400": ("DDR4", "DDR4_8Gb_x8", "DDR4_2400R", "GenericDDR", {"nRFC": 420}),
+    "hbm2-ramulator": ("HBM2", "HBM2_2Gb", "HBM2_2000Mbps", "HBM12", {}),
+}
+
+_RAMULATOR_RUN = """
+import json, sys
+import ramulator as r
+std, org, timing, ctrl_cls, overrides, trace = json.loads(sys.argv[1])
+dram = getattr(r.dram, std)(org_preset=org, timing_preset=timing, **overrides)
+ctrl = getattr(r.controller, ctrl_cls)(
+    dram=dram, scheduler=r.scheduler.FRFCFS(), refresh_manager=r.refresh_manager.AllBank(),
+    row_policy=r.row_policy.Open(), addr_mapper=r.addr_mapper.RoBaRaCoCh(),
+    read_buffer_size=32, write_buffer_size=32)
+mem = r.memory_system.GenericDRAM(clock_ratio=1, controllers=[ctrl],
+                                  channel_mapper=r.channel_mapper.CacheLineInterleave())
+sim = r.Simulation(r.frontend.LoadStoreTrace(clock_ratio=1, path=trace), mem)
+sim.run()
+print("RAMULATOR-STATS " + json.dumps(sim.stats["memory_system"]["controller"]))
+"""
+
+
+def matrix_spec(preset: str) -> DramSpec:
+    """``preset`` reduced to one channel (the matrix configuration)."""
+    return load_preset(preset).with_overrides(channels=1)
+
+
+def matrix_trace(pattern: str, spec: DramSpec, n: int, seed: int = SEED) -> AccessTrace:
+    """``n`` one-burst requests of ``pattern`` (:data:`PATTERNS`) within ``spec``'s capacity:
+    sequential bursts, uniform random bursts, a 4 KiB stride (wrapping at the capacity), and
+    the sequential / random streams with a third of the requests writes (unique addresses, so
+    Ramulator's write-to-read forwarding and write coalescing never apply)."""
+    if pattern not in PATTERNS:
+        raise ValueError(f"pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
+    bb, cap = spec.org.burst_bytes, spec.org.capacity_bytes
+    rng = np.random.default_rng(seed)
+    i = np.arange(n, dtype=np.uint64)
+    if pattern in ("sequential", "mixed"):
+        addr = i * np.uint64(bb)
+    elif pattern in ("random", "mixed-random"):
+        addr = rng.choice(cap // bb, n, replace=False).astype(np.uint64) * np.uint64(bb)
+    else:
+        addr = (i * np.uint64(4096)) % np.uint64(cap)
+    writes = rng.random(n) < WRITE_FRACTION if pattern.startswith("mixed") else None
+    return AccessTrace(addr, bb, is_write=writes)
+
+
+def write_ramulator_trace(trace: AccessTrace, path: Path) -> None:
+    """The same requests as Ramulator's ``LoadStoreTrace`` file (``LD``/``ST`` ADDR lines)."""
+    ops = np.where(trace.is_write, "ST", "LD")
+    with open(path, "w") as f:
+        f.writelines(f"{o} 0x{int(a):x}\n" for o, a in zip(ops, trace.addr, strict=True))
+
+
+@dataclass
+class MatrixRow:
+    """One pattern x preset: bytes per memory cycle, row-hit rate and mean read latency
+    (cycles) of both simulators (``ram_*`` None without Ramulator)."""
+
+    pattern: str
+    preset: str
+    requests: int
+    bytes_per_cycle: float
+    row_hit_rate: float
+    read_latency: float
+    ram_bytes_per_cycle: float | None = None
+    ram_row_hit_rate: float | None = None
+    ram_read_latency: float | None = None
+
+    @property
+    def bandwidth_diff(self) -> float | None:
+        """Our bandwidth relative to Ramulator's, minus 1."""
+        if self.ram_bytes_per_cycle is None:
+            return None
+        return self.bytes_per_cycle / self.ram_bytes_per_cycle - 1
+
+    @property
+    def latency_diff(self) -> float | None:
+        if self.ram_read_latency is None:
+            return None
+        return self.read_latency / self.ram_read_latency - 1
+
+
+def ramulator_python_path(path: str | os.PathLike) -> Path:
+    """The folder holding Ramulator 2.1's built ``ramulator`` package under ``path`` (its
+    checkout root or its ``python/`` folder); ValueError naming what is missing."""
+    root = Path(path)
+    for cand in (root / "python", root):
+        pkg = cand / "ramulator"
+        if (pkg / "__init__.py").is_file():
+            if not any(pkg.glob("_ramulator*.so")) and not any(pkg.glob("_ramulator*.pyd")):
+                raise ValueError(f"--ramulator {path}: {pkg} has no built _ramulator module "
+                                 "(build Ramulator 2.1 with its Python bindings first)")
+            return cand
+    raise ValueError(f"--ramulator {path}: not a Ramulator 2.1 checkout (expected "
+                     "python/ramulator/__init__.py under it)")
+
+
+def run_ramulator(ramulator: str | os.PathLike, preset: str, trace_path: Path) -> dict:
+    """Run Ramulator 2.1 on a ``LoadStoreTrace`` file with the matrix configuration of
+    ``preset``; returns its controller statistics."""
+    pypath = ramulator_python_path(ramulator)
+    std, org, timing, ctrl, overrides = RAMULATOR_SYSTEMS[preset]
+    env = dict(os.environ, PYTHONPATH=str(pypath))
+    arg = json.dumps([std, org, timing, ctrl, overrides, str(trace_path)])
+    out = subprocess.run([sys.executable, "-c", _RAMULATOR_RUN, arg], env=env,
+                         capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if line.startswith("RAMULATOR-STATS "):
+            return json.loads(line.split(" ", 1)[1])
+    raise RuntimeError(f"Ramulator 2.1 failed (exit {out.returncode}): "
+                       f"{(out.stderr or out.stdout).strip()[-2000:]}")
+
+
+def run_matrix(n: int = 200_000, ramulator: str | os.PathLike | None = None,
+               patterns=PATTERNS, presets=MATRIX_PRESETS, seed: int = SEED,
+               progress: bool = False) -> list[MatrixRow]:
+    """The validation matrix: ``patterns`` x ``presets``, ours and (with ``ramulator``)
+    Ramulator 2.1's, on the same ``n``-request traces."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in presets:
+            spec = matrix_spec(preset)
+            for pattern in patterns:
+                trace = matrix_trace(pattern, spec, n, seed)
+                s = simulate(trace, spec, progress=progress, **MATRIX_CONFIG)
+                row = MatrixRow(pattern, preset, n, s.bytes_per_cycle, s.row_hit_rate,
+                                s.read_latency_cycles["mean"])
+                if ramulator is not None:
+                    path = Path(tmp) / f"{preset}-{pattern}.trace"
+                    write_ramulator_trace(trace, path)
+                    r = run_ramulator(ramulator, preset, path)
+                    served = r["num_read_reqs_served"] + r["num_write_reqs_served"]
+                    row.ram_bytes_per_cycle = served * spec.org.burst_bytes / r["cycles"]
+                    classified = r["row_hits"] + r["row_misses"] + r["row_conflicts"]
+                    row.ram_row_hit_rate = r["row_hits"] / classified
+                    row.ram_read_latency = r["avg_read_latency"]
+                rows.append(row)
+    return rows
+
+
+def matrix_markdown(rows: list[MatrixRow]) -> str:
+    """The matrix as a markdown table (the one in docs/dram_validation.md)."""
+    out = ["| pattern | preset | B/cycle ours | B/cycle Ramulator | diff | row hits ours | "
+           "row hits Ramulator | read latency ours | read latency Ramulator | diff |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def f(v, fmt):
+        return "-" if v is None else fmt.format(v)
+    for r in rows:
+        out.append(f"| {r.pattern} | {r.preset} | {r.bytes_per_cycle:.3f} | "
+                   f"{f(r.ram_bytes_per_cycle, '{:.3f}')} | {f(r.bandwidth_diff, '{:+.2%}')} | "
+                   f"{r.row_hit_rate:.1%} | {f(r.ram_row_hit_rate, '{:.1%}')} | "
+                   f"{r.read_latency:.1f} | {f(r.ram_read_latency, '{:.1f}')} | "
+                   f"{f(r.latency_diff, '{:+.2%}')} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    ap = argparse.ArgumentParser(description="Validate the DRAM model against its anchors.")
-    ap.add_argument("-n", "--requests", type=int, default=1_000_000)
+    ap = argparse.ArgumentParser(description="Validate the DRAM model against its anchors, or "
+                                 "side by side with Ramulator 2.1 (--ramulator / --matrix).")
+    ap.add_argument("-n", "--requests", type=int, default=None,
+                    help="requests per stream (anchors: 1,000,000; matrix: 200,000)")
+    ap.add_argument("--ramulator", type=str, default=None, metavar="PATH",
+                    help="Ramulator 2.1 checkout with its built Python module: run the matrix")
+    ap.add_argument("--matrix", action="store_true",
+                    help="run the matrix (our side only unless --ramulator is given)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    checks = run_validation(args.requests, progress=True)
-    table = Table(title=f"DRAM model validation ({args.requests:,}-request streams)",
+    if args.requests is not None and args.requests < 1000:
+        ap.error(f"--requests must be >= 1000, got {args.requests}")
+    if args.json is not None and not args.json.parent.is_dir():
+        ap.error(f"--json {args.json}: folder {args.json.parent} does not exist")
+    if args.ramulator is not None or args.matrix:
+        if args.ramulator is not None:
+            try:
+                ramulator_python_path(args.ramulator)
+            except ValueError as e:
+                ap.error(str(e))
+        n = args.requests or 200_000
+        rows = run_matrix(n, args.ramulator, progress=True)
+        print(f"Validation matrix, {n:,} requests per trace "
+              f"({', '.join(f'{k}={v}' for k, v in MATRIX_CONFIG.items())}, 1 channel)\n")
+        print(matrix_markdown(rows))
+        if args.json:
+            args.json.write_text(json.dumps(
+                [dict(asdict(r), bandwidth_diff=r.bandwidth_diff, latency_diff=r.latency_diff)
+                 for r in rows], indent=2) + "\n")
+        return
+    n = args.requests or 1_000_000
+    checks = run_validation(n, progress=True)
+    table = Table(title=f"DRAM model validation ({n:,}-request streams)",
                   title_justify="left")
     for col in ("check", "metric", "reference", "measured", "ok", "note"):
         table.add_column(col, justify="right" if col in ("reference", "measured") else "left")
@@ -112,7 +318,6 @@ def main(argv: list[str] | None = None) -> None:
     Console().print(table)
     if args.json:
         args.json.write_text(json.dumps([c.__dict__ for c in checks], indent=2) + "\n")
-
 
 if __name__ == "__main__":
     main()

@@ -60,7 +60,13 @@ def _list_presets(console: Console) -> None:
 @click.option("--max-rows", type=click.IntRange(min=1), default=None,
               help="SpAtten CSV: read only the first N rows (N >= 1).")
 @click.option("--scheduler", type=click.Choice(SCHEDULERS), default="frfcfs",
-              show_default=True, help="frfcfs: row hits first; frfcfs-ramulator: Ramulator 2.1.")
+              show_default=True,
+              help="frfcfs: row hits first, a request stays queued until its RD/WR; "
+                   "frfcfs-ramulator: Ramulator 2.1's controller (ready first, a request leaves "
+                   "its queue at its ACT).")
+@click.option("--wrap-addresses", is_flag=True,
+              help="Ignore address bits above the preset's capacity (as Ramulator does) "
+                   "instead of refusing such addresses.")
 @click.option("--mapping", type=click.Choice(MAPPINGS, case_sensitive=False),
               default=DEFAULT_MAPPING, show_default=True, help="Address mapping.")
 @click.option("--page-policy", type=click.Choice(["open", "closed"]), default="open",
@@ -87,7 +93,8 @@ def _list_presets(console: Console) -> None:
 @click.option("--compile", "compile_only", is_flag=True,
               help="Compile (or load) the DRAM kernel and exit: run once after installing.")
 def dram(traces, preset, list_only, baseline_path, csv_format, full_bits, placement, seed,
-         max_rows, scheduler, mapping, page_policy, refresh, queue_depth, max_outstanding,
+         max_rows, scheduler, wrap_addresses, mapping, page_policy, refresh, queue_depth,
+         max_outstanding,
          channels, ranks, jobs, dask_address, json_out, plot_out, compile_only) -> None:
     """Run access TRACES through the cycle-level DRAM model.
 
@@ -123,7 +130,8 @@ def dram(traces, preset, list_only, baseline_path, csv_format, full_bits, placem
         spec = spec.with_overrides(channels=channels, ranks=ranks)
     config = ControllerConfig(scheduler=scheduler, page_policy=page_policy, mapping=mapping,
                               read_queue=queue_depth, write_queue=queue_depth,
-                              refresh=refresh == "on", max_outstanding=max_outstanding)
+                              refresh=refresh == "on", max_outstanding=max_outstanding,
+                              wrap_addresses=wrap_addresses)
     paths = list(traces)
     if baseline_path is not None:
         paths = [baseline_path] + paths

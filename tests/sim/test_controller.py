@@ -284,3 +284,35 @@ def test_random_configurations_never_violate_timing(case):
     v = check_log(s.command_log, spec, end_cycle=s.cycles)
     assert v == [], f"seed {SEED + case} {preset} {cfg}: " + "; ".join(map(str, v[:5]))
     assert s.commands["RD"] + s.commands["WR"] == s.bursts
+
+
+# -- presets: sources, the default HBM2 preset and the Ramulator 2.1 one --------------------
+
+def test_every_preset_names_its_source():
+    for name in list_presets():
+        spec = load_preset(name)
+        assert len(spec.source) > 80, name
+        assert any(k in spec.source for k in ("Ramulator", "DRAMsim3", "JESD", "datasheet")), name
+
+
+def test_default_hbm2_is_the_dramsim3_preset():
+    a, b = load_preset("hbm2"), load_preset("hbm2-dramsim3")
+    assert (a.org, a.timing, a.power) == (b.org, b.timing, b.power)
+    assert (a.pseudo_channels, a.dual_command_bus) == (b.pseudo_channels, b.dual_command_bus)
+    assert "DRAMsim3" in a.source and "default" in a.source
+
+
+def test_hbm2_ramulator_preset_matches_ramulators_hbm2_2000mbps():
+    """Ramulator 2.1 HBM2_2Gb + HBM2_2000Mbps (python/ramulator/dram/hbm2.py); latencies after
+    the two-cycle ACT +1, before one -1, as Ramulator applies them."""
+    s = load_preset("hbm2-ramulator")
+    t, o = s.timing, s.org
+    assert (o.ranks, o.bankgroups, o.banks_per_group, o.rows, o.bursts_per_row,
+            o.burst_bytes) == (2, 4, 4, 1 << 14, 32, 32) and s.pseudo_channels
+    assert (t.tCK_ps, t.nBL, t.nCL, t.nCWL, t.nRC, t.nWR, t.nRTP, t.nRTPL) == \
+        (1000, 2, 14, 5, 48, 16, 5, 5)
+    assert (t.nRCD, t.nRCDWR, t.nRAS, t.nRP) == (14 + 1, 12 + 1, 34 + 1, 14 - 1)
+    assert (t.nCCDS, t.nCCDL, t.nRRDS, t.nRRDL, t.nWTRS, t.nWTRL) == (2, 4, 4, 4, 6, 8)
+    assert (t.nFAW, t.nRFC, t.nREFI) == (15, 160, 3900)
+    # one channel of two 32 B pseudo-channels peaks at 32 B per cycle
+    assert s.with_overrides(channels=1).peak_bytes_per_cycle == 32
