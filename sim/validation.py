@@ -35,6 +35,7 @@ import numpy as np
 from psa.golden.trace import AccessTrace
 
 from .memory_system import simulate
+from .scheduler import SCHEDULERS
 from .spec import DramSpec, load_preset
 
 RAMULATOR_CYCLES = 5_352_993
@@ -229,22 +230,26 @@ def run_ramulator(ramulator: str | os.PathLike, preset: str, trace_path: Path) -
 
 def run_matrix(n: int = 200_000, ramulator: str | os.PathLike | None = None,
                patterns=PATTERNS, presets=MATRIX_PRESETS, seed: int = SEED,
-               progress: bool = False) -> list[MatrixRow]:
-    """The validation matrix: ``patterns`` x ``presets``, ours and (with ``ramulator``)
-    Ramulator 2.1's, on the same ``n``-request traces."""
+               progress: bool = False, scheduler: str = "frfcfs-ramulator"
+               ) -> list[MatrixRow]:
+    """The validation matrix: ``patterns`` x ``presets``, ours (with ``scheduler``) and (with
+    ``ramulator``) Ramulator 2.1's, on the same ``n``-request traces. A preset Ramulator has no
+    system for (``hbm2``) runs against Ramulator's HBM2 (``hbm2-ramulator``'s system)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in presets:
             spec = matrix_spec(preset)
             for pattern in patterns:
                 trace = matrix_trace(pattern, spec, n, seed)
-                s = simulate(trace, spec, progress=progress, **MATRIX_CONFIG)
+                s = simulate(trace, spec, progress=progress,
+                             **dict(MATRIX_CONFIG, scheduler=scheduler))
                 row = MatrixRow(pattern, preset, n, s.bytes_per_cycle, s.row_hit_rate,
                                 s.read_latency_cycles["mean"])
                 if ramulator is not None:
                     path = Path(tmp) / f"{preset}-{pattern}.trace"
                     write_ramulator_trace(trace, path)
-                    r = run_ramulator(ramulator, preset, path)
+                    system = preset if preset in RAMULATOR_SYSTEMS else "hbm2-ramulator"
+                    r = run_ramulator(ramulator, system, path)
                     served = r["num_read_reqs_served"] + r["num_write_reqs_served"]
                     row.ram_bytes_per_cycle = served * spec.org.burst_bytes / r["cycles"]
                     classified = r["row_hits"] + r["row_misses"] + r["row_conflicts"]
@@ -283,8 +288,17 @@ def main(argv: list[str] | None = None) -> None:
                     help="Ramulator 2.1 checkout with its built Python module: run the matrix")
     ap.add_argument("--matrix", action="store_true",
                     help="run the matrix (our side only unless --ramulator is given)")
+    ap.add_argument("--scheduler", choices=SCHEDULERS, default="frfcfs-ramulator",
+                    help="our scheduler in the matrix")
+    ap.add_argument("--presets", default=",".join(MATRIX_PRESETS),
+                    help="comma-separated matrix presets (ddr4-2400, hbm2-ramulator, hbm2)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    presets = tuple(p for p in args.presets.split(",") if p)
+    for p in presets:
+        if p not in (*MATRIX_PRESETS, "hbm2", "hbm2-dramsim3"):
+            ap.error(f"--presets: unknown matrix preset {p!r} (ddr4-2400, hbm2-ramulator, "
+                     "hbm2, hbm2-dramsim3)")
     if args.requests is not None and args.requests < 1000:
         ap.error(f"--requests must be >= 1000, got {args.requests}")
     if args.json is not None and not args.json.parent.is_dir():
@@ -296,9 +310,11 @@ def main(argv: list[str] | None = None) -> None:
             except ValueError as e:
                 ap.error(str(e))
         n = args.requests or 200_000
-        rows = run_matrix(n, args.ramulator, progress=True)
+        rows = run_matrix(n, args.ramulator, presets=presets, progress=True,
+                          scheduler=args.scheduler)
+        cfg = dict(MATRIX_CONFIG, scheduler=args.scheduler)
         print(f"Validation matrix, {n:,} requests per trace "
-              f"({', '.join(f'{k}={v}' for k, v in MATRIX_CONFIG.items())}, 1 channel)\n")
+              f"({', '.join(f'{k}={v}' for k, v in cfg.items())}, 1 channel)\n")
         print(matrix_markdown(rows))
         if args.json:
             args.json.write_text(json.dumps(
