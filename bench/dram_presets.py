@@ -62,13 +62,13 @@ def main(argv: list[str] | None = None) -> None:
     names = [p for p in a.presets.split(",") if p] or sorted(list_presets())
     a.json.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    head = (f"{'preset':<14}{'standard':<8}{'refresh':<10}{'peak GB/s':>10}{'stream':>8}"
+    head = (f"{'preset':<16}{'standard':<8}{'refresh':<10}{'peak GB/s':>10}{'stream':>8}"
             f"{'random':>8}{'no ref':>8}{'queue 64':>9}{'pJ/bit':>8}")
     print(head)
     for name in names:
         r = measure(name, a.per_bus)
         rows.append(r)
-        print(f"{name:<14}{r['standard']:<8}{r['refresh_mode']:<10}{r['peak_GBps']:>10.1f}"
+        print(f"{name:<16}{r['standard']:<8}{r['refresh_mode']:<10}{r['peak_GBps']:>10.1f}"
               f"{r['stream']:>8.3f}{r['random']:>8.3f}{r['stream_no_refresh']:>8.3f}"
               f"{r['stream_queue64']:>9.3f}{r['stream_pJ_per_bit']:>8.2f}", flush=True)
     a.json.write_text(json.dumps({"per_bus": a.per_bus, "results": rows}, indent=1) + "\n")
