@@ -27,7 +27,7 @@ def stats_table(runs: list[Stats], baseline: Stats | None = None) -> Table:
     cols = ([baseline] if baseline else []) + runs
     first = cols[0]
     title = (f"DRAM: {first.preset} ({first.standard}, {first.channels} ch x {first.ranks} "
-             f"{'PC' if first.standard == 'HBM2' and first.ranks > 1 else 'rank'}), "
+             f"{'PC' if first.standard.startswith('HBM') and first.ranks > 1 else 'rank'}), "
              f"{first.scheduler}, {first.page_policy} page, {first.mapping}, refresh "
              f"{'on' if first.refresh else 'off'}")
     table = Table(title=title, title_justify="left")
