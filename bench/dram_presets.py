@@ -3,12 +3,14 @@
 For each preset: sequential 64-byte reads (``stream``) and uniform random 64-byte reads over
 the whole capacity (``random``) through the default controller (FR-FCFS, open page,
 MOP4CLXOR, 32-entry read/write queues per channel, refresh on), plus the stream without
-refresh and with 64-entry queues to show what limits it. ``--per-bus N`` sets the bursts per
-data bus (channel, or pseudo-channel on HBM): the trace is ``N * data buses`` bursts long.
+refresh and with 64-entry queues to show what limits it; ``--mappings`` adds the stream under
+every address mapping. ``--per-bus N`` sets the bursts per data bus (channel, or
+pseudo-channel on HBM): the trace is ``N * data buses`` bursts long.
 
 Writes JSON (default bench/results/dram_presets.json) and prints a table::
 
-    python bench/dram_presets.py [--per-bus 25000] [--presets ddr5-4800,hbm3] [--json PATH]
+    python bench/dram_presets.py [--per-bus 25000] [--presets ddr5-4800,hbm3] [--mappings]
+                                 [--json PATH]
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import numpy as np
 
 from psa.golden.trace import AccessTrace
 from psa.sim import list_presets, load_preset, simulate
+from psa.sim.addr_map import MAPPINGS
 
 SEED = 20240611
 
 
-def measure(name: str, per_bus: int) -> dict:
+def measure(name: str, per_bus: int, mappings: bool = False) -> dict:
     """Bandwidth fractions of preset ``name`` (see the module docstring)."""
     spec = load_preset(name)
     n = per_bus * spec.data_buses
@@ -46,6 +49,9 @@ def measure(name: str, per_bus: int) -> dict:
         if key in ("stream", "random"):
             out[key + "_row_hit_rate"] = s.row_hit_rate
             out[key + "_pJ_per_bit"] = s.energy_nJ * 1000.0 / (s.dram_bytes * 8)
+    if mappings:
+        out["stream_by_mapping"] = {m: simulate(seq, spec, mapping=m).bandwidth_fraction
+                                    for m in MAPPINGS}
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -55,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--per-bus", type=int, default=25_000,
                     help="bursts per data bus (default 25000)")
     ap.add_argument("--presets", default="", help="comma-separated preset names (default all)")
+    ap.add_argument("--mappings", action="store_true",
+                    help="also the stream under every address mapping")
     ap.add_argument("--json", type=Path, default=Path("bench/results/dram_presets.json"))
     a = ap.parse_args(argv)
     if a.per_bus < 100:
@@ -66,11 +74,14 @@ def main(argv: list[str] | None = None) -> None:
             f"{'random':>8}{'no ref':>8}{'queue 64':>9}{'pJ/bit':>8}")
     print(head)
     for name in names:
-        r = measure(name, a.per_bus)
+        r = measure(name, a.per_bus, a.mappings)
         rows.append(r)
         print(f"{name:<16}{r['standard']:<8}{r['refresh_mode']:<10}{r['peak_GBps']:>10.1f}"
               f"{r['stream']:>8.3f}{r['random']:>8.3f}{r['stream_no_refresh']:>8.3f}"
               f"{r['stream_queue64']:>9.3f}{r['stream_pJ_per_bit']:>8.2f}", flush=True)
+        if a.mappings:
+            print("    stream by mapping: " + ", ".join(
+                f"{m} {v:.3f}" for m, v in r["stream_by_mapping"].items()), flush=True)
     a.json.write_text(json.dumps({"per_bus": a.per_bus, "results": rows}, indent=1) + "\n")
     print(f"wrote {a.json}")
 
