@@ -4,8 +4,8 @@ For each preset: sequential 64-byte reads (``stream``) and uniform random 64-byt
 the whole capacity (``random``) through the default controller (FR-FCFS, open page,
 MOP4CLXOR, 32-entry read/write queues per channel, refresh on), plus the stream without
 refresh and with 64-entry queues to show what limits it; ``--mappings`` adds the stream under
-every address mapping. ``--per-bus N`` sets the bursts per data bus (channel, or
-pseudo-channel on HBM): the trace is ``N * data buses`` bursts long.
+every address mapping. ``--per-bus N`` sets the 64-byte reads per data bus (channel, or
+pseudo-channel on HBM): the trace is ``N * data buses`` requests long.
 
 ``--ramulator SRC`` (Ramulator 2.1's ``src`` folder, its Python package in ``SRC/python``)
 also runs Ramulator 2.1 on one DDR5-4800 sub-channel (DDR5_16Gb_x8 + DDR5_4800AN, all-bank
@@ -146,7 +146,7 @@ def ramulator_side_by_side(src: Path, n: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-bus", type=int, default=25_000,
-                    help="bursts per data bus (default 25000)")
+                    help="64-byte reads per data bus (default 25000)")
     ap.add_argument("--presets", default="", help="comma-separated preset names (default all)")
     ap.add_argument("--mappings", action="store_true",
                     help="also the stream under every address mapping")
