@@ -14,19 +14,36 @@ back-pressure, prunes to ``k = round(keep * n)`` and fetches the next layer's K/
 - ``layer_cycles``: one layer of ``heads * rows`` query rows, then a prune and the next fetch,
   from the measured parts: ``heads * acc_cycles + prune_cycles + fetch_cycles``.
 
-Usage: ``python bench/pruner_cycles.py [--lanes 8 16] [--n 256 1024] [--out PATH]``.
-Writes JSON (default bench/results/pruner_cycles.json) and prints a table.
+Decode steps (``--decode``, the ``decode_cycles`` test of verif/benches/tb_pruner_cycles.py):
+for each ``P`` one design with ``max_tokens = max(--context)``; per context (alive tokens) and
+selection, one step of one K/V head: APPEND, then one accumulated SELECT of a query row.
+
+- ``append``: APPEND accept to the next command's accept (1 = back to back).
+- ``acc``: the row's beats, first to last accepted (``ceil(alive/P)``: accumulation and the
+  selector's first pass are the same beats).
+- ``select``: last row beat to the first V request delivered (threshold search + the
+  emission's way to the first selected token); ``floor`` is the issue's bound
+  ``2 ceil(alive/P) + 64``.
+- ``fetch``: first to last V request (one per cycle, plus one per row beat without a selected
+  token).
+
+Usage: ``python bench/pruner_cycles.py [--lanes 8 16] [--n 256 1024] [--out PATH]``;
+``python bench/pruner_cycles.py --decode [--lanes 8 16] [--context 512 2048]``.
+Writes JSON (default bench/results/pruner_cycles.json, pruner_decode_cycles.json with
+``--decode``) and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from psa.golden.decode import p_to_fixed
 from psa.verif.designs import get_bench
 from psa.verif.pruner_cases import PrunerParams
 
@@ -49,6 +66,48 @@ def measure(lanes: int, ns: list[int], rows: int, heads: int, build_root: Path) 
     return records
 
 
+def decode_points(context: int, prob_bits: int) -> list[list]:
+    """Selections measured per context: kv = alive/2 and alive/8 on peaky rows, top-p 0.9 on
+    peaky and on flat rows."""
+    p9 = p_to_fixed(0.9, prob_bits)
+    return [[context, 0, context // 2, "softmax"], [context, 0, context // 8, "softmax"],
+            [context, 1, p9, "softmax"], [context, 1, p9, "uniform"]]
+
+
+def measure_decode(lanes: int, contexts: list[int], heads: int, build_root: Path) -> list[dict]:
+    """Run the ``decode_cycles`` test on one design; one record per point."""
+    params = PrunerParams(max_tokens=max(contexts), n_heads=heads, lanes=lanes)
+    points = [pt for c in contexts for pt in decode_points(c, params.prob_bits)]
+    bench = get_bench("pruner")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "decode.json"
+        bench.build_and_run(params.kwargs(), build_root, purpose="decode_cycles",
+                            env={"PSA_BENCH_POINTS": json.dumps(points),
+                                 "PSA_BENCH_OUT": str(out)})
+        records = json.loads(out.read_text())
+    for r in records:
+        r["floor"] = 2 * r["beats"] + 64
+        r["step_cycles"] = r["append_cycles"] + r["acc_cycles"] + r["select_cycles"] \
+            + r["fetch_cycles"]
+        r["max_tokens"] = params.max_tokens
+        r["digit_bits"] = params.digit_bits
+    return records
+
+
+def show_decode(result: dict) -> None:
+    table = Table(title="pruning unit decode step, one K/V head, one query row "
+                        "(APPEND + accumulated SELECT; Verilator)")
+    for col in ("P", "alive", "rule", "rows", "kept", "append", "acc", "select", "floor",
+                "fetch", "step"):
+        table.add_column(col, justify="right")
+    for r in result["points"]:
+        rule = f"topp {r['target']}" if r["topp"] else f"kv {r['target']}"
+        table.add_row(str(r["lanes"]), str(r["alive"]), rule, r["kind"], str(r["selected"]),
+                      str(r["append_cycles"]), str(r["acc_cycles"]), str(r["select_cycles"]),
+                      str(r["floor"]), str(r["fetch_cycles"]), str(r["step_cycles"]))
+    Console(width=140).print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lanes", type=int, nargs="+", default=[8, 16])
@@ -58,7 +117,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pruner_cycles.json")
     ap.add_argument("--build-root", type=Path, default=ROOT / "sim_build")
     ap.add_argument("--show", action="store_true", help="print the table of --out, no runs")
+    ap.add_argument("--decode", action="store_true", help="decode steps instead of layers")
+    ap.add_argument("--context", type=int, nargs="+", default=[512, 2048],
+                    help="alive tokens of the decode steps (default 512 2048)")
     args = ap.parse_args(argv)
+
+    if args.decode:
+        if args.out == ap.get_default("out"):
+            args.out = ROOT / "bench" / "results" / "pruner_decode_cycles.json"
+        if not args.show:
+            records = []
+            for lanes in args.lanes:
+                records += measure_decode(lanes, args.context, args.heads, args.build_root)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"points": records}, indent=1) + "\n")
+            print(f"wrote {args.out}")
+        show_decode(json.loads(args.out.read_text()))
+        return
 
     if not args.show:
         records = []

@@ -194,7 +194,9 @@ BENCH_DESIGNS: dict[str, BenchDesign] = {
                    "capture": Bench(_PRUNER_BENCH + "_capture", ("capture_trace",)),
                    "decode": Bench(_PRUNER_BENCH + "_decode",
                                    ("decode_sequences", "decode_reset_mid_step")),
-                   "replay": Bench("psa.verif.benches.tb_policy_replay", ("replay_policy",))},
+                   "replay": Bench("psa.verif.benches.tb_policy_replay", ("replay_policy",)),
+                   "replay_decode": Bench("psa.verif.benches.tb_policy_replay",
+                                          ("replay_decode",))},
         "sequences", "PSA_SEQUENCES", 10, _pruner_tag, _pruner_params_env, _pruner_cycles_env),
 }
 

@@ -34,7 +34,7 @@ from psa.hw.pruner import DEFAULTS, Op
 
 __all__ = ["PrunerParams", "SequenceSpec", "DecodeSpec", "make_decode_sequences",
            "run_decode_sequence", "DecodeResult", "LayerScript", "sequence_script",
-           "make_sequences", "DECODE_PARAMS",
+           "make_sequences", "DECODE_PARAMS", "record_decode_stream",
            "kv_layout", "kv_config", "requests_to_trace", "PARAM_SETS", "FetchRequest",
            "PrunerPort", "run_sequence", "SequenceResult", "Mismatch", "capture_fetch_trace",
            "layout_to_json", "layout_from_json"]
@@ -572,3 +572,98 @@ async def run_decode_sequence(port: PrunerPort, spec: DecodeSpec, params: Pruner
                      pairs(await port.command(Op.PRUNE.value, k)), tokens())
             result.checks += 1
     return result
+
+
+# ------------------------------------------------------------------ recorded decode streams
+
+
+def record_decode_stream(model, ids: np.ndarray, steps: int, params: PrunerParams,
+                         layer: int = 0, v_keep: float = 0.5, p: float = 0.9,
+                         keep: float = 0.8, prune_every: int = 4,
+                         lsb_threshold: float = 0.1) -> dict:
+    """The pruning-unit command stream of one layer of a real decoder, with golden's answers.
+
+    Runs ``model`` (a :class:`psa.models.llama.LlamaDecoder`, dense attention: the outputs are
+    the model's own) on the prompt ``ids`` and ``steps`` greedy decode steps, and records for
+    ``layer`` what a unit holding that layer's state gets: ``START`` with the prompt length and
+    the last prompt position's query rows (importance), then per step ``APPEND``, ``FETCH``
+    ``layer``, per K/V head one accumulated ``SELECT`` per query head of its group (even query
+    heads top-``ceil(v_keep alive)``, odd ones top-p ``p``) over the alive tokens, with the
+    rows quantized to ``UQ0.prob_bits`` from the softmax over the alive tokens, and every
+    ``prune_every`` steps ``PRUNE round(keep alive)``. ``lsb_threshold`` (a probability) flags
+    flat rows. The expected answers come from :class:`DecodePruningState` and
+    :func:`select_fetch_trace`. Returns a JSON-able dict (``tb_policy_replay.replay_decode``).
+    """
+    from psa.models.llama import DecodeAttention
+
+    cfg = model.config
+    if cfg.n_kv_heads > params.n_heads or len(ids) + steps > params.max_tokens:
+        raise ValueError(f"record_decode_stream: the unit ({params.n_heads} heads, "
+                         f"{params.max_tokens} tokens) must hold {cfg.n_kv_heads} K/V heads "
+                         f"and {len(ids) + steps} tokens")
+    layout = kv_layout(params, cfg.n_layers)
+    thr = p_to_fixed(lsb_threshold, params.prob_bits)
+    pf = p_to_fixed(p, params.prob_bits)
+    state = DecodePruningState(params.max_tokens, params.n_heads, params.prob_bits,
+                               params.score_bits, params.head_score_bits)
+    commands: list[dict] = []
+    g = cfg.group
+
+    def rows_of(q, k):
+        s = np.einsum("hd,nd->hn", q.astype(np.float64), k.astype(np.float64))
+        s /= np.sqrt(cfg.head_dim)
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        return quantize_unsigned_fraction(e / e.sum(axis=1, keepdims=True), params.prob_bits)
+
+    def tokens() -> list[list[int]]:
+        return [[int(t), int(s)] for t, s in zip(state.alive, state.scores, strict=True)]
+
+    class Recorder(DecodeAttention):
+        def prefill(self, li, q, k, v, start):
+            out = super().prefill(li, q, k, v, start)
+            n = k.shape[1]
+            if li == layer and n == len(ids):      # the last prompt chunk
+                state.start(n)
+                commands.append({"op": Op.START.value, "arg": n})
+                for h in range(cfg.n_kv_heads):
+                    rows = rows_of(q[h * g:(h + 1) * g, -1], k[h])
+                    commands.append({"op": "rows", "rows": rows.tolist()})
+                    state.add_probs(rows)
+            return out
+
+        def decode(self, li, q, k, v):
+            if li == layer:
+                n = k.shape[1]
+                state.append()
+                commands.append({"op": Op.APPEND.value, "arg": 0})
+                expect = state.fetch_requests(layout, layer)
+                commands.append({"op": Op.FETCH.value, "arg": layer,
+                                 "lines": list(expect.lines()), "planes": expect.plane.tolist()})
+                alive = state.alive.copy()
+                assert alive[-1] == n - 1
+                for h in state.heads.tolist():
+                    rows = rows_of(q[h * g:(h + 1) * g], k[h, alive])
+                    for i, row in enumerate(rows):
+                        topp = bool(i % 2)
+                        target = pf if topp else max(1, int(np.ceil(v_keep * len(alive))))
+                        tr = select_fetch_trace(layout, layer, h, alive, row, target, topp, thr)
+                        commands.append({"op": Op.SELECT.value,
+                                         "arg": select_arg(target, h, topp, accumulate=True),
+                                         "row": row.tolist(), "lines": list(tr.lines()),
+                                         "planes": tr.plane.tolist()})
+                        state.add_probs(row)
+                commands.append({"op": Op.READ_TOKENS.value, "tokens": tokens()})
+                if (n - len(ids)) % prune_every == 0:
+                    kk = max(1, int(round(keep * len(state.alive))))
+                    state.prune(kk)
+                    commands.append({"op": Op.PRUNE.value, "arg": kk, "tokens": tokens()})
+            return super().decode(li, q, k, v)
+
+    rec = Recorder()
+    cache = model.new_cache(1, len(ids) + steps + 1)
+    logits = model.prefill(np.asarray(ids, np.int64)[None, :], cache, attention=[rec])
+    for _ in range(steps):
+        logits = model.step(np.argmax(logits, axis=1), cache, attention=[rec])
+    return {"params": params.kwargs(), "layout": json.loads(layout_to_json(layout)),
+            "lsb_threshold": thr, "layer": layer, "prompt": len(ids), "steps": steps,
+            "commands": commands}

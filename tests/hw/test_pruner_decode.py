@@ -40,3 +40,25 @@ def test_pruner_decode_reset_mid_step(sim_build_root):
 def test_pruner_decode_long_sequences(sim_build_root, idle, stall):
     run_decode(DECODE_PARAMS, sim_build_root, "decode_sequences", 203, 5, 600, idle,
                stall)
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_pruner_replays_smollm2_decode_stream(sim_build_root, smollm2, tmp_path):
+    """A decode command stream recorded from SmolLM2-135M (layer 3, a 192-token prompt of
+    this repository's golden/decode.py, 24 greedy steps, kv = half the alive tokens and top-p
+    0.9 alternating, flat rows below 0.1 with LSB requests, prune to 0.8 every 4 steps)
+    replayed on the RTL under gaps and back-pressure, equal to golden line for line."""
+    import json
+    from pathlib import Path
+
+    from psa.verif.pruner_cases import record_decode_stream
+
+    model, tokenizer = smollm2
+    text = (Path(__file__).resolve().parents[2] / "golden" / "decode.py").read_text()
+    case = record_decode_stream(model, tokenizer.encode(text)[:192], 24, DECODE_PARAMS,
+                                layer=3)
+    path = tmp_path / "decode_stream.json"
+    path.write_text(json.dumps(case))
+    PRUNER.build_and_run(DECODE_PARAMS.kwargs(), sim_build_root, purpose="replay_decode",
+                         env={"PSA_REPLAY": str(path), "PSA_IDLE": "0.2", "PSA_STALL": "0.3"})

@@ -6,6 +6,9 @@ its subclasses) on MiniLM, with the golden fetch lines (the policy's own ``K_MSB
 reads as trace lines), kept heads and alive tokens. Per layer the bench issues ``FETCH`` and
 compares the captured stream line for line, sends every head's probability rows and
 magnitude, then ``PRUNE_HEADS`` / ``PRUNE`` and compares their outputs.
+
+``replay_decode`` replays a decode-mode stream recorded from SmolLM2 by
+:func:`psa.verif.pruner_cases.record_decode_stream` (APPEND, FETCH, SELECT, PRUNE).
 """
 
 from __future__ import annotations
@@ -60,3 +63,37 @@ async def replay_policy(dut):
         assert not int(dut.error.value), f"{who}: error flag raised"
     dut._log.info("%d policy sequences replayed, fetch streams equal to golden",
                   len(case["sequences"]))
+
+
+@cocotb.test()
+async def replay_decode(dut):
+    """Replay a decode command stream recorded from a real decoder
+    (:func:`psa.verif.pruner_cases.record_decode_stream`, JSON file ``PSA_REPLAY``): every
+    FETCH and SELECT request stream equal to golden's line for line, the alive list after
+    every step and every PRUNE equal."""
+    case = json.loads(Path(os.environ["PSA_REPLAY"]).read_text())
+    tb = PrunerTB(dut, int(os.environ.get("PSA_SEED", "1")),
+                  float(os.environ.get("PSA_IDLE", "0")), float(os.environ.get("PSA_STALL", "0")))
+    tb.set_layout(KVLayout(**case["layout"]), case["lsb_threshold"])
+    await tb.reset()
+    layer, lines = case["layer"], 0
+    for i, c in enumerate(case["commands"]):
+        where = f"command {i} (op {c['op']})"
+        if c["op"] == "rows":
+            await tb.send_rows(np.asarray(c["rows"], dtype=np.int64))
+            continue
+        if c["op"] == Op.SELECT.value:
+            out = await tb.select(c["arg"], np.asarray(c["row"], dtype=np.int64))
+        else:
+            out = await tb.command(c["op"], c.get("arg", 0))
+        if "lines" in c:
+            got = requests_to_trace(out, layer)
+            assert list(got.lines()) == c["lines"], f"{where}: request stream differs"
+            assert got.plane.tolist() == c["planes"], f"{where}: planes differ"
+            lines += len(c["lines"])
+        if "tokens" in c:
+            assert [[int(b["id"]), int(b["score"])] for b in out] == c["tokens"], \
+                f"{where}: alive list differs"
+        assert not int(dut.error.value), f"{where}: error flag raised"
+    dut._log.info("decode stream of %d commands replayed (%d steps), %d request lines equal "
+                  "to golden", len(case["commands"]), case["steps"], lines)
