@@ -75,8 +75,9 @@ PARAM_SETS: dict[str, PrunerParams] = {
     "wide": PrunerParams(256, 6, 16, 12, 20, 24, 24),
 }
 
-#: Long decode sequences (test_pruner_decode.py, ``-m slow``): N = 1024, P = 16.
-DECODE_PARAMS = PrunerParams(1024, 3, 16, 12, 20, 24, 24)
+#: Long decode sequences and the SmolLM2 replay (test_pruner_decode.py, ``-m slow``): the
+#: defaults at N = 2048, P = 16 (the build bench/pruner_cycles.py --decode measures at P = 16).
+DECODE_PARAMS = PrunerParams(2048, DEFAULTS["n_heads"], 16)
 
 
 @dataclass(frozen=True)
@@ -585,8 +586,9 @@ def record_decode_stream(model, ids: np.ndarray, steps: int, params: PrunerParam
 
     Runs ``model`` (a :class:`psa.models.llama.LlamaDecoder`, dense attention: the outputs are
     the model's own) on the prompt ``ids`` and ``steps`` greedy decode steps, and records for
-    ``layer`` what a unit holding that layer's state gets: ``START`` with the prompt length and
-    the last prompt position's query rows (importance), then per step ``APPEND``, ``FETCH``
+    ``layer`` what a unit holding that layer's state gets: ``START`` with the prompt length,
+    ``PRUNE_HEADS`` to the model's K/V heads, the last prompt position's query rows
+    (importance), then per step ``APPEND``, ``FETCH``
     ``layer``, per K/V head one accumulated ``SELECT`` per query head of its group (even query
     heads top-``ceil(v_keep alive)``, odd ones top-p ``p``) over the alive tokens, with the
     rows quantized to ``UQ0.prob_bits`` from the softmax over the alive tokens, and every
@@ -625,6 +627,9 @@ def record_decode_stream(model, ids: np.ndarray, steps: int, params: PrunerParam
             if li == layer and n == len(ids):      # the last prompt chunk
                 state.start(n)
                 commands.append({"op": Op.START.value, "arg": n})
+                # a unit with more heads than the model keeps the first n_kv_heads (scores 0)
+                commands.append({"op": Op.PRUNE_HEADS.value, "arg": cfg.n_kv_heads,
+                                 "heads": state.prune_heads(cfg.n_kv_heads).tolist()})
                 for h in range(cfg.n_kv_heads):
                     rows = rows_of(q[h * g:(h + 1) * g, -1], k[h])
                     commands.append({"op": "rows", "rows": rows.tolist()})

@@ -4,7 +4,8 @@ Verilator against the golden decode state (verif/benches/tb_pruner_decode.py).
 Default run: the ``main`` parameter set (N = 64, P = 8; the build of test_pruner_rtl.py) with
 10 decode sequences (about 450 APPEND + SELECT + PRUNE steps in all, the last ones filling the
 list to its capacity) under random gaps and back-pressure, plus the reset test. ``-m slow``:
-the ``decode`` set (N = 1024, P = 16) with single sequences of 600 steps.
+``DECODE_PARAMS`` (defaults at N = 2048, P = 16) with sequences of up to 600 steps, and a
+replayed SmolLM2 decode stream.
 """
 
 from __future__ import annotations

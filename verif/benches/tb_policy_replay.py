@@ -91,6 +91,8 @@ async def replay_decode(dut):
             assert list(got.lines()) == c["lines"], f"{where}: request stream differs"
             assert got.plane.tolist() == c["planes"], f"{where}: planes differ"
             lines += len(c["lines"])
+        if "heads" in c:
+            assert [int(b["id"]) for b in out] == c["heads"], f"{where}: kept heads differ"
         if "tokens" in c:
             assert [[int(b["id"]), int(b["score"])] for b in out] == c["tokens"], \
                 f"{where}: alive list differs"
