@@ -28,17 +28,18 @@ from amaranth.lib.wiring import In, Out
 from .layouts import topk_in_signature, topk_out_signature, value_shape
 from .params import check_bool, check_int
 from .topk_blocks import (
-    CAND_SLOTS,
     LUTRAM_MAX_BITS,
     LUTRAM_MAX_ROWS,
     PACKET_SLOTS,
     buffer_memory,
+    digit_plan,
 )
 from .topk_emit import TopKEmit
 from .topk_ingest import TopKIngest
 from .topk_select import TopKSelect
 
-__all__ = ["TopKEngine", "validate_topk_params", "LUTRAM_MAX_ROWS", "LUTRAM_MAX_BITS"]
+__all__ = ["TopKEngine", "validate_topk_params", "topk_cycles", "topk_bound",
+           "LUTRAM_MAX_ROWS", "LUTRAM_MAX_BITS"]
 
 
 def validate_topk_params(lanes: int, width: int, max_n: int, signed: bool) -> None:
@@ -47,6 +48,39 @@ def validate_topk_params(lanes: int, width: int, max_n: int, signed: bool) -> No
     check_int("width", width, 1, 32, owner="topk")
     check_int("max_n", max_n, lanes, 65536, owner="topk", bounds="lanes..65536")
     check_bool("signed", signed, owner="topk")
+
+
+def topk_cycles(lanes: int, width: int, n: int, m: int, k: int | None = None) -> dict[str, int]:
+    """The datasheet's cycle model (docs/topk.md) of a packet with ``1 <= k < n``.
+
+    ``n`` elements in full beats at one per cycle, ``out_ready`` high; ``m`` (1..n) elements
+    share the top digit of the k-th largest. ``latency``: first beat in to last beat out with
+    one packet in the engine, when the packet's last element is kept (else the last beat
+    leaves earlier), one cycle less when ``k`` is given and a multiple of ``P`` (the last
+    beat is a full row: no flush); ``interval``: cycles per packet back to back (the slowest
+    stage). ``ingest``, ``emit``: those stages' cycles per packet.
+    """
+    f, r = -(-n // lanes), -(-m // lanes)
+    n_digits = len(digit_plan(width))
+    finish = (n_digits - 2) * (r + 9) + 1 if n_digits >= 3 else 1
+    full_row = int(k is not None and k % lanes == 0)
+    if n_digits == 1:
+        latency = (f + 8) + 3 + (f + 8) - full_row
+        stages = [f + 8, f + 7]
+    else:
+        latency = (f + 8) + (f + 10) + finish + (f + 8) - full_row
+        stages = [f + 8, f + 9, finish if n_digits >= 3 else 0, f + 7]
+    return {"ingest": f + 8, "emit": f + 7, "latency": latency, "interval": max(stages)}
+
+
+def topk_bound(lanes: int, width: int, n: int) -> dict[str, int]:
+    """Worst case over all data of :func:`topk_cycles` (``m = n``): ``latency`` and
+    ``interval`` in cycles; with ``F = ceil(n/P)`` and ``D = ceil(W/6)`` digits,
+    ``latency <= 3F + 27 + (D-2)(F+9)`` and ``interval <= max(F+9, (D-2)(F+9)+1)`` for
+    ``D >= 3`` (``3F + 27`` and ``F + 9`` for ``D = 2``, ``2F + 19`` and ``F + 8`` for ``D = 1``).
+    """
+    return {key: v for key, v in topk_cycles(lanes, width, n, n).items()
+            if key in ("latency", "interval")}
 
 
 class TopKEngine(wiring.Component):
@@ -111,36 +145,26 @@ class TopKEngine(wiring.Component):
         return self._signed
 
     @property
-    def ingest_pivots(self) -> int:
-        """Pivots of the round done while the packet streams in (quantiles of beat 0)."""
-        return 3 if self._lanes >= 4 else 1
-
-    @property
-    def samples(self) -> int:
-        """Pivot sample size of a quick-select round: ``max(lanes, 8)``."""
-        return max(self._lanes, 8)
+    def digits(self) -> list[tuple[int, int]]:
+        """Radix digits of the sort key, ``(lowest bit, bits)`` from the top
+        (:func:`~psa.hw.topk_blocks.digit_plan`, ``DIGIT_BITS`` = 6)."""
+        return digit_plan(self._width)
 
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
         p, w, n_max, sg = self._lanes, self._width, self._max_n, self._signed
-        kp, s = self.ingest_pivots, self.samples
         rows = -(-n_max // p)
         row = data.ArrayLayout(value_shape(w, sg), p)
 
-        m.submodules.ingest = ingest = TopKIngest(p, w, n_max, sg, pivots=kp, samples=s)
-        m.submodules.select = select = TopKSelect(p, w, n_max, sg, pivots=kp, samples=s)
+        m.submodules.ingest = ingest = TopKIngest(p, w, n_max, sg)
+        m.submodules.select = select = TopKSelect(p, w, n_max, sg)
         m.submodules.emit = emit = TopKEmit(p, w, n_max, sg)
 
-        # The buffers handed from stage to stage: packet (Ingest -> Emit) and, per bucket,
-        # candidates (Ingest -> Select). Select's scratch buffers are its own.
+        # The packet buffers: Ingest writes, Select's scan and Emit read (two read ports).
         m.submodules.packet = packet = buffer_memory(row, rows, PACKET_SLOTS)
         wiring.connect(m, ingest.packet_w, packet.write_port())
+        wiring.connect(m, select.packet_r, packet.read_port())
         wiring.connect(m, emit.packet_r, packet.read_port())
-        for bucket in range(kp + 1):
-            cand = buffer_memory(row, rows, CAND_SLOTS)
-            m.submodules[f"cand{bucket}"] = cand
-            wiring.connect(m, ingest.cand_w[bucket], cand.write_port())
-            wiring.connect(m, select.cand_r[bucket], cand.read_port())
 
         wiring.connect(m, wiring.flipped(self.i_stream), ingest.i_stream)
         wiring.connect(m, ingest.jobs, select.jobs)

@@ -1,5 +1,6 @@
-"""Sub-blocks of the top-k engine: zero eliminator, row packer, partition, filter, rank select,
-and the slotted row buffers the stages share.
+"""Sub-blocks of the top-k engine: digit histogram and bin select (the radix select), zero
+eliminator, row packer, tie filter, and the slotted row buffers the stages share; partition
+and rank select (comparator blocks of the earlier quick-select engine, kept as library blocks).
 
 All blocks work on rows of ``lanes`` elements (``data.ArrayLayout(shape, lanes)``) with a
 ``lanes``-bit mask of the lanes that hold an element. Combinational blocks settle in the cycle
@@ -30,20 +31,23 @@ from amaranth.utils import bits_for, ceil_log2
 from .params import check_int
 
 __all__ = ["Compactor", "Packer", "SideLog", "SideWriter", "Partition", "TieFilter", "RankSelect",
+           "DigitHistogram", "BinSelect", "digit_plan", "sort_key", "suffix_sums",
            "lane_mask", "buffer_memory", "buffer_addr_width", "slot_address",
-           "LUTRAM_MAX_ROWS", "LUTRAM_MAX_BITS", "PACKET_SLOTS", "CAND_SLOTS"]
+           "LUTRAM_MAX_ROWS", "LUTRAM_MAX_BITS", "PACKET_SLOTS", "SCRATCH_SLOTS", "DIGIT_BITS"]
 
-#: Packet buffers of the engine: one being ingested, one selected, one emitted.
-PACKET_SLOTS = 3
-#: Candidate buffer sets: one being filled by Ingest while Select works on the other.
-CAND_SLOTS = 2
+#: Packet buffers of the engine: one each being ingested, scanned, finished and emitted.
+PACKET_SLOTS = 4
+#: Candidate buffers: one written by Select's scan while its finisher reads the other.
+SCRATCH_SLOTS = 2
+#: Bits per radix digit: histograms have ``2**DIGIT_BITS`` bins.
+DIGIT_BITS = 6
 
 #: Buffer memories of at most this many rows (all slots) and bits carry
 #: ``ram_style = "distributed"`` (LUT RAM); others are left to the synthesiser (block RAM on
-#: ECP5). The bit limit is one DP16KD's capacity: wider memories would cost more LUTs than the
-#: block RAMs they save.
-LUTRAM_MAX_ROWS = 96
-LUTRAM_MAX_BITS = 18 * 1024
+#: ECP5). The bit limit is about one DP16KD's capacity: wider memories would cost more LUTs
+#: than the block RAMs they save.
+LUTRAM_MAX_ROWS = 128
+LUTRAM_MAX_BITS = 24 * 1024
 
 
 def buffer_memory(row: ShapeLike, rows: int, slots: int) -> Memory:
@@ -70,6 +74,39 @@ def slot_address(slot: Value, row: Value, rows: int, slots: int) -> Value:
     """Address of row ``row`` of buffer ``slot`` in a :func:`buffer_memory`."""
     bases = Array(Const(i * rows, range(slots * rows)) for i in range(slots))
     return bases[slot] + row
+
+
+def digit_plan(width: int, digit_bits: int = DIGIT_BITS) -> list[tuple[int, int]]:
+    """Radix digits of a ``width``-bit key from the most significant: ``(lo, bits)`` each,
+    digit ``j`` being key bits ``lo .. lo+bits-1``; all ``digit_bits`` wide but the last."""
+    digits, hi = [], width
+    while hi > 0:
+        lo = max(hi - digit_bits, 0)
+        digits.append((lo, hi - lo))
+        hi = lo
+    return digits
+
+
+def sort_key(value: Value, width: int, is_signed: bool) -> Value:
+    """Unsigned ``width``-bit key ordered as ``value`` (the sign bit flipped when signed)."""
+    bits = Value.cast(value).as_unsigned()[:width]
+    return bits ^ (1 << (width - 1)) if is_signed else bits
+
+
+def suffix_sums(m: Module, values: list[Value], shape: ShapeLike, name: str) -> list[Value]:
+    """``sums[i]`` = ``values[i] + .. + values[-1]`` (``sums[len]`` = 0), in ``log2(n)`` adder
+    levels (a Kogge-Stone scan from the top)."""
+    n = len(values)
+    level = [Signal(shape, name=f"{name}_l0_{i}") for i in range(n)]
+    m.d.comb += [level[i].eq(values[i]) for i in range(n)]
+    step, depth = 1, 0
+    while step < n:
+        depth += 1
+        nxt = [Signal(shape, name=f"{name}_l{depth}_{i}") for i in range(n)]
+        m.d.comb += [nxt[i].eq(level[i] + level[i + step] if i + step < n else level[i])
+                     for i in range(n)]
+        level, step = nxt, step * 2
+    return [*level, Const(0, shape)]
 
 
 def _check_lanes(owner: str, lanes: int, limit: int = 64) -> None:
@@ -496,3 +533,156 @@ def _or_all(values) -> Value:
 def lane_mask(count, lanes: int):
     """``lanes``-bit mask with lanes ``0..count-1`` set (``count`` may exceed ``lanes``)."""
     return Cat(*[count > i for i in range(lanes)])
+
+
+class DigitHistogram(wiring.Component):
+    """Counts, per bin, the masked lanes whose digit equals the bin: ``lanes`` per cycle.
+
+    Each cycle with ``i_valid`` adds the masked lanes of ``i_digit`` to ``count[b]`` (lanes
+    whose digit is ``b``) and ``group[g]`` (lanes whose digit is in bins ``8g .. 8g+7``).
+    ``i_first`` marks the first beat of a new histogram: the counts restart with it, so the
+    previous counts stay readable until that beat arrives. Two pipeline stages (one-hot and
+    popcount, then accumulate): a beat is in the counts two cycles after it is presented.
+    Present registered inputs: the one-hot decode and popcount of ``lanes`` lanes fill the
+    first stage. Without any beat since reset, the counts are zero.
+
+    Parameters
+    ----------
+    lanes : int
+        Lanes per beat, 1..64.
+    bits : int
+        Digit width, 1..8: ``2**bits`` bins.
+    max_count : int
+        Largest count (elements per histogram).
+    """
+
+    def __init__(self, lanes: int, bits: int, max_count: int):
+        _check_lanes("DigitHistogram", lanes)
+        check_int("bits", bits, 1, 8, owner="DigitHistogram")
+        check_int("max_count", max_count, 1, 1 << 20, owner="DigitHistogram")
+        self._lanes, self._bits, self._max_count = lanes, bits, max_count
+        bins = 1 << bits
+        super().__init__({
+            "i_digit": In(data.ArrayLayout(unsigned(bits), lanes)),
+            "i_mask": In(lanes),
+            "i_valid": In(1),
+            "i_first": In(1),
+            "count": Out(data.ArrayLayout(range(max_count + 1), bins)),
+            "group": Out(data.ArrayLayout(range(max_count + 1), bin_groups(bins))),
+        })
+
+    def elaborate(self, platform) -> Elaboratable:
+        m = Module()
+        p, bins = self._lanes, 1 << self._bits
+        groups = bin_groups(bins)
+        per_group = bins // groups
+        hit = [[Signal(name=f"hit{i}_{b}") for b in range(bins)] for i in range(p)]
+        for i in range(p):
+            m.d.comb += [hit[i][b].eq(self.i_mask[i] & (self.i_digit[i] == b))
+                         for b in range(bins)]
+        lane_count = range(p + 1)
+        add = [Signal(lane_count, name=f"add{b}") for b in range(bins)]
+        add_group = [Signal(lane_count, name=f"add_group{g}") for g in range(groups)]
+        valid, first = Signal(), Signal()
+        m.d.sync += [valid.eq(self.i_valid), first.eq(self.i_valid & self.i_first)]
+        m.d.sync += [add[b].eq(_sum_tree([hit[i][b] for i in range(p)])) for b in range(bins)]
+        g_hits = [[_or_all(hit[i][b] for b in range(g * per_group, (g + 1) * per_group))
+                   for g in range(groups)] for i in range(p)]
+        m.d.sync += [add_group[g].eq(_sum_tree([g_hits[i][g] for i in range(p)]))
+                     for g in range(groups)]
+        with m.If(first):
+            m.d.sync += [self.count[b].eq(add[b]) for b in range(bins)]
+            m.d.sync += [self.group[g].eq(add_group[g]) for g in range(groups)]
+        with m.Elif(valid):
+            m.d.sync += [self.count[b].eq(self.count[b] + add[b]) for b in range(bins)]
+            m.d.sync += [self.group[g].eq(self.group[g] + add_group[g]) for g in range(groups)]
+        return m
+
+
+def bin_groups(bins: int) -> int:
+    """Groups of 8 bins (one group below 8 bins) that :class:`BinSelect` decides first."""
+    return max(bins // 8, 1)
+
+
+class BinSelect(wiring.Component):
+    """The bin that holds the ``target``-th largest element of a :class:`DigitHistogram`.
+
+    Bins hold larger values at larger indices. With ``above(b)`` the elements in bins above
+    ``b``, ``bin`` is the one with ``above(b) < target <= above(b) + count[b]``; ``above`` and
+    ``in_bin`` (``count[bin]``) come with it. ``start`` (one cycle) reads ``group`` in that
+    cycle and ``count`` in the next; ``done`` pulses four cycles after ``start``, with the
+    outputs, which hold until the next ``done``. Four register stages: suffix sums of the
+    group counts; the group (and its bins' counts); suffix sums in the group; the bin.
+    ``target`` must be 1..(all counts) and held from ``start`` to ``done``.
+    """
+
+    def __init__(self, bins: int, max_count: int):
+        check_int("bins", bins, 2, 256, owner="BinSelect", power_of_two=True)
+        check_int("max_count", max_count, 1, 1 << 20, owner="BinSelect")
+        self._bins, self._max_count = bins, max_count
+        count = range(max_count + 1)
+        super().__init__({
+            "count": In(data.ArrayLayout(count, bins)),
+            "group": In(data.ArrayLayout(count, bin_groups(bins))),
+            "target": In(count),
+            "start": In(1),
+            "done": Out(1),
+            "bin": Out(range(bins)),
+            "above": Out(count),
+            "in_bin": Out(count),
+        })
+
+    def elaborate(self, platform) -> Elaboratable:
+        m = Module()
+        bins, count = self._bins, range(self._max_count + 1)
+        groups = bin_groups(bins)
+        per_group = bins // groups
+        target = self.target
+        stage = Signal(4)
+        m.d.sync += stage.eq(Cat(self.start, stage[:3]))
+        m.d.comb += self.done.eq(stage[3])
+
+        # 1: elements in groups g and above.
+        g_sum = [Signal(count, name=f"g_sum{g}") for g in range(groups + 1)]
+        sums = suffix_sums(m, [self.group[g] for g in range(groups)], count, "gs")
+        m.d.sync += [g_sum[g].eq(sums[g]) for g in range(groups + 1)]
+        # 2: the group (one hot), the elements above it, its bins' counts (read now).
+        g_hit = [(g_sum[g] >= target) & ~(g_sum[g + 1] >= target) for g in range(groups)]
+        above_g = Signal(count)
+        g_index = Signal(range(max(groups, 2)))   # (one bit at least: no empty wires)
+        g_bins = [Signal(count, name=f"g_bin{i}") for i in range(per_group)]
+        m.d.sync += [above_g.eq(_or_all(Mux(g_hit[g], g_sum[g + 1], 0) for g in range(groups))),
+                     g_index.eq(_or_all(Mux(g_hit[g], g, 0) for g in range(groups)))]
+        m.d.sync += [g_bins[i].eq(_or_all(Mux(g_hit[g], self.count[g * per_group + i], 0)
+                                          for g in range(groups)))
+                     for i in range(per_group)]
+        # 3: elements in bins i and above of the group, plus those above the group.
+        b_sum = [Signal(count, name=f"b_sum{i}") for i in range(per_group + 1)]
+        in_group = suffix_sums(m, g_bins, count, "bs")
+        m.d.sync += [b_sum[i].eq(in_group[i] + above_g) for i in range(per_group + 1)]
+        g_index_3 = Signal.like(g_index)
+        m.d.sync += g_index_3.eq(g_index)
+        # 4: the bin.
+        b_hit = [(b_sum[i] >= target) & ~(b_sum[i + 1] >= target) for i in range(per_group)]
+        with m.If(stage[2]):
+            low = _or_all(Mux(b_hit[i], i, 0) for i in range(per_group))
+            m.d.sync += [self.bin.eq(Cat(Const(0, exact_bits(per_group)), g_index_3) | low),
+                         self.above.eq(_or_all(Mux(b_hit[i], b_sum[i + 1], 0)
+                                               for i in range(per_group))),
+                         self.in_bin.eq(_or_all(Mux(b_hit[i], b_sum[i] - b_sum[i + 1], 0)
+                                                for i in range(per_group)))]
+        return m
+
+
+def exact_bits(n: int) -> int:
+    """``log2(n)`` of a power of two."""
+    return n.bit_length() - 1
+
+
+def _sum_tree(bits: list[Value]) -> Value:
+    """Sum of one-bit values as a balanced adder tree."""
+    values = [Value.cast(b) for b in bits]
+    while len(values) > 1:
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]

@@ -85,8 +85,8 @@ class TopKEmit(wiring.Component):
         m.d.comb += [self.o_stream.valid.eq(fifo.r_rdy),
                      self.o_stream.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o_stream.ready)]
-        # Room for the rows in flight: the row addressed now, the packer's two stages, the
-        # row the memory returns.
+        # Room for the rows that still reach the FIFO once the read pipeline holds: the
+        # packer's two stages, its output and the row entering it.
         room = fifo.w_level <= FIFO_DEPTH - 4
 
         # The packet being emitted, copied from its result when Emit starts it.
@@ -101,25 +101,37 @@ class TopKEmit(wiring.Component):
         n_sent = Signal(range(n_max + 1))           # elements packed into beats so far
         flush, send_empty = Signal(), Signal()
 
-        # The row the memory returns this cycle (addressed in the previous one that had room).
+        # The row the memory returns this cycle (addressed in the previous one that had room),
+        # then two registers: the row (E1), the row with its keep mask (E2, the packer's
+        # input). All three hold while the FIFO has no room.
         read_valid, read_row, read_mask = Signal(), Signal(range(rows)), Signal(p)
-        read_data = Signal.like(self.packet_r.data)
         m.d.comb += [self.packet_r.addr.eq(slot_address(packet_slot, row, rows, PACKET_SLOTS)),
-                     self.packet_r.en.eq(room), read_data.eq(self.packet_r.data)]
+                     self.packet_r.en.eq(room)]
+        row_layout = data.ArrayLayout(vshape, p)
+        e1_valid, e1_row, e1_mask = Signal(), Signal(range(rows)), Signal(p)
+        e1_data = Signal(row_layout)
+        e2_valid, e2_row, e2_keep = Signal(), Signal(range(rows)), Signal(p)
+        e2_data = Signal(row_layout)
+        with m.If(room):
+            m.d.sync += [e1_valid.eq(read_valid), e1_row.eq(read_row), e1_mask.eq(read_mask),
+                         e1_data.eq(self.packet_r.data),
+                         e2_valid.eq(e1_valid), e2_row.eq(e1_row), e2_data.eq(e1_data)]
 
         m.submodules.filter = filt = TieFilter(p, vshape, n_max)
-        m.d.comb += [filt.i_data.eq(read_data), filt.i_mask.eq(read_mask),
+        m.d.comb += [filt.i_data.eq(e1_data), filt.i_mask.eq(e1_mask),
                      filt.threshold.eq(threshold), filt.need.eq(need),
                      filt.ties_before.eq(ties_seen), filt.keep_all.eq(mode == EmitMode.ALL)]
+        with m.If(room):
+            m.d.sync += e2_keep.eq(Mux(e1_valid, filt.keep, 0))
+        with m.If(e1_valid & room):
+            m.d.sync += ties_seen.eq(ties_seen + filt.ties)
         m.submodules.out_packer = packer = Packer(
             p, topk_lane_layout(self._width, n_max, self._signed))
         for j in range(p):
-            m.d.comb += [packer.i_data[j].value.eq(read_data[j]),
-                         packer.i_data[j].index.eq(Cat(Const(j, lane_bits), read_row))]
-        m.d.comb += [packer.i_mask.eq(filt.keep), packer.i_valid.eq(read_valid & room),
+            m.d.comb += [packer.i_data[j].value.eq(e2_data[j]),
+                         packer.i_data[j].index.eq(Cat(Const(j, lane_bits), e2_row))]
+        m.d.comb += [packer.i_mask.eq(e2_keep), packer.i_valid.eq(e2_valid & room),
                      packer.i_flush.eq(flush)]
-        with m.If(read_valid & room):
-            m.d.sync += ties_seen.eq(ties_seen + filt.ties)
 
         beat = Signal(out_layout)
         for j in range(p):
@@ -159,9 +171,15 @@ class TopKEmit(wiring.Component):
                                  read_mask.eq(Mux(row == last_row, last_row_mask, (1 << p) - 1))]
                     with m.If(row == last_row):
                         m.next = "SCAN_LAST"
-            with m.State("SCAN_LAST"):
+            with m.State("SCAN_LAST"):     # the memory returns the last row
                 with m.If(room):
                     m.d.sync += read_valid.eq(0)
+                    m.next = "PIPE1"
+            with m.State("PIPE1"):         # E1 holds it
+                with m.If(room):
+                    m.next = "PIPE2"
+            with m.State("PIPE2"):         # E2 holds it: it enters the packer
+                with m.If(room):
                     m.next = "FLUSH"
             with m.State("FLUSH"):
                 with m.If(room):

@@ -1,91 +1,138 @@
-"""Select, the middle stage of the top-k engine: quick-select down to the threshold.
+"""Select, the middle stage of the top-k engine: radix select of the threshold, digit by digit.
 
-For each job from Ingest (:func:`~psa.hw.layouts.topk_select_job_layout`) Select walks the
-buckets and ties of the last partition from the largest value down to the one that holds the
-k-th largest element. A tie ends it (the k-th largest equals that pivot); otherwise a round
-reads that bucket (``ceil(m/P)`` rows), partitions it against a pivot picked from its sample
-and packs both sides into a scratch buffer pair, and the walk repeats on the new partition.
-A side that fits in one row is finished by a rank select over that row. The result (keep
-``> T`` and the first ``need`` elements ``== T``) goes to Emit as a
-:func:`~psa.hw.layouts.topk_result_layout`. Cycle model: docs/topk.md.
+Ingest decided the top digit (``DIGIT_BITS`` bits of the sort key) of the k-th largest
+element. Select resolves the others, one digit per pass, in two sub-stages that work on two
+packets at once:
+
+- the **scanner** reads the stored packet (``ceil(n/P)`` rows), counts the second digit of
+  the elements whose top digit matches in a :class:`~psa.hw.topk_blocks.DigitHistogram`, and
+  packs those elements densely into a scratch buffer; a
+  :class:`~psa.hw.topk_blocks.BinSelect` then picks the second digit;
+- the **finisher** resolves the remaining digits, one pass over the scratch buffer each
+  (``ceil(m/P)`` rows for the ``m`` elements that share the top digit), counting the next
+  digit of the elements that match the digits found so far.
+
+After the last digit the threshold ``T`` is known and ``need``, the k-th largest's rank
+among the elements equal to ``T``. Every pass reads a fixed number of rows, so the cycles do
+not depend on the values beyond ``m``: the bound of docs/topk.md. The result (keep ``> T`` and
+the first ``need`` elements ``== T``) goes to Emit as a
+:func:`~psa.hw.layouts.topk_result_layout`.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Array, Elaboratable, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import exact_log2
 
-from .layouts import EmitMode, topk_result_layout, topk_select_job_layout, value_shape
+from .layouts import EmitMode, topk_result_layout, value_shape
 from .topk_blocks import (
-    CAND_SLOTS,
     PACKET_SLOTS,
-    Partition,
-    RankSelect,
+    SCRATCH_SLOTS,
+    BinSelect,
+    DigitHistogram,
     SideWriter,
     buffer_addr_width,
     buffer_memory,
+    digit_plan,
     lane_mask,
     slot_address,
+    sort_key,
 )
+from .topk_ingest import topk_scan_job_layout
 
-__all__ = ["TopKSelect"]
+__all__ = ["TopKSelect", "HIST_LATENCY"]
+
+#: Cycles from a row's address to its elements being in a histogram's counts: memory read,
+#: output register, filter register, then the histogram's two stages.
+HIST_LATENCY = 5
 
 
 class TopKSelect(wiring.Component):
-    """Finds the threshold and tie budget of each packet by quick-select rounds.
+    """Finds the threshold and tie budget of each packet by radix passes.
 
     Parameters
     ----------
     lanes, width, max_n, signed
         As :class:`psa.hw.topk.TopKEngine` (checked there).
-    pivots : int
-        Pivots of Ingest's partition (the job's buckets are ``0..pivots``).
-    samples : int
-        Pivot sample slots (:class:`~psa.hw.topk_blocks.SideLog`), a power of two ``>= lanes``.
 
     Members
     -------
-    jobs : ``In(stream.Signature(topk_select_job_layout(...)))``
-        Packets from Ingest, in order; a job's payload is read while Select works on it and
-        taken (``ready`` for one cycle) when its result is queued.
-    cand_r : ``In(ReadPort.Signature(...)).array(pivots + 1)``
-        Per bucket, read port of its candidate buffers; the job's ``cand_slot`` is read.
+    jobs : ``In(stream.Signature(topk_scan_job_layout(W, N)))``
+        Packets from Ingest, in order; a job is taken (``ready`` for one cycle) when the
+        scanner starts it.
+    packet_r : ``In(ReadPort.Signature(...))``
+        Read port of the packet buffers (the scanner's pass).
     results : ``Out(stream.Signature(topk_result_layout(W, N, signed)))``
         One per job, in order, queued in :data:`~psa.hw.topk_blocks.PACKET_SLOTS` registers;
         each holds until taken (Emit takes it when the packet is out).
 
-    Select owns its scratch buffers: two sides (greater, smaller than the round's pivot), each
-    a ping-pong pair, so a round reads the pair the previous round wrote.
+    Select owns its scratch buffers (:data:`~psa.hw.topk_blocks.SCRATCH_SLOTS`: the scanner
+    writes one while the finisher reads the other).
     """
 
-    def __init__(self, lanes: int, width: int, max_n: int, signed: bool, pivots: int,
-                 samples: int):
+    def __init__(self, lanes: int, width: int, max_n: int, signed: bool):
         self._lanes, self._width, self._max_n, self._signed = lanes, width, max_n, signed
-        self._pivots, self._samples = pivots, samples
         self._rows = rows = -(-max_n // lanes)
         row = data.ArrayLayout(value_shape(width, signed), lanes)
         super().__init__({
-            "jobs": In(stream.Signature(
-                topk_select_job_layout(width, max_n, signed, pivots, samples))),
-            "cand_r": In(ReadPort.Signature(
-                addr_width=buffer_addr_width(rows, CAND_SLOTS), shape=row)).array(pivots + 1),
+            "jobs": In(stream.Signature(topk_scan_job_layout(width, max_n))),
+            "packet_r": In(ReadPort.Signature(
+                addr_width=buffer_addr_width(rows, PACKET_SLOTS), shape=row)),
             "results": Out(stream.Signature(topk_result_layout(width, max_n, signed))),
         })
 
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
-        p, n_max, rows = self._lanes, self._max_n, self._rows
-        kp, s = self._pivots, self._samples
+        p, w, n_max, rows, sg = self._lanes, self._width, self._max_n, self._rows, self._signed
         lane_bits = exact_log2(p)
-        vshape = value_shape(self._width, self._signed)
+        vshape = value_shape(w, sg)
         row = data.ArrayLayout(vshape, p)
         count_shape = range(n_max + 1)
-        job = self.jobs.payload
+        digits = digit_plan(w)
+        n_digits = len(digits)
+        lo0 = digits[0][0]
 
-        # Results queue (Select -> Emit): written at result_tail, read at result_head.
+        def key(value):
+            return sort_key(value, w, sg)
+
+        def rows_of(count):
+            return (count + (p - 1)) >> lane_bits
+
+        def last_lanes(count):
+            return lane_mask(((count - 1) & (p - 1)) + 1, p)
+
+        def pipeline(name, port_data, start_row, n_rows, count, match):
+            """Address rows ``0..n_rows-1`` from ``start_row`` (high one cycle); returns the
+            row address, ``busy`` and the registered, filtered rows three cycles later."""
+            addr = Signal(range(rows + 1), name=f"{name}_addr")
+            busy = Signal(name=f"{name}_busy")
+            first = Signal(name=f"{name}_first")
+            a_valid, a_last, a_first = Signal(name=f"{name}_a_valid"), \
+                Signal(name=f"{name}_a_last"), Signal(name=f"{name}_a_first")
+            with m.If(start_row):
+                m.d.sync += [addr.eq(0), busy.eq(1), first.eq(1)]
+            with m.Elif(busy):
+                m.d.sync += [addr.eq(addr + 1), first.eq(0)]
+                with m.If(addr == n_rows - 1):
+                    m.d.sync += busy.eq(0)
+            m.d.sync += [a_valid.eq(busy), a_last.eq(busy & (addr == n_rows - 1)),
+                         a_first.eq(busy & first)]
+            r_data = Signal(row, name=f"{name}_r_data")
+            r_valid, r_last, r_first = Signal(name=f"{name}_r_valid"), \
+                Signal(name=f"{name}_r_last"), Signal(name=f"{name}_r_first")
+            m.d.sync += [r_data.eq(port_data), r_valid.eq(a_valid), r_last.eq(a_last),
+                         r_first.eq(a_first)]
+            lanes_ok = Mux(r_last, last_lanes(count), (1 << p) - 1)
+            q_data, q_mask = Signal(row, name=f"{name}_q_data"), Signal(p, name=f"{name}_q_mask")
+            q_valid, q_first = Signal(name=f"{name}_q_valid"), Signal(name=f"{name}_q_first")
+            m.d.sync += [q_data.eq(r_data), q_valid.eq(r_valid), q_first.eq(r_first)]
+            m.d.sync += [q_mask[i].eq(lanes_ok[i] & match(r_data[i])) for i in range(p)]
+            return addr, busy, q_data, q_mask, q_valid, q_first
+
+        # ---------------------------------------------------------------- results queue
         result_packet = Array(Signal(range(PACKET_SLOTS), name=f"result{i}_packet")
                               for i in range(PACKET_SLOTS))
         result_mode = Array(Signal(EmitMode, name=f"result{i}_mode")
@@ -112,228 +159,176 @@ class TopKSelect(wiring.Component):
                      out.need.eq(result_need[result_head]),
                      out.n_keep.eq(result_n_keep[result_head]), out.n.eq(result_n[result_head])]
 
-        # The packet being selected.
-        n_keep, n = Signal(count_shape), Signal(count_shape)    # min(k, n), n
-        target = Signal(count_shape)    # the k-th largest is the target-th largest of the side
-        side_size = Signal(count_shape)  # elements of the side the next round reads
-        first_round = Signal()           # the partition to decide on is Ingest's
-        side = Signal(range(kp + 1))     # bucket of that partition holding the k-th largest
-        read_cands = Signal()            # the round reads cand[side] (else scratch[side])
-        scratch_r_slot = Signal(1)       # scratch pair the round reads
-        scratch_w_slot = Signal(1)       # scratch pair the round writes
-        pivot = Signal(vshape)           # the round's pivot
-        ties = Signal(count_shape)       # elements equal to it seen by the round
-        row_addr, n_rows = Signal(range(rows + 1)), Signal(range(rows + 1))
-        last_row_count = Signal(range(p + 1))
-        round_start, round_flush = Signal(), Signal()
-        row_valid, row_last = Signal(), Signal()   # the row the memory returns this cycle
+        # ------------------------------------------------- scanner -> finisher hand-off
+        f_full = Signal()               # a packet waits for, or is in, the finisher
+        f_slot = Signal(range(PACKET_SLOTS))
+        f_n, f_keep = Signal(count_shape), Signal(count_shape)
+        f_mode = Signal(EmitMode)
+        f_prefix, f_rank = Signal(w), Signal(count_shape)
+        f_cands = Signal(count_shape)   # elements in the scratch slot
+        f_scratch = Signal(range(SCRATCH_SLOTS))
+        f_done = Signal()               # the finisher pushes the packet's result
 
-        scratch = []
-        writers = []
-        for w_side in range(2):
-            mem = buffer_memory(row, rows, 2)
-            m.submodules[f"scratch{w_side}"] = mem
-            scratch.append(mem)
-            writer = SideWriter(p, vshape, rows, s)
-            m.submodules[f"select_writer{w_side}"] = writer
-            writers.append(writer)
-            wp = mem.write_port()
-            m.d.comb += [wp.addr.eq(slot_address(scratch_w_slot, writer.w_addr, rows, 2)),
+        # ---------------------------------------------------------------------- scanner
+        job = self.jobs.payload
+        s_slot = Signal(range(PACKET_SLOTS))
+        s_n, s_keep = Signal(count_shape), Signal(count_shape)
+        s_prefix, s_rank = Signal(w), Signal(count_shape)
+        s_scratch = Signal(range(SCRATCH_SLOTS))    # the scratch slot the scan writes
+        s_start, s_flush = Signal(), Signal()
+        s_commit = Signal()
+        can_hand_off = ~f_full | f_done
+
+        def hand_off(mode, prefix, rank, cands):
+            m.d.comb += s_commit.eq(1)
+            m.d.sync += [f_full.eq(1), f_slot.eq(s_slot), f_n.eq(s_n), f_keep.eq(s_keep),
+                         f_mode.eq(mode), f_prefix.eq(prefix), f_rank.eq(rank),
+                         f_cands.eq(cands), f_scratch.eq(s_scratch)]
+
+        with m.If(f_done & ~s_commit):
+            m.d.sync += f_full.eq(0)
+
+        if n_digits >= 2:
+            lo1, bits1 = digits[1]
+            m.submodules.scratch = scratch = buffer_memory(row, rows, SCRATCH_SLOTS)
+            s_addr, s_busy, sq_data, sq_mask, sq_valid, sq_first = pipeline(
+                "scan", self.packet_r.data, s_start, rows_of(s_n), s_n,
+                lambda v: key(v)[lo0:] == s_prefix[lo0:])
+            m.d.comb += self.packet_r.addr.eq(slot_address(s_slot, s_addr, rows, PACKET_SLOTS))
+            m.submodules.scan_hist = s_hist = DigitHistogram(p, bits1, n_max)
+            m.d.comb += [s_hist.i_digit[i].eq(key(sq_data[i])[lo1:lo1 + bits1])
+                         for i in range(p)]
+            m.d.comb += [s_hist.i_mask.eq(sq_mask), s_hist.i_valid.eq(sq_valid),
+                         s_hist.i_first.eq(sq_first)]
+            m.submodules.scan_writer = writer = SideWriter(p, vshape, rows)
+            m.d.comb += [writer.i_data.eq(sq_data), writer.i_mask.eq(sq_mask),
+                         writer.i_valid.eq(sq_valid), writer.i_flush.eq(s_flush),
+                         writer.clear.eq(s_start)]
+            wp = scratch.write_port()
+            m.d.comb += [wp.addr.eq(slot_address(s_scratch, writer.w_addr, rows,
+                                                 SCRATCH_SLOTS)),
                          wp.data.eq(writer.w_data), wp.en.eq(writer.w_en)]
+            m.submodules.scan_pick = s_pick = BinSelect(1 << bits1, n_max)
+            m.d.comb += [s_pick.count.eq(s_hist.count), s_pick.group.eq(s_hist.group),
+                         s_pick.target.eq(s_rank)]
+            s_tail = Signal(range(HIST_LATENCY + 1))
 
-        # The last partition: Ingest's (buckets 0..kp with ties between them, in value order
-        # from the largest) or Select's latest round (buckets 0 and 1, one tie count).
-        part_count = [Signal(count_shape, name=f"part_count{b}") for b in range(kp + 1)]
-        part_ties = [Signal(count_shape, name=f"part_ties{t}") for t in range(kp)]
-        part_pivot = [Signal(vshape, name=f"part_pivot{t}") for t in range(kp)]
-        with m.If(first_round):
-            m.d.comb += [part_count[b].eq(job.count[b]) for b in range(kp + 1)]
-            m.d.comb += [part_ties[t].eq(job.ties[t]) for t in range(kp)]
-            m.d.comb += [part_pivot[t].eq(job.pivot[t]) for t in range(kp)]
-        with m.Else():
-            m.d.comb += [part_count[0].eq(writers[0].count), part_count[1].eq(writers[1].count),
-                         part_ties[0].eq(ties), part_pivot[0].eq(pivot)]
-
-        # Registered by TALLY: running counts from the largest values (end of bucket b at
-        # bound[2b], end of its ties at bound[2b + 1]), bucket counts and pivots.
-        bound = [Signal(count_shape, name=f"bound{i}") for i in range(2 * kp + 1)]
-        bucket_count = [Signal(count_shape, name=f"bucket_count{b}") for b in range(kp + 1)]
-        bucket_pivot = [Signal(vshape, name=f"bucket_pivot{t}") for t in range(kp)]
-
-        # Pivot sample of the chosen side (side is set by DECIDE, so valid from SAMPLE on).
-        side_sample, n_side_sample = Signal(data.ArrayLayout(vshape, s)), Signal(range(s + 1))
-        sources = [(first_round & (side == b), job.sample[b], job.n_sample[b])
-                   for b in range(kp + 1)]
-        sources += [(~first_round & (side == b), writers[b].sample, writers[b].n_sample)
-                    for b in range(2)]
-        for cond, sample, n_sample in sources:
-            with m.If(cond):
-                m.d.comb += [side_sample.eq(sample), n_side_sample.eq(n_sample)]
-        sample_q, n_sample_q = Signal.like(side_sample), Signal.like(n_side_sample)
-        m.d.sync += [sample_q.eq(side_sample), n_sample_q.eq(n_side_sample)]
-
-        # The rank select works on registers only: rank_data/rank_mask/rank_target hold the
-        # side's first row and target from SAMPLE (PIVOT: is the k-th largest in that row?),
-        # then the pivot sample from PIVOT and its aimed rank from QUANTILE (PIVOT2: the
-        # pivot). The sample is the first row while fewer than half the sample slots are used.
-        m.submodules.select_rank = rank_sel = RankSelect(s, vshape)
-        rank_data = Signal(data.ArrayLayout(vshape, s))
-        rank_mask = Signal(s)
-        rank_target = Signal(range(s + 1))
-        m.d.comb += [rank_sel.i_data.eq(rank_data), rank_sel.i_mask.eq(rank_mask),
-                     rank_sel.rank[0].eq(rank_target)]
-        found_value, found_greater = Signal(vshape), Signal(range(s + 1))   # for FOUND
-        use_first_row = n_sample_q < (s // 2)
-        sample_size = Mux(use_first_row, p, n_sample_q)
-        n_sampled = Signal(range(s + 1))
-        quantile_target = Signal(range(2 * n_max * s + 1))     # 2 * target * n_sampled
-
-        # Quantile of the k-th largest in the sample: round(target * c / m), clamped to 1..c,
-        # from (2j - 1) * m for each sample rank j, registered in PIVOT (the multipliers stay
-        # off the QUANTILE path).
-        quantile_bound = [Signal(range((2 * s - 1) * n_max + 1), name=f"quantile_bound{j}")
-                          for j in range(1, s + 1)]
-        ranks = [((j <= n_sampled) & (quantile_bound[j - 1] <= quantile_target))
-                 for j in range(1, s + 1)]
-        quantile = Signal(range(s + 1))
-        m.d.comb += quantile.eq(sum(ranks))
-        # Aim past the target, toward the median, by about two standard deviations of the
-        # sample quantile (c/8 ranks), so that the k-th largest lands on the smaller side.
-        half = n_sampled >> 1
-        margin = Mux(n_sampled >= 16, n_sampled >> 3, 1)
-        aimed = Signal(range(s + 1))
-        with m.If(quantile + margin <= half):
-            m.d.comb += aimed.eq(quantile + margin)
-        with m.Elif(quantile < half):
-            m.d.comb += aimed.eq(half)
-        with m.Elif(quantile >= half + margin):
-            m.d.comb += aimed.eq(quantile - margin)
-        with m.Else():
-            m.d.comb += aimed.eq(half)
-
-        # Round read pipeline: address row_addr -> row_data the next cycle.
-        row_data = Signal(row)
-        for b, port in enumerate(self.cand_r):
-            m.d.comb += port.addr.eq(slot_address(job.cand_slot, row_addr, rows, CAND_SLOTS))
-            with m.If(read_cands & (side == b)):
-                m.d.comb += row_data.eq(port.data)
-        for b, mem in enumerate(scratch):
-            rp = mem.read_port()
-            m.d.comb += rp.addr.eq(slot_address(scratch_r_slot, row_addr, rows, 2))
-            with m.If(~read_cands & (side == b)):
-                m.d.comb += row_data.eq(rp.data)
-        row_mask = Mux(row_last, lane_mask(last_row_count, p), (1 << p) - 1)
-        m.submodules.select_part = part = Partition(p, vshape)
-        m.d.comb += [part.i_data.eq(row_data), part.i_mask.eq(row_mask),
-                     part.pivots[0].eq(pivot)]
-        for w_side, writer in enumerate(writers):
-            m.d.comb += [writer.i_data.eq(row_data), writer.i_mask.eq(part.bucket[w_side]),
-                         writer.i_valid.eq(row_valid), writer.i_flush.eq(round_flush),
-                         writer.clear.eq(round_start)]
-        with m.If(round_start):
-            m.d.sync += ties.eq(0)
-        with m.Elif(row_valid):
-            m.d.sync += ties.eq(ties + part.eq_count[0])
-        m.d.sync += [row_valid.eq(0), row_last.eq(0)]
-
-        def finish(mode, threshold, need):
-            m.d.comb += [result_pushed.eq(1), self.jobs.ready.eq(1)]
-            m.d.sync += [result_packet[result_tail].eq(job.packet_slot),
-                         result_mode[result_tail].eq(mode),
-                         result_threshold[result_tail].eq(threshold),
-                         result_need[result_tail].eq(need), result_n_keep[result_tail].eq(n_keep),
-                         result_n[result_tail].eq(n),
-                         result_tail.eq(Mux(result_tail == PACKET_SLOTS - 1, 0, result_tail + 1))]
-            m.next = "IDLE"
-
-        with m.FSM(name="select"):
-            with m.State("IDLE"):
-                with m.If(self.jobs.valid):
-                    keep = Mux(job.k < job.n, job.k, job.n)
-                    m.d.sync += [n_keep.eq(keep), n.eq(job.n), target.eq(keep),
-                                 first_round.eq(1)]
-                    m.next = "START"
-            with m.State("START"):
-                with m.If(n_keep == 0):
-                    finish(EmitMode.NONE, 0, 0)
-                with m.Elif(n_keep == n):
-                    finish(EmitMode.ALL, 0, 0)
-                with m.Else():
-                    m.next = "TALLY"
-            with m.State("TALLY"):
-                m.d.sync += row_addr.eq(0)     # DECIDE reads the first rows
-                above = Const(0, count_shape)
-                for b in range(kp + 1):
-                    above = above + part_count[b]
-                    m.d.sync += [bound[2 * b].eq(above), bucket_count[b].eq(part_count[b])]
-                    if b < kp:
-                        above = above + part_ties[b]
-                        m.d.sync += [bound[2 * b + 1].eq(above),
-                                     bucket_pivot[b].eq(part_pivot[b])]
-                m.next = "DECIDE"
-            with m.State("DECIDE"):
-                m.d.sync += read_cands.eq(first_round)
-                # The k-th largest is in the first bucket or tie whose bound reaches target.
-                for b in range(kp + 1):
-                    before = bound[2 * b - 1] if b else 0
-                    with (m.If if b == 0 else m.Elif)(target <= bound[2 * b]):
-                        m.d.sync += [side.eq(b), side_size.eq(bucket_count[b]),
-                                     target.eq(target - before)]
-                        m.next = "SAMPLE"
-                    if b < kp:
-                        with m.Elif(target <= bound[2 * b + 1]):
-                            finish(EmitMode.THRESHOLD, bucket_pivot[b], target - bound[2 * b])
-            with m.State("SAMPLE"):
-                # Rows are dense, so the first holds min(side_size, P) elements.
-                m.d.sync += [rank_data.eq(Cat(row_data.as_value(),
-                                              Const(0, (s - p) * vshape.width))),
-                             rank_mask.eq(lane_mask(Mux(side_size < p, side_size, p), s)),
-                             rank_target.eq(target)]
-                m.next = "PIVOT"
-            with m.State("PIVOT"):
-                with m.If(side_size <= p):
-                    m.d.sync += [found_value.eq(rank_sel.value[0]),
-                                 found_greater.eq(rank_sel.greater[0])]
-                    m.next = "FOUND"
-                with m.Else():
-                    with m.If(~use_first_row):
-                        m.d.sync += [rank_data.eq(sample_q),
-                                     rank_mask.eq(lane_mask(n_sample_q, s))]
+        def take_job():
+            """Take the next job, if any; a threshold search starts its scan at once."""
+            with m.If(self.jobs.valid):
+                m.d.comb += self.jobs.ready.eq(1)
+                m.d.sync += [s_slot.eq(job.packet_slot), s_n.eq(job.n), s_keep.eq(job.n_keep),
+                             s_prefix.eq(job.prefix), s_rank.eq(job.rank)]
+                if n_digits >= 2:
+                    with m.If((job.n_keep != 0) & (job.n_keep != job.n)):
+                        m.d.comb += s_start.eq(1)
+                        m.d.sync += s_tail.eq(0)
+                        m.next = "SCAN"
                     with m.Else():
-                        m.d.sync += rank_mask.eq((1 << p) - 1)
-                    m.d.sync += [n_sampled.eq(sample_size),
-                                 quantile_target.eq(2 * target * sample_size)]
-                    m.d.sync += [quantile_bound[j - 1].eq((2 * j - 1) * side_size)
-                                 for j in range(1, s + 1)]
-                    m.next = "QUANTILE"
-            with m.State("FOUND"):
-                finish(EmitMode.THRESHOLD, found_value, target - found_greater)
-            with m.State("QUANTILE"):
-                m.d.sync += rank_target.eq(Mux(aimed == 0, 1, aimed))
-                m.next = "PIVOT2"
-            with m.State("PIVOT2"):
-                m.d.comb += round_start.eq(1)
-                rows_needed = (side_size + (p - 1)) >> lane_bits
-                m.d.sync += [pivot.eq(rank_sel.value[0]), row_addr.eq(0),
-                             n_rows.eq(rows_needed),
-                             last_row_count.eq(side_size - ((rows_needed - 1) << lane_bits)),
-                             scratch_w_slot.eq(Mux(read_cands, 0, ~scratch_r_slot))]
-                m.next = "ROUND"
-            with m.State("ROUND"):
-                m.d.sync += [row_valid.eq(1), row_last.eq(row_addr == n_rows - 1),
-                             row_addr.eq(row_addr + 1)]
-                with m.If(row_addr == n_rows - 1):
-                    m.next = "ROUND_LAST"
-            with m.State("ROUND_LAST"):
-                m.next = "ROUND_FLUSH"
-            with m.State("ROUND_FLUSH"):
-                m.d.comb += round_flush.eq(1)
-                m.next = "ROUND_DRAIN"
-            with m.State("ROUND_DRAIN"):
-                m.next = "ROUND_COMMIT"
-            with m.State("ROUND_COMMIT"):
-                # The next round reads what this one wrote (set now so that DECIDE's read
-                # of the first row already addresses it).
-                m.d.sync += [first_round.eq(0), scratch_r_slot.eq(scratch_w_slot)]
-                m.next = "TALLY"
+                        m.next = "COMMIT"
+                else:
+                    m.next = "COMMIT"
+
+        def scanned():
+            hand_off(EmitMode.THRESHOLD, s_prefix | (s_pick.bin << lo1)[:w],
+                     s_rank - s_pick.above, writer.count)
+            m.d.sync += s_scratch.eq(s_scratch + 1)
+            m.next = "IDLE"
+            take_job()
+
+        with m.FSM(name="scan"):
+            with m.State("IDLE"):
+                take_job()
+            if n_digits >= 2:
+                with m.State("SCAN"):       # rows addressed; then the pipeline drains
+                    with m.If(~s_busy):
+                        m.d.sync += s_tail.eq(s_tail + 1)
+                        with m.If(s_tail == 3):     # the last row left the packer's input
+                            m.d.comb += s_flush.eq(1)
+                        with m.If(s_tail == HIST_LATENCY - 1):   # counts final
+                            m.d.comb += s_pick.start.eq(1)
+                            m.next = "PICK"
+                with m.State("PICK"):       # (the scratch rows are written by done)
+                    with m.If(s_pick.done):
+                        m.next = "PICKED"
+                        with m.If(can_hand_off):
+                            scanned()
+                with m.State("PICKED"):     # the finisher is still busy
+                    with m.If(can_hand_off):
+                        scanned()
+            with m.State("COMMIT"):
+                with m.If(can_hand_off):
+                    mode = Mux(s_keep == 0, EmitMode.NONE,
+                               Mux(s_keep == s_n, EmitMode.ALL, EmitMode.THRESHOLD))
+                    hand_off(mode, s_prefix, s_rank, 0)
+                    m.next = "IDLE"
+
+        # --------------------------------------------------------------------- finisher
+        fi_prefix, fi_rank = Signal(w), Signal(count_shape)
+
+        def push(threshold_key, need):
+            m.d.comb += [result_pushed.eq(1), f_done.eq(1)]
+            value = threshold_key ^ (1 << (w - 1)) if sg else threshold_key
+            m.d.sync += [result_packet[result_tail].eq(f_slot),
+                         result_mode[result_tail].eq(f_mode),
+                         result_threshold[result_tail].eq(value),
+                         result_need[result_tail].eq(need), result_n_keep[result_tail].eq(f_keep),
+                         result_n[result_tail].eq(f_n),
+                         result_tail.eq(Mux(result_tail == PACKET_SLOTS - 1, 0, result_tail + 1))]
+
+        if n_digits >= 3:
+            f_bits = digits[2][1]
+            fi_start = Signal()
+            fi_digit = Signal(range(n_digits))
+            rp = scratch.read_port()
+            f_addr, f_busy, fq_data, fq_mask, fq_valid, fq_first = pipeline(
+                "finish", rp.data, fi_start, rows_of(f_cands), f_cands,
+                lambda v: Array(key(v)[digits[j - 1][0]:lo0] == fi_prefix[digits[j - 1][0]:lo0]
+                                for j in range(2, n_digits))[fi_digit - 2])
+            m.d.comb += rp.addr.eq(slot_address(f_scratch, f_addr, rows, SCRATCH_SLOTS))
+            m.submodules.finish_hist = f_hist = DigitHistogram(p, f_bits, n_max)
+            for i in range(p):
+                k_i = key(fq_data[i])
+                m.d.comb += f_hist.i_digit[i].eq(
+                    Array(k_i[lo:lo + b] for lo, b in digits[2:])[fi_digit - 2])
+            m.d.comb += [f_hist.i_mask.eq(fq_mask), f_hist.i_valid.eq(fq_valid),
+                         f_hist.i_first.eq(fq_first)]
+            m.submodules.finish_pick = f_pick = BinSelect(1 << f_bits, n_max)
+            m.d.comb += [f_pick.count.eq(f_hist.count), f_pick.group.eq(f_hist.group),
+                         f_pick.target.eq(fi_rank)]
+            f_tail = Signal(range(HIST_LATENCY + 1))
+            digit_lo = Array(lo for lo, _ in digits[2:])[fi_digit - 2]
+
+        if n_digits < 3:
+            with m.If(f_full):
+                push(f_prefix, f_rank)
+            return m
+        with m.FSM(name="finish"):
+            with m.State("IDLE"):
+                with m.If(f_full):
+                    with m.If(f_mode == EmitMode.THRESHOLD):
+                        m.d.comb += fi_start.eq(1)
+                        m.d.sync += [fi_prefix.eq(f_prefix), fi_rank.eq(f_rank),
+                                     fi_digit.eq(2), f_tail.eq(0)]
+                        m.next = "PASS"
+                    with m.Else():
+                        push(f_prefix, f_rank)
+            with m.State("PASS"):
+                with m.If(~f_busy):
+                    m.d.sync += f_tail.eq(f_tail + 1)
+                    with m.If(f_tail == HIST_LATENCY - 1):
+                        m.d.comb += f_pick.start.eq(1)
+                        m.next = "PICK"
+            with m.State("PICK"):
+                with m.If(f_pick.done):
+                    new_prefix = fi_prefix | (f_pick.bin << digit_lo)[:w]
+                    new_rank = fi_rank - f_pick.above
+                    with m.If(fi_digit == n_digits - 1):
+                        push(new_prefix, new_rank)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.comb += fi_start.eq(1)
+                        m.d.sync += [fi_prefix.eq(new_prefix), fi_rank.eq(new_rank),
+                                     fi_digit.eq(fi_digit + 1), f_tail.eq(0)]
+                        m.next = "PASS"
         return m

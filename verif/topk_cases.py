@@ -19,9 +19,16 @@ import numpy as np
 from psa.golden.topk import topk
 from psa.verif.streams import Scoreboard
 
-__all__ = ["TopKPort", "TopKCheck", "DATASETS", "run_random_packets", "drain_limit"]
+__all__ = ["TopKPort", "TopKCheck", "DATASETS", "ADVERSARIAL", "run_random_packets",
+           "drain_limit"]
 
-DATASETS = ("uniform", "duplicates", "equal", "ascending", "descending")
+#: Data sets against the selection rule: sorted either way, all equal, two values, a
+#: sawtooth, every element sharing the top bits (the radix digits of the engine cannot split
+#: them: each pass keeps the whole packet), and one crafted against a quick-select pivot
+#: rule (the first beat holds the extremes, the rest a narrow sorted ramp between them).
+ADVERSARIAL = ("ascending", "descending", "equal", "two_values", "sawtooth", "shared_top",
+               "anti_pivot")
+DATASETS = ("uniform", "duplicates", *ADVERSARIAL)
 Beat = dict[str, Any]
 
 
@@ -86,6 +93,22 @@ class TopKCheck:
             return [rng.randint(max(lo, 0), min(hi, 3)) for _ in range(n)]
         if dataset == "equal":
             return [rng.randint(lo, hi)] * n
+        if dataset == "two_values":
+            pair = (rng.randint(lo, hi), rng.randint(lo, hi))
+            return [pair[rng.random() < 0.5] for _ in range(n)]
+        if dataset == "sawtooth":
+            period = rng.randint(2, max(2, self.port.lanes * 3))
+            base = rng.randint(lo, max(lo, hi - period + 1))
+            return [min(hi, base + i % period) for i in range(n)]
+        if dataset == "shared_top":     # only the lowest 4 bits differ
+            base = rng.randint(lo, hi) & ~15
+            return [max(lo, min(hi, base + rng.randint(0, 15))) for _ in range(n)]
+        if dataset == "anti_pivot":
+            p = self.port.lanes
+            head = [(lo, hi)[i % 2] for i in range(min(p, n))]
+            mid = rng.randint(lo, hi)
+            return head + sorted(max(lo, min(hi, mid + rng.randint(-8, 8)))
+                                 for _ in range(n - len(head)))
         values = [rng.randint(lo, hi) for _ in range(n)]
         if dataset == "ascending":
             values.sort()
@@ -148,6 +171,15 @@ class TopKCheck:
         for i, (values, k) in enumerate(cases):
             self.send_packet(values, k, f"packet edge-{i}")
 
+    def adversarial_packets(self, n: int | None = None) -> None:
+        """Queue every :data:`ADVERSARIAL` data set at ``n`` (default ``N``) elements, with
+        ``k`` = 1, n/4, n/2 and n - 1."""
+        n = self.port.max_n if n is None else n
+        for dataset in ADVERSARIAL:
+            for k in sorted({1, n // 4, n // 2, n - 1}):
+                self.send_packet(self.make_values(n, dataset), k,
+                                 f"packet adversarial {dataset}")
+
     # -- output
     def on_packet(self, beats: list[Beat]) -> None:
         p = self.port.lanes
@@ -169,11 +201,13 @@ class TopKCheck:
 
 async def run_random_packets(port: TopKPort, seed: int, packets: int,
                              overflow_rate: float = 0.03, edges: bool = True) -> TopKCheck:
-    """The edge cases (if ``edges``) then ``packets`` random packets; every output packet
-    equals golden, none is missing or extra, one ``overflow`` pulse per long packet."""
+    """The edge cases and the adversarial data sets (if ``edges``), then ``packets`` random
+    packets; every output packet equals golden, none is missing or extra, one ``overflow``
+    pulse per long packet."""
     check = TopKCheck(port, seed)
     if edges:
         check.edge_packets()
+        check.adversarial_packets()
     for i in range(packets):
         check.random_packet(i, overflow_rate)
     await check.drain(drain_limit(port, check.queued))

@@ -303,12 +303,18 @@ class AmaranthTopKPort:
                     self.on_packet(packet)
 
 
-@pytest.mark.parametrize("lanes,max_n,is_signed,seed", [(4, 32, True, 14), (1, 12, False, 15)])
-def test_engine_matches_golden_on_simulator(lanes, max_n, is_signed, seed):
+@pytest.mark.parametrize("lanes,width,max_n,is_signed,seed", [
+    (4, 6, 32, True, 14),       # one digit: Ingest's histogram decides
+    (1, 6, 12, False, 15),
+    (2, 9, 24, False, 16),      # two digits: Ingest, then Select's scan
+    (4, 16, 64, True, 17),      # three digits: the finisher's pass too
+    (8, 13, 48, False, 18),
+])
+def test_engine_matches_golden_on_simulator(lanes, width, max_n, is_signed, seed):
     """The whole engine on Amaranth's simulator with the RTL bench's stimulus and check
     (:func:`psa.verif.topk_cases.run_random_packets`): edge cases, ragged beats, ties,
-    k > n, empty and overflowing packets, input gaps and back-pressure."""
-    width = 6
+    k > n, empty and overflowing packets, input gaps and back-pressure, at one, two and
+    three radix digits."""
     dut = TopKEngine(lanes, width, max_n, is_signed)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -318,7 +324,7 @@ def test_engine_matches_golden_on_simulator(lanes, max_n, is_signed, seed):
         port.ctx = ctx
         await ctx.tick()
         check = await run_random_packets(port, seed, 24, overflow_rate=0.1)
-        assert check.queued == 35
+        assert check.queued == 11 + 4 * 7 + 24     # edges, adversarial sets, random
 
     sim.add_testbench(bench)
     sim.run()
@@ -366,9 +372,9 @@ def test_psa_verilog_rejects_bad_parameters(tmp_path):
 
 
 @pytest.mark.parametrize("width, max_n, marked_depths", [
-    (16, 256, [96, 64, 64, 64, 64, 64, 64]),   # 96 x 128 and 64 x 128 bits: all LUT RAM
-    (32, 256, [64, 64, 64, 64, 64, 64]),       # packet 96 x 256 bits > 18 Kbit: left out
-    (16, 1024, []),                             # 384 and 256 rows: deeper than 96
+    (16, 256, [128, 64]),      # packet 128 x 128 bits, scratch 64 x 128: both LUT RAM
+    (32, 256, [64]),           # packet 128 x 256 bits > 24 Kbit: left out
+    (16, 1024, []),            # 512 and 256 rows: deeper than 128
 ])
 def test_small_shallow_buffers_ask_for_lut_ram(tmp_path, width, max_n, marked_depths):
     """Buffer memories of at most LUTRAM_MAX_ROWS rows and LUTRAM_MAX_BITS bits (P = 8)
@@ -383,3 +389,105 @@ def test_small_shallow_buffers_ask_for_lut_ram(tmp_path, width, max_n, marked_de
     assert all(decl.startswith(f"reg [{8 * width - 1}:0] ") for decl in marked), marked
     assert sorted(int(d.rsplit("[", 1)[1].split(":")[0]) + 1 for d in marked) == \
         sorted(marked_depths)
+
+
+class _Probe(TopKEngine):
+    """The engine with its stages reachable after elaboration (for cycle stamps)."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        self.stages = m.submodules
+        return m
+
+
+def _shared_top(values: list[int], k: int, width: int) -> int:
+    """``m`` of the cycle model: elements sharing the k-th largest's top radix digit."""
+    from psa.hw.topk_blocks import digit_plan
+
+    lo = digit_plan(width)[0][0]
+    kth = sorted(values, reverse=True)[k - 1]
+    return sum(v >> lo == kth >> lo for v in values)
+
+
+def _packet_beats(values: list[int], k: int, lanes: int) -> list[dict]:
+    chunks = [values[j:j + lanes] for j in range(0, len(values), lanes)]
+    return [{"data": c + [0] * (lanes - len(c)), "count": len(c),
+             "last": int(b == len(chunks) - 1), "k": k} for b, c in enumerate(chunks)]
+
+
+def _stamp_packets(dut: TopKEngine, lanes: int, packets: list, back_to_back: bool) -> list:
+    """(first beat accepted, last beat out) cycles of each packet, input at full rate and
+    ``out_ready`` high; one packet in the engine at a time unless ``back_to_back``."""
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    stamps = []
+
+    async def bench(ctx):
+        i, o = dut.i_stream, dut.o_stream
+        ctx.set(o.ready, 1)
+        queue = [(p, b) for p, (v, k) in enumerate(packets) for b in _packet_beats(v, k, lanes)]
+        cycle, outs, first_in = 0, 0, {}
+        while outs < len(packets):
+            sending = bool(queue) and (back_to_back or queue[0][0] == outs)
+            ctx.set(i.valid, sending)
+            if sending:
+                ctx.set(i.payload, queue[0][1])
+            _, _, ready, valid, last = await ctx.tick().sample(i.ready, o.valid,
+                                                               o.payload.last)
+            if sending and ready:
+                first_in.setdefault(queue[0][0], cycle)
+                queue.pop(0)
+            if valid and last:
+                stamps.append((first_in[outs], cycle))
+                outs += 1
+            cycle += 1
+
+    sim.add_testbench(bench)
+    sim.run()
+    return stamps
+
+
+@pytest.mark.parametrize("lanes,width,max_n", [(4, 16, 64), (4, 9, 64), (2, 6, 16), (8, 24, 64)])
+def test_cycle_model_is_exact(lanes, width, max_n):
+    """Latency (one packet in the engine, last element kept) equals
+    :func:`psa.hw.topk.topk_cycles` on data sets from uniform to all-in-one-bin; back to
+    back, packets of one kind leave ``interval`` cycles apart; neither exceeds
+    :func:`psa.hw.topk.topk_bound`."""
+    from psa.hw.topk import topk_bound, topk_cycles
+
+    rng = random.Random(width)
+    top = (1 << width) - 1
+    kinds = []
+    for dataset in ("uniform", "shared_top", "equal_but_last", "two_values"):
+        for n in (max_n, max_n - lanes - 1):
+            packets = []
+            for _ in range(4):
+                if dataset == "uniform":
+                    values = [rng.randint(0, top - 1) for _ in range(n)]
+                elif dataset == "shared_top":
+                    values = [(top - 15) + rng.randint(0, 14) for _ in range(n)]
+                elif dataset == "equal_but_last":
+                    values = [top // 3] * n
+                else:
+                    values = [rng.choice((5, top - 1)) for _ in range(n)]
+                values[-1] = top        # kept: the last beat leaves with the last row
+                packets.append((values, rng.randint(1, n - 1)))
+            kinds.append(packets)
+    alone = _stamp_packets(_Probe(lanes, width, max_n, False), lanes,
+                           [p for packets in kinds for p in packets], back_to_back=False)
+    for (values, k), (t_in, t_out) in zip([p for ps in kinds for p in ps], alone, strict=True):
+        n = len(values)
+        model = topk_cycles(lanes, width, n, _shared_top(values, k, width), k)
+        assert t_out - t_in == model["latency"], f"n={n}, k={k}: latency {t_out - t_in}, {model}"
+        assert t_out - t_in <= topk_bound(lanes, width, n)["latency"]
+    for packets in kinds:
+        stamps = _stamp_packets(_Probe(lanes, width, max_n, False), lanes, packets, True)
+        n = len(packets[0][0])
+        want = max(topk_cycles(lanes, width, n, _shared_top(v, k, width))["interval"]
+                   for v, k in packets)
+        assert want <= topk_bound(lanes, width, n)["interval"]
+        # Packets start `interval` apart once the pipeline is full; the last beats leave as
+        # far apart on average (each one +-1 cycle: the full-row case).
+        starts = [b[0] - a[0] for a, b in zip(stamps, stamps[1:], strict=False)]
+        assert max(starts[1:]) <= want, (starts, want)
+        assert stamps[-1][1] - stamps[0][1] <= (len(stamps) - 1) * want + 1, (stamps, want)
