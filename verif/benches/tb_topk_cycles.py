@@ -3,8 +3,9 @@ back-to-back ones, each output checked against golden.
 
 Environment: the parameters of :mod:`psa.verif.benches.tb_topk` (``PSA_LANES``,
 ``PSA_MAX_N``, ``PSA_SIGNED``, ``PSA_SEED``) and, all required, ``PSA_BENCH_POINTS``
-(``n:k`` pairs, comma-separated), ``PSA_BENCH_PACKETS`` (packets per point and mode) and
-``PSA_BENCH_OUT`` (the JSON written).
+(``n:k`` or ``n:k:dataset``, comma-separated; the data sets of
+:data:`psa.verif.topk_cases.DATASETS`, ``uniform`` when left out), ``PSA_BENCH_PACKETS``
+(packets per point and mode) and ``PSA_BENCH_OUT`` (the JSON written).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def _required(name: str) -> str:
 
 @cocotb.test()
 async def cycles(dut):
-    """Latency (one packet in flight) and back-to-back spacing at each ``n:k`` point, with no
-    input gaps and no back-pressure; full beats of uniform data."""
+    """Latency (one packet in flight) and back-to-back spacing at each ``n:k[:dataset]``
+    point, with no input gaps and no back-pressure; full beats."""
     points = _required("PSA_BENCH_POINTS")
     out_path = _required("PSA_BENCH_OUT")
     seed = int(os.environ.get("PSA_SEED", "1"))
@@ -38,19 +39,21 @@ async def cycles(dut):
     await tb.reset()
     results = []
     for point in points.split(","):
-        n, k = (int(x) for x in point.split(":"))
+        n, k, *rest = point.split(":")
+        n, k, dataset = int(n), int(k), (rest or ["uniform"])[0]
         latencies = []
         for i in range(packets):        # one packet in flight at a time
-            check.send_packet(check.make_values(n, "uniform"), k, f"latency {i}", ragged=False)
+            check.send_packet(check.make_values(n, dataset), k, f"latency {i}", ragged=False)
             await check.drain(drain_limit(tb, 1))
             latencies.append(tb.last_out[-1] - tb.first_in[-1])
         start = len(tb.last_out)
         for i in range(packets):        # back to back
-            check.send_packet(check.make_values(n, "uniform"), k, f"throughput {i}",
+            check.send_packet(check.make_values(n, dataset), k, f"throughput {i}",
                               ragged=False)
         await check.drain(drain_limit(tb, packets))
         gaps = np.diff(tb.last_out[start:])
-        results.append({"n": n, "k": k, "latency": latencies, "interval": gaps.tolist()})
+        results.append({"n": n, "k": k, "dataset": dataset, "latency": latencies,
+                        "interval": gaps.tolist()})
         check.scoreboard.check()
     assert check.scoreboard.matched == check.queued, f"{check.context}: outputs missing"
     with open(out_path, "w") as f:
