@@ -49,41 +49,6 @@ SEED = 7
 RAMULATOR_NOTE = Path("/work/notes/ramulator_path.txt")
 PACKAGES = ("golden", "hw", "verif", "flows", "sim", "models", "policies", "reports")
 
-# Ramulator 2.1 equivalents of the presets (organisation and timing preset names from its
-# src/dram/impl/*.cpp)
-RAMULATOR_DRAM = {
-    "ddr4-2400": ("DDR4", "DDR4_8Gb_x8", "DDR4_2400R", {"channel": 1, "rank": 1}),
-    "hbm2": ("HBM2", "HBM2_4Gb", "HBM2_2Gbps", {"channel": 8}),
-}
-RAMULATOR_CONFIG = """Frontend:
-  impl: LoadStoreTrace
-  path: {trace}
-  clock_ratio: 1
-
-MemorySystem:
-  impl: GenericDRAM
-  clock_ratio: 1
-  DRAM:
-    impl: {impl}
-    org:
-      preset: {org}
-{org_extra}
-    timing:
-      preset: {timing}
-  Controller:
-    impl: Generic
-    Scheduler:
-      impl: FRFCFS
-    RefreshManager:
-      impl: AllBank
-    RowPolicy:
-      impl: OpenRowPolicy
-    plugins:
-  AddrMapper:
-    impl: RoBaRaCoCh
-"""
-
-
 def make_addresses(pattern: str, n: int, capacity: int, seed: int = SEED) -> np.ndarray:
     """Byte addresses of ``n`` 64-byte reads: a sequential stream or uniform random lines."""
     if pattern == "sequential":
@@ -143,75 +108,96 @@ def psa_cmd(trace: Path, preset: str, out: Path) -> list[str]:
             "--preset", preset, "--mapping", "RoBaRaCoCh", "--json", str(out)]
 
 
-def ramulator_run(binary: str, trace: Path, preset: str, work: Path) -> dict:
-    impl, org, timing, extra = RAMULATOR_DRAM[preset]
-    cfg = work / f"ramulator-{preset}.yaml"
-    cfg.write_text(RAMULATOR_CONFIG.format(
-        trace=trace, impl=impl, org=org, timing=timing,
-        org_extra="\n".join(f"      {k}: {v}" for k, v in extra.items())))
-    return timed([binary, "-f", str(cfg)], cwd=work)
-
-
 def find_ramulator(arg: str | None) -> tuple[str | None, str]:
+    """A Ramulator 2.1 checkout with its built Python module (Ramulator 2.1 is driven from
+    Python): ``--ramulator``, or the checkout named in the note of the helper that built it."""
     if arg:
         return arg, "given with --ramulator"
     if RAMULATOR_NOTE.exists():
         for line in RAMULATOR_NOTE.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#") and Path(line).is_file():
-                return line, f"from {RAMULATOR_NOTE}"
-        return None, f"{RAMULATOR_NOTE} names no existing binary"
-    return None, f"no Ramulator 2.1 binary ({RAMULATOR_NOTE} absent, no --ramulator)"
+            if "--ramulator" in line:  # "python -m psa.sim.validation --ramulator PATH"
+                path = line.split("--ramulator", 1)[1].split()[0].rstrip(")")
+                if Path(path).is_dir():
+                    return path, f"from {RAMULATOR_NOTE}"
+        return None, f"{RAMULATOR_NOTE} names no Ramulator checkout"
+    return None, f"no Ramulator 2.1 ({RAMULATOR_NOTE} absent, no --ramulator)"
+
+
+MATRIX_ARGS = ["--channels", "1", "--scheduler", "frfcfs-ramulator", "--mapping", "RoBaRaCoCh",
+               "--page-policy", "open", "--refresh", "on", "--queue-depth", "32"]
 
 
 def speed_table(args, console: Console) -> dict:
+    """The matrix configuration of ``psa.sim.validation`` (one channel, Ramulator's FR-FCFS
+    bookkeeping, RoBaRaCoCh, open page, refresh, 32-entry queues) on one-burst requests, so that
+    Ramulator 2.1 simulates the same system on the same requests."""
+    from psa.golden.trace import AccessTrace
+    from psa.sim.validation import matrix_spec, matrix_trace, run_ramulator, write_ramulator_trace
+
     work = Path(tempfile.mkdtemp(prefix="dram-speed-"))
     base_env = base_checkout(args.base_commit) if args.base_commit else None
     ram, ram_note = find_ramulator(args.ramulator)
     if ram is None:
         console.print(f"[yellow]Ramulator columns skipped: {ram_note}[/]")
-    # warm every tool: compiled kernels loaded, caches filled
     small = work / "warm.trace"
-    write_text(small, make_addresses("random", 2000, 1 << 30))
+    AccessTrace(make_addresses("random", 2000, 1 << 28), 64).write(small)
     for preset in args.presets:
-        timed(psa_cmd(small, preset, work / "w.json"))
+        timed(psa_cmd(small, preset, work / "w.json") + MATRIX_ARGS)
         if base_env:
-            timed(psa_cmd(small, preset, work / "w.json"), env=base_env)
+            _base_run(small, preset, work, base_env)
     rows = []
     for preset in args.presets:
-        spec = load_preset(preset)
+        spec = matrix_spec(preset)
         for n in args.sizes:
             for pattern in args.patterns:
-                addr = make_addresses(pattern, n, spec.org.capacity_bytes)
+                trace = matrix_trace(pattern, spec, n)
                 text, npy = work / f"{pattern}_{n}.trace", work / f"{pattern}_{n}.npy"
-                write_text(text, addr)
-                write_npy(npy, addr)
-                row = {"preset": preset, "pattern": pattern, "requests": n}
-                runs = {"psa": (psa_cmd(text, preset, work / "a.json"), None),
-                        "psa_npy": (psa_cmd(npy, preset, work / "b.json"), None)}
-                if spec.org.channels > 1 and args.jobs > 1:  # channels on several processes
-                    runs["psa_jobs"] = (psa_cmd(npy, preset, work / "d.json")
-                                        + ["--jobs", str(args.jobs)], None)
-                if base_env:
-                    runs["base"] = (psa_cmd(text, preset, work / "c.json"), base_env)
-                for name, (cmd, env) in runs.items():
-                    r = timed(cmd, env=env)
+                trace.write(text)
+                trace.write(npy)
+                row = {"preset": preset, "pattern": pattern, "requests": n,
+                       "burst_bytes": spec.org.burst_bytes}
+                for name, path, out in (("psa", text, "a.json"), ("psa_npy", npy, "b.json")):
+                    r = timed(psa_cmd(path, preset, work / out) + MATRIX_ARGS)
                     row[name] = {k: r[k] for k in ("wall_s", "cpu_s", "max_rss_MiB")}
                 ours = json.loads((work / "a.json").read_text())
                 row["cycles"] = ours["cycles"]
                 assert json.loads((work / "b.json").read_text())["cycles"] == ours["cycles"]
                 if base_env:
-                    row["base"]["cycles"] = json.loads((work / "c.json").read_text())["cycles"]
-                if ram and preset in RAMULATOR_DRAM:
-                    r = ramulator_run(ram, text, preset, work)
-                    row["ramulator"] = {k: r[k] for k in ("wall_s", "cpu_s", "max_rss_MiB")}
+                    row["base"] = _base_run(text, preset, work, base_env)
+                if ram:
+                    lst = work / f"{pattern}_{n}.ldst"
+                    write_ramulator_trace(trace, lst)
+                    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    t0 = time.perf_counter()
+                    st = run_ramulator(ram, preset, lst)
+                    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    row["ramulator"] = {
+                        "wall_s": time.perf_counter() - t0,
+                        "cpu_s": (after.ru_utime - before.ru_utime)
+                        + (after.ru_stime - before.ru_stime), "cycles": st.get("cycles")}
+                    lst.unlink()
                 rows.append(row)
                 console.print(_line(row), highlight=False)
                 text.unlink()
                 npy.unlink()
     shutil.rmtree(work, ignore_errors=True)
     return {"results": rows, "ramulator": ram, "ramulator_note": ram_note,
-            "base_commit": args.base_commit}
+            "base_commit": args.base_commit, "config": " ".join(MATRIX_ARGS)}
+
+
+def _base_run(trace: Path, preset: str, work: Path, env: dict) -> dict | None:
+    """The older commit on the same trace; a preset it does not know runs from our TOML file
+    (None if it cannot read that either)."""
+    for p in (preset, str(ROOT / "sim" / "presets" / f"{preset}.toml")):
+        try:
+            r = timed(psa_cmd(trace, p, work / "c.json") + MATRIX_ARGS, env=env)
+        except RuntimeError:
+            continue
+        out = {k: r[k] for k in ("wall_s", "cpu_s", "max_rss_MiB")}
+        out["cycles"] = json.loads((work / "c.json").read_text())["cycles"]
+        out["preset"] = p
+        return out
+    return None
 
 
 def _line(row: dict) -> str:
@@ -282,11 +268,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="200000,1000000",
                     type=lambda s: [int(x) for x in s.split(",")])
-    ap.add_argument("--presets", default="ddr4-2400,hbm2", type=lambda s: s.split(","))
+    ap.add_argument("--presets", default="ddr4-2400,hbm2-ramulator", type=lambda s: s.split(","))
     ap.add_argument("--patterns", default="sequential,random", type=lambda s: s.split(","))
     ap.add_argument("--base-commit", default=None,
                     help="Also time psa dram of this commit (e.g. the one before a change).")
-    ap.add_argument("--ramulator", default=None, help="Ramulator 2.1 binary.")
+    ap.add_argument("--ramulator", default=None,
+                    help="Ramulator 2.1 checkout (holding python/ramulator with its module).")
     ap.add_argument("--first-run", action="store_true",
                     help="Also time a cold first run (empty numba cache) and a warm one.")
     ap.add_argument("--big", type=int, default=0,

@@ -532,7 +532,7 @@ def simulate_trace(source: TraceSource, spec: DramSpec | str = "ddr4-2400",
         raise ValueError("max_outstanding bounds requests across channels; the per-channel "
                          "mode (jobs, dask) needs max_outstanding=0")
     n_ch = spec.org.channels
-    per_channel_window = max(1024, min(chunk_bursts, (1 << 22) // n_ch))
+    per_channel_window = max(1024, min(chunk_bursts, (1 << 20) // n_ch))
     if dask is not None:
         parts = _run_dask(dask, source, spec, config, chunk_requests, per_channel_window,
                           progress, dask_timeout_s)
