@@ -3,13 +3,12 @@
 For each P (W = 16, N = 1024, unsigned) synthesises ``topk_engine`` with ``synth_ecp5
 -noflatten -nowidelut`` and classic ``abc -lut 4`` (the LUT4-only mapping of the README's
 ECP5 table, see docs/synth.md), keeping the module hierarchy so that each block's cells can be
-counted. Blocks are the engine's submodules (numbered copies summed: ``cand_packer*`` is the
-four bucket packers); ``(engine control)`` is the engine's own logic: stage controllers,
-counters, address generators and the row registers between stages. "Slots" are LUT4 + 2 x CCU2C,
+counted. Blocks are the stages' submodules (``ingest.hist``, ``select.scan_writer``, ...;
+numbered copies summed); ``stage (control)`` is a stage's own logic: controllers, counters,
+address generators, pipeline and descriptor registers. "Slots" are LUT4 + 2 x CCU2C,
 what nextpnr packs into the part's LUT/carry slots. Without flattening Yosys cannot optimise
-across block boundaries; the totals came within 6% of the flat ``psa synth`` slot counts
-(P = 8 / 16 / 32: 18,404 / 47,488 / 132,345 against 17,399 / 47,268 / 134,621 placed).
-No place and route; about 10 minutes at P = 32 on one core. Writes
+across block boundaries; on the quick-select engine before issue 22 the totals came within 6%
+of the flat ``psa synth`` slot counts. No place and route. Writes
 bench/results/topk_area.json.
 
     python bench/topk_area.py [--lanes 8 16 32]
@@ -35,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 WIDTH, MAX_N = 16, 1024
 TOP, ENGINE = "topk_engine", "topk_engine.engine"
 CONTROL = "(engine control)"
+#: The engine's stage components, whose sub-blocks are listed as ``stage.block``.
+STAGES = ("ingest", "select", "emit")
 _COUNTED = ("LUT4", "CCU2C", "TRELLIS_FF")
 
 
@@ -71,14 +72,24 @@ def by_block(stat: dict) -> dict[str, dict[str, int]]:
         return memo[name]
 
     blocks: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(_COUNTED, 0))
-    for cell, n in modules[ENGINE].items():
-        cell = cell.lstrip("\\")
-        child = cell.startswith(ENGINE + ".")
-        # cand_packer0..3 -> cand_packer*, cand_log0_1 -> cand_log*
-        name = re.sub(r"\d+(_\d+)*$", "*", cell[len(ENGINE) + 1:]) if child else CONTROL
-        for kind, m in (flat(cell).items() if child else [(cell, 1)]):
-            if kind in _COUNTED:
-                blocks[name][kind] += n * m
+
+    def add(module: str, prefix: str, control: str) -> None:
+        for cell, n in modules[module].items():
+            cell = cell.lstrip("\\")
+            if cell.startswith(module + "."):
+                local = cell[len(module) + 1:]
+                if local in STAGES:     # a stage: its blocks one level down
+                    add(cell, f"{local}.", f"{local} (control)")
+                    continue
+                # cand_packer0..3 -> cand_packer*, cand_log0_1 -> cand_log*
+                name = prefix + re.sub(r"\d+(_\d+)*$", "*", local)
+                for kind, m in flat(cell).items():
+                    if kind in _COUNTED:
+                        blocks[name][kind] += n * m
+            elif cell in _COUNTED:
+                blocks[control][cell] += n
+
+    add(ENGINE, "", CONTROL)
     return dict(blocks)
 
 

@@ -29,7 +29,8 @@ def _required(name: str) -> str:
 @cocotb.test()
 async def cycles(dut):
     """Latency (one packet in flight) and back-to-back spacing at each ``n:k[:dataset]``
-    point, with no input gaps and no back-pressure; full beats."""
+    point, with no input gaps and no back-pressure; full beats. ``run``: the back-to-back
+    run's first input beat, then every packet's last output beat (cycles)."""
     points = _required("PSA_BENCH_POINTS")
     out_path = _required("PSA_BENCH_OUT")
     seed = int(os.environ.get("PSA_SEED", "1"))
@@ -46,14 +47,15 @@ async def cycles(dut):
             check.send_packet(check.make_values(n, dataset), k, f"latency {i}", ragged=False)
             await check.drain(drain_limit(tb, 1))
             latencies.append(tb.last_out[-1] - tb.first_in[-1])
-        start = len(tb.last_out)
+        start, start_in = len(tb.last_out), len(tb.first_in)
         for i in range(packets):        # back to back
             check.send_packet(check.make_values(n, dataset), k, f"throughput {i}",
                               ragged=False)
         await check.drain(drain_limit(tb, packets))
         gaps = np.diff(tb.last_out[start:])
         results.append({"n": n, "k": k, "dataset": dataset, "latency": latencies,
-                        "interval": gaps.tolist()})
+                        "interval": gaps.tolist(),
+                        "run": [tb.first_in[start_in], *tb.last_out[start:]]})
         check.scoreboard.check()
     assert check.scoreboard.matched == check.queued, f"{check.context}: outputs missing"
     with open(out_path, "w") as f:
