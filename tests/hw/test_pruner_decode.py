@@ -4,7 +4,7 @@ Verilator against the golden decode state (verif/benches/tb_pruner_decode.py).
 Default run: the ``main`` parameter set (N = 64, P = 8; the build of test_pruner_rtl.py) with
 10 decode sequences (about 450 APPEND + SELECT + PRUNE steps in all, the last ones filling the
 list to its capacity) under random gaps and back-pressure, plus the reset test. ``-m slow``:
-``DECODE_PARAMS`` (defaults at N = 2048, P = 16) with sequences of up to 600 steps, and a
+``DECODE_PARAMS`` (defaults at N = 2048, P = 16) with 3 sequences of up to 400 steps, and a
 replayed SmolLM2 decode stream.
 """
 
@@ -39,7 +39,7 @@ def test_pruner_decode_reset_mid_step(sim_build_root):
 @pytest.mark.slow
 @pytest.mark.parametrize("idle,stall", [(0.0, 0.0), (0.3, 0.5)])
 def test_pruner_decode_long_sequences(sim_build_root, idle, stall):
-    run_decode(DECODE_PARAMS, sim_build_root, "decode_sequences", 203, 5, 600, idle,
+    run_decode(DECODE_PARAMS, sim_build_root, "decode_sequences", 203, 3, 400, idle,
                stall)
 
 
