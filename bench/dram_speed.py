@@ -73,18 +73,28 @@ def write_npy(path: Path, addr: np.ndarray) -> None:
 def timed(cmd: list[str], env: dict | None = None, cwd: Path | None = None,
           timeout: float | None = None) -> dict:
     """Run ``cmd`` to completion: wall and CPU seconds, peak RSS (MiB) of it and its
-    children; raises with the output tail if it fails."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children (``wait4`` of this one process); raises with the output tail if it fails."""
+    import threading
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+        killer = threading.Timer(timeout, p.kill) if timeout else None
+        if killer:
+            killer.start()
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        if killer:
+            killer.cancel()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-2000:]}\n"
-                           f"{p.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "max_rss_MiB": after.ru_maxrss / 1024,
-            "stdout": p.stdout, "stderr": p.stderr}
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{stdout[-2000:]}\n"
+                           f"{stderr[-2000:]}")
+    return {"wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "max_rss_MiB": ru.ru_maxrss / 1024,
+            "stdout": stdout, "stderr": stderr}
 
 
 def base_checkout(commit: str) -> dict:
@@ -232,15 +242,12 @@ def big_run(args, console: Console) -> dict:
         spec = spec.with_overrides(channels=args.big_channels)
     work = Path(tempfile.mkdtemp(prefix="dram-big-", dir=args.big_dir))
     path = work / "big.npy"
-    rec = open_binary_trace(path, args.big)
-    rng = np.random.default_rng(SEED)
-    step = 1 << 22
-    for a in range(0, args.big, step):
-        k = min(step, args.big - a)
-        rec["addr"][a:a + k] = rng.integers(0, spec.org.capacity_bytes // 64, k) * 64
-    rec["size"], rec["write"], rec["layer"], rec["plane"] = 64, 0, -1, 255
-    rec.flush()
-    del rec
+    # written by another process: a child's peak RSS starts from its parent's at fork
+    gen = [sys.executable, __file__, "--make-big", str(path), "--big", str(args.big),
+           "--big-preset", args.big_preset]
+    if args.big_channels:
+        gen += ["--big-channels", str(args.big_channels)]
+    subprocess.run(gen, check=True)
     cmd = [sys.executable, "-c", "from psa.cli import main; main()", "dram", str(path),
            "--preset", args.big_preset, "--jobs", str(args.jobs), "--json",
            str(work / "o.json")]
@@ -264,6 +271,18 @@ def big_run(args, console: Console) -> dict:
     return {"big": res}
 
 
+def make_big(path: Path, n: int, spec) -> None:
+    """``n`` uniform random 64-byte reads as a binary trace, written piece by piece."""
+    rec = open_binary_trace(path, n)
+    rng = np.random.default_rng(SEED)
+    step = 1 << 22
+    for a in range(0, n, step):
+        k = min(step, n - a)
+        rec["addr"][a:a + k] = rng.integers(0, spec.org.capacity_bytes // 64, k) * 64
+    rec["size"], rec["write"], rec["layer"], rec["plane"] = 64, 0, -1, 255
+    rec.flush()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="200000,1000000",
@@ -284,7 +303,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--big-timeout", type=float, default=None, help="Give up after this many s.")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--make-big", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.make_big:
+        spec = load_preset(args.big_preset)
+        if args.big_channels:
+            spec = spec.with_overrides(channels=args.big_channels)
+        make_big(args.make_big, args.big, spec)
+        return
     console = Console(width=max(shutil.get_terminal_size().columns, 150))  # no cut columns
     meta = {"machine": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "seed": SEED}
