@@ -41,8 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from psa.golden.decode_trace import DecodePlane
-from psa.models.llama import DecodeAttention
-from psa.policies.decode import DecodePolicy, H2ODecode, SpAttenDecode, make_decode_policy
+from psa.policies.decode import (
+    DecodePolicy,
+    H2ODecode,
+    PrefillFanout,
+    SpAttenDecode,
+    make_decode_policy,
+)
 
 P = DecodePlane
 PLANES = ("k_msb", "k_lsb", "v_msb", "v_lsb", "meta")
@@ -134,20 +139,6 @@ def _prefill_key(pol: DecodePolicy) -> tuple:
     return ("own", id(pol))
 
 
-class _Fanout(DecodeAttention):
-    """Dense prefill attention once per layer and chunk, shown to each policy's on_prefill."""
-
-    def __init__(self, policies: list[DecodePolicy]) -> None:
-        self.policies = policies
-
-    def prefill(self, layer, q, k, v, start):
-        out = DecodeAttention.prefill(self, layer, q, k, v, start)
-        for pol in self.policies:
-            pol.prefill_len = start + q.shape[1]
-            pol.on_prefill(layer, q, k, v, start)
-        return out
-
-
 def prefill_shared(model, ids: np.ndarray, pols: list[DecodePolicy], capacity: int):
     """One batch-1 dense prefill of ``ids`` for every policy; policies of one
     :func:`_prefill_key` share one ``on_prefill`` (the others get deep copies of its state).
@@ -156,7 +147,8 @@ def prefill_shared(model, ids: np.ndarray, pols: list[DecodePolicy], capacity: i
     for pol in pols:
         reps.setdefault(_prefill_key(pol), pol)
     cache = model.new_cache(1, capacity)
-    model.prefill(np.asarray(ids, np.int64)[None], cache, attention=[_Fanout(list(reps.values()))])
+    fan = [PrefillFanout(list(reps.values()))]
+    model.prefill(np.asarray(ids, np.int64)[None], cache, attention=fan)
     for pol in pols:
         rep = reps[_prefill_key(pol)]
         if rep is not pol:

@@ -7,10 +7,10 @@ elements per packet,
 - ``k``: ``$clog2(N+1)`` bits (0..N),
 - ``index``: ``$clog2(N)`` bits (0..N-1, the element's position in its input packet).
 
-The engine's stages hand each other one descriptor per packet (:func:`topk_select_job_layout`,
-:func:`topk_result_layout`). Pruning unit (docs/pruner.md): commands (:class:`Op`), probability
-beats, magnitudes, token and head lists; K/V fetch: the run-time layout, row requests and
-addressed requests.
+Select hands Emit one descriptor per packet (:func:`topk_result_layout`; Ingest's job
+descriptor lives in :mod:`psa.hw.topk_ingest`). Pruning unit (docs/pruner.md): commands
+(:class:`Op`), probability beats, magnitudes, token and head lists; K/V fetch: the run-time
+layout, row requests and addressed requests.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from amaranth.utils import bits_for, ceil_log2
 __all__ = [
     "value_shape", "count_shape", "k_shape", "index_shape",
     "topk_in_layout", "topk_out_layout", "topk_in_signature", "topk_out_signature",
-    "topk_lane_layout", "EmitMode", "topk_select_job_layout", "topk_result_layout",
+    "topk_lane_layout", "EmitMode", "topk_result_layout",
     "Op", "CMD_ARG_BITS", "command_layout", "select_arg", "SELECT_TARGET_BITS",
     "SELECT_TOPP_BIT", "SELECT_ACC_BIT", "SELECT_HEAD_SHIFT", "SELECT_HEAD_BITS",
     "position_out_layout", "prob_beat_layout", "magnitude_layout",
@@ -94,31 +94,6 @@ class EmitMode(enum.Enum, shape=2):
     NONE = 0        #: nothing (``min(k, n) = 0``): one empty beat
     ALL = 1         #: every element (``k >= n``)
     THRESHOLD = 2   #: ``> threshold``, then the first ``need`` elements ``== threshold``
-
-
-def topk_select_job_layout(width: int, max_n: int, is_signed: bool, pivots: int,
-                           samples: int) -> data.StructLayout:
-    """A packet handed from the engine's Ingest to Select, with its first partition.
-
-    ``packet_slot`` (0..2) and ``cand_slot`` (0..1) name the buffers that hold it; ``k`` and
-    ``n`` its k and length; ``pivot[t]`` the ``pivots`` descending pivots of the partition done
-    while it streamed in, ``ties[t]`` how many elements equal ``pivot[t]``; per bucket ``b``
-    (from the largest values down), ``count[b]`` elements in candidate buffer ``b`` and
-    ``sample[b]`` / ``n_sample[b]`` its pivot sample (:class:`psa.hw.topk_blocks.SideLog`).
-    """
-    vshape = value_shape(width, is_signed)
-    count = unsigned(bits_for(max_n))
-    return data.StructLayout({
-        "packet_slot": unsigned(2),
-        "cand_slot": unsigned(1),
-        "k": count,
-        "n": count,
-        "pivot": data.ArrayLayout(vshape, pivots),
-        "ties": data.ArrayLayout(count, pivots),
-        "count": data.ArrayLayout(count, pivots + 1),
-        "sample": data.ArrayLayout(data.ArrayLayout(vshape, samples), pivots + 1),
-        "n_sample": data.ArrayLayout(unsigned(bits_for(samples)), pivots + 1),
-    })
 
 
 def topk_result_layout(width: int, max_n: int, is_signed: bool) -> data.StructLayout:

@@ -45,7 +45,7 @@ from .layouts import (
     token_out_layout,
 )
 from .params import check_int
-from .pruner_select import RowSelect
+from .pruner_select import RowSelect, lowest_set
 
 __all__ = ["DEFAULTS", "Op", "command_layout",
            "prob_beat_layout", "magnitude_layout", "token_out_layout",
@@ -280,17 +280,6 @@ class HeadScores(wiring.Component):
         return m
 
 
-def _lowest_set(m: Module, mask, width: int, name: str):
-    """(found, index) of the lowest set bit of ``mask`` (combinational priority encoder)."""
-    found = Signal(name=f"{name}_found")
-    index = Signal(range(max(width, 2)), name=f"{name}_index")
-    m.d.comb += found.eq(mask.any())
-    for i in reversed(range(width)):
-        with m.If(mask[i]):
-            m.d.comb += index.eq(i)
-    return found, index
-
-
 class PruningUnit(wiring.Component):
     """Cascade token and head pruning unit (see ``docs/pruner.md`` for the full datasheet).
 
@@ -479,8 +468,8 @@ class PruningUnit(wiring.Component):
         c.pos2id = Array(Signal(self._head_bits, name=f"pos2id{i}") for i in range(h))
 
         above = Cat(*[c.cur_head < i for i in range(h)])
-        c.has_next, c.next_head = _lowest_set(m, hs.kept & above, h, "next_kept")
-        c.has_first, c.first_head = _lowest_set(m, hs.kept, h, "first_kept")
+        c.has_next, c.next_head = lowest_set(m, hs.kept & above, h, "next_kept")
+        c.has_first, c.first_head = lowest_set(m, hs.kept, h, "first_kept")
         c.n_rows = (c.n_alive + (p - 1)) >> shift
         return c
 

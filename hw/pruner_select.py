@@ -37,12 +37,13 @@ from amaranth.utils import bits_for, ceil_log2, exact_log2
 from .layouts import SELECT_TARGET_BITS, position_out_layout, prob_beat_layout
 from .params import check_int
 
-__all__ = ["RowSelect"]
+__all__ = ["RowSelect", "lowest_set"]
 
 
-def _lowest(m: Module, mask, width: int, name: str):
-    """(any, index) of the lowest set bit of ``mask``."""
-    found = Signal(name=f"{name}_any")
+
+def lowest_set(m: Module, mask, width: int, name: str):
+    """(found, index) of the lowest set bit of ``mask`` (combinational priority encoder)."""
+    found = Signal(name=f"{name}_found")
     index = Signal(range(max(width, 2)), name=f"{name}_index")
     m.d.comb += found.eq(mask.any())
     for i in reversed(range(width)):
@@ -201,7 +202,7 @@ class RowSelect(wiring.Component):
         cand = Signal(p)
         m.d.comb += cand.eq(rem & e_ok & Mux(all_, ones,
                                              gt | (eq & Mux(ties_done, 0, ones))))
-        has, first = _lowest(m, cand, p, "cand")
+        has, first = lowest_set(m, cand, p, "cand")
         below = Signal(p)   # lanes 0..first
         m.d.comb += below.eq((2 << first) - 1)
         rest = cand & ~below

@@ -717,7 +717,7 @@ def parse_decode_policies(text: str) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------------------------
 
 
-class _PrefillFanout(DecodeAttention):
+class PrefillFanout(DecodeAttention):
     """Dense prefill attention once; every policy's :meth:`DecodePolicy.on_prefill` sees it."""
 
     def __init__(self, policies: Sequence[DecodePolicy]) -> None:
@@ -756,7 +756,7 @@ def shared_prefill(model: LlamaDecoder, ids: np.ndarray, policies: Sequence[Deco
     if chunk < 1:
         raise ValueError(f"shared_prefill: chunk must be >= 1, got {chunk}")
     cache = model.new_cache(1, cap)
-    fan = [_PrefillFanout(pols)]
+    fan = [PrefillFanout(pols)]
     logits = None
     for s in range(0, ids.shape[1], chunk):
         logits = model.prefill(ids[:, s:s + chunk], cache, attention=fan, chunk=chunk)
