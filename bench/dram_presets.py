@@ -16,7 +16,7 @@ page, 32-entry queues, against ours (``ddr5-4800-ab`` with Ramulator's tFAW of 4
 Writes JSON (default bench/results/dram_presets.json) and prints a table::
 
     python bench/dram_presets.py [--per-bus 25000] [--presets ddr5-4800,hbm3] [--mappings]
-                                 [--ramulator /work/ramulator2/src] [--json PATH]
+                                 [--ramulator /path/to/ramulator2] [--json PATH]
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ trace, one after the other on the same machine:
   presets also with ``--jobs`` processes (per-channel mode);
 - ``base``: ``psa dram`` of an older commit (``--base-commit``, checked out with
   ``git worktree`` and run from there), on the text trace;
-- ``ramulator``: Ramulator 2.1 (``--ramulator BIN``, default: the path in
-  ``/work/notes/ramulator_path.txt`` if present) with the same organisation, FR-FCFS, open
-  page, all-bank refresh, RoBaRaCoCh mapping and 32-entry queues.
+- ``ramulator``: Ramulator 2.1 (``--ramulator DIR``, a checkout with its Python build;
+  default ``$RAMULATOR2`` if set) with the same organisation, FR-FCFS, open page, all-bank
+  refresh, RoBaRaCoCh mapping and 32-entry queues.
 
 Every tool is run once on a small trace first (compiled caches loaded, so the timed runs are
 warm). Reported: wall time, CPU time (user + sys of the process and its children), peak RSS,
@@ -46,7 +46,6 @@ from psa.sim import load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 7
-RAMULATOR_NOTE = Path("/work/notes/ramulator_path.txt")
 PACKAGES = ("golden", "hw", "verif", "flows", "sim", "models", "policies", "reports")
 
 def make_addresses(pattern: str, n: int, capacity: int, seed: int = SEED) -> np.ndarray:
@@ -120,17 +119,15 @@ def psa_cmd(trace: Path, preset: str, out: Path) -> list[str]:
 
 def find_ramulator(arg: str | None) -> tuple[str | None, str]:
     """A Ramulator 2.1 checkout with its built Python module (Ramulator 2.1 is driven from
-    Python): ``--ramulator``, or the checkout named in the note of the helper that built it."""
+    Python): ``--ramulator``, else ``$RAMULATOR2``."""
     if arg:
         return arg, "given with --ramulator"
-    if RAMULATOR_NOTE.exists():
-        for line in RAMULATOR_NOTE.read_text().splitlines():
-            if "--ramulator" in line:  # "python -m psa.sim.validation --ramulator PATH"
-                path = line.split("--ramulator", 1)[1].split()[0].rstrip(")")
-                if Path(path).is_dir():
-                    return path, f"from {RAMULATOR_NOTE}"
-        return None, f"{RAMULATOR_NOTE} names no Ramulator checkout"
-    return None, f"no Ramulator 2.1 ({RAMULATOR_NOTE} absent, no --ramulator)"
+    env = os.environ.get("RAMULATOR2")
+    if env:
+        if Path(env).is_dir():
+            return env, "from $RAMULATOR2"
+        return None, f"$RAMULATOR2={env} is not a directory"
+    return None, "no Ramulator 2.1 (no --ramulator, $RAMULATOR2 unset)"
 
 
 MATRIX_ARGS = ["--channels", "1", "--scheduler", "frfcfs-ramulator", "--mapping", "RoBaRaCoCh",

@@ -1,6 +1,6 @@
 """Decode-mode attention policies for :mod:`psa.models.llama`, each with its K/V traffic.
 
-API (small on purpose; see also ``/work/notes/policies_api.md``)::
+API (small on purpose)::
 
     pol = make_decode_policy("h2o", "0.2", model.config, capacity)   # one per sequence
     model.prefill(ids, cache, attention=[pol])      # dense prefill; policies that need it
@@ -512,7 +512,8 @@ class SpAttenDecode(DecodePolicy):
     Defaults (keep 0.7, recent 0.75, v_keep 0.5, K/V 6 + 4 bits, threshold 0.1) chosen on
     SmolLM2-135M, 512-token prompts of Python reference prose, 64 teacher-forced steps: +1.4 %
     perplexity, 3.1x fewer K/V read bytes than dense fp16 (keep 0.55: +1.8 %, 3.4x; keep 0.4:
-    +4.9 %, 3.9x; figures in ``/work/notes/policies_api.md``).
+    +4.9 %, 3.9x; ``OPENBLAS_NUM_THREADS=1 python bench/decode_policies.py --windows 8
+    --seed 1 dense=16 spatten=0.7 spatten=0.55 spatten=0.4``).
     """
 
     name = "spatten"
