@@ -270,36 +270,31 @@ def stats_from_totals(spec: DramSpec, config: ControllerConfig, *, requests: int
         tCK_ns=spec.tCK_ns, **raw)
 
 
-def kernel_cached() -> bool | None:
-    """Whether numba's on-disk cache holds the compiled controller loop for the current source
-    (None: cannot tell)."""
-    try:
-        return bool(ctl.run._cache._cache_file._load_index())
-    except Exception:  # a numba without this layout: say nothing rather than guess
-        return None
+def kernel_cached() -> bool:
+    """Whether the compiled controller kernel for the current source is in the cache."""
+    return ctl.kernel_path().exists()
 
 
 def ensure_compiled(console=None, *, force_message: bool = False) -> float:
-    """Compile the controller loop, or load it from numba's cache, before the first run;
-    returns the seconds it took. When nothing is cached yet (a new install, or sim/ edited)
-    a line on ``console`` (a rich Console; default stderr) says so, since it takes a while."""
+    """Load the controller kernel, compiling it first (one time, a few seconds of g++) when
+    this source has not been built yet (a new install, or sim/controller.cpp edited); returns
+    the seconds it took. The compile is announced on ``console`` (a rich Console; default
+    stderr); ``force_message`` also says when it was ready already."""
     import time
 
-    if console is None and (force_message or not ctl.run.signatures):
-        from rich.console import Console
-        console = Console(stderr=True)
-    if ctl.run.signatures:  # already loaded in this process
+    def say(msg: str) -> None:
+        if console is None:
+            import sys
+            print(msg, file=sys.stderr, flush=True)
+        else:
+            console.print(msg, highlight=False)
+
+    if ctl._LIB is not None or kernel_cached():
+        t0 = time.perf_counter()
+        ctl.kernel()
         if force_message:
-            console.print("DRAM kernel ready (already loaded)", highlight=False)
-        return 0.0
-    say = force_message or kernel_cached() is False
-    if say:
-        console.print("compiling the DRAM kernel (numba), once: about 1-2 min of CPU; later "
-                      "runs load it from the cache in under a second", highlight=False)
+            say(f"DRAM kernel ready (compiled already: {ctl.kernel_path()})")
+        return time.perf_counter() - t0
     t0 = time.perf_counter()
-    simulate(AccessTrace(np.array([0, 1 << 16], np.uint64), 64, np.array([False, True])),
-             "ddr4-2400")
-    dt = time.perf_counter() - t0
-    if say:
-        console.print(f"DRAM kernel ready in {dt:.1f} s", highlight=False)
-    return dt
+    ctl.kernel(say)
+    return time.perf_counter() - t0
