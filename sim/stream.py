@@ -79,6 +79,11 @@ from .stats import Stats, histogram_summary
 
 __all__ = ["StreamStats", "StreamSimulator", "simulate_stream", "simulate_trace"]
 
+#: Default bursts per window: ~15 MB of request table, small enough for the allocator to reuse
+#: (larger windows pay fresh page faults on every copy) and large enough that the per-window
+#: Python work is negligible.
+WINDOW_BURSTS = 1 << 17
+
 #: Completion-time histogram: bins start at this many cycles and double (pairs merged) so
 #: that at most ``_DONE_BINS_MAX`` bins cover the run.
 _DONE_BIN0, _DONE_BINS_MAX = 256, 4096
@@ -195,13 +200,14 @@ class StreamSimulator:
     """Feed :class:`AccessTrace` pieces with :meth:`feed`, then call :meth:`finish` (totals)
     or :meth:`result` (a full :class:`~psa.sim.Stats`).
 
-    ``chunk_bursts`` (>= 1024) bounds the bursts simulated per window (memory ~112 bytes per
-    burst of window); ``overrides`` are :class:`~psa.sim.ControllerConfig` fields. A trace is
-    timed (``time_ns``) in every piece or in none.
+    ``chunk_bursts`` (>= 1024, default ``WINDOW_BURSTS``) bounds the bursts simulated per
+    window (memory ~112 bytes per burst of window); ``overrides`` are
+    :class:`~psa.sim.ControllerConfig` fields. A trace is timed (``time_ns``) in every piece or
+    in none.
     """
 
     def __init__(self, spec: DramSpec | str = "ddr4-2400", config: ControllerConfig | None = None,
-                 *, chunk_bursts: int = 1 << 20, **overrides) -> None:
+                 *, chunk_bursts: int = WINDOW_BURSTS, **overrides) -> None:
         self._setup(spec, config, chunk_bursts, None, overrides)
 
     def _setup(self, spec, config, chunk_bursts, channel: int | None, overrides) -> None:
@@ -412,7 +418,7 @@ def _slice(trace: AccessTrace, a: int, b: int) -> AccessTrace:
 
 
 def simulate_stream(traces: Iterable[AccessTrace], spec: DramSpec | str = "ddr4-2400",
-                    config: ControllerConfig | None = None, *, chunk_bursts: int = 1 << 20,
+                    config: ControllerConfig | None = None, *, chunk_bursts: int = WINDOW_BURSTS,
                     **overrides) -> StreamStats:
     """Simulate ``traces`` back to back without holding them all (see the module doc)."""
     sim = StreamSimulator(spec, config, chunk_bursts=chunk_bursts, **overrides)
@@ -496,7 +502,7 @@ def _simulate_channels(source: TraceSource, spec: DramSpec, config: ControllerCo
 def simulate_trace(source: TraceSource, spec: DramSpec | str = "ddr4-2400",
                    config: ControllerConfig | None = None, *, jobs: int | None = None,
                    dask: str | None = None, dask_timeout_s: float = 20.0,
-                   chunk_requests: int = 1 << 18, chunk_bursts: int = 1 << 20,
+                   chunk_requests: int = 1 << 18, chunk_bursts: int = WINDOW_BURSTS,
                    progress: Callable[[int], None] | None = None, **overrides) -> Stats:
     """Simulate a whole trace (a file of any length, an :class:`AccessTrace` or a
     :class:`Workload`) in bounded memory, reading ``chunk_requests`` requests at a time.
