@@ -12,7 +12,7 @@ a pivot rule), with the input at full rate and ``out_ready`` high:
 
 median, p99 and the worst over ``--packets`` packets per point, beside the floor
 F = ceil(n/P) and the worst-case bound of the datasheet (:func:`psa.hw.topk.topk_bound`:
-latency <= 4F + 36, interval <= F + 10 at W = 16). Back to back, a single spacing of last
+latency <= 4F + 38, interval <= F + 10 at W = 16). Back to back, a single spacing of last
 beats also moves with the latencies of neighbouring packets, so the bound checked there is
 cumulative: packet i's last beat leaves at most latency + i x interval (bounds) cycles after
 the run's first beat ("run slack" is the smallest margin). Writes

@@ -66,19 +66,19 @@ def topk_cycles(lanes: int, width: int, n: int, m: int, k: int | None = None) ->
     finish = (n_digits - 2) * (r + 9) + 1 if n_digits >= 3 else 1
     full_row = int(k is not None and k % lanes == 0)
     if n_digits == 1:
-        latency = (f + 8) + 3 + (f + 8) - full_row
-        stages = [f + 8, f + 7]
+        latency = (f + 8) + 3 + (f + 10) - full_row
+        stages = [f + 8, f + 8]
     else:
-        latency = (f + 8) + (f + 10) + finish + (f + 8) - full_row
-        stages = [f + 8, f + 9, finish if n_digits >= 3 else 0, f + 7]
-    return {"ingest": f + 8, "emit": f + 7, "latency": latency, "interval": max(stages)}
+        latency = (f + 8) + (f + 10) + finish + (f + 10) - full_row
+        stages = [f + 8, f + 9, finish if n_digits >= 3 else 0, f + 8]
+    return {"ingest": f + 8, "emit": f + 8, "latency": latency, "interval": max(stages)}
 
 
 def topk_bound(lanes: int, width: int, n: int) -> dict[str, int]:
     """Worst case over all data of :func:`topk_cycles` (``m = n``): ``latency`` and
     ``interval`` in cycles; with ``F = ceil(n/P)`` and ``D = ceil(W/6)`` digits,
-    ``latency <= 3F + 27 + (D-2)(F+9)`` and ``interval <= max(F+9, (D-2)(F+9)+1)`` for
-    ``D >= 3`` (``3F + 27`` and ``F + 9`` for ``D = 2``, ``2F + 19`` and ``F + 8`` for ``D = 1``).
+    ``latency <= 3F + 29 + (D-2)(F+9)`` and ``interval <= max(F+9, (D-2)(F+9)+1)`` for
+    ``D >= 3`` (``3F + 29`` and ``F + 9`` for ``D = 2``, ``2F + 21`` and ``F + 8`` for ``D = 1``).
     """
     return {key: v for key, v in topk_cycles(lanes, width, n, n).items()
             if key in ("latency", "interval")}

@@ -20,7 +20,6 @@ from amaranth.hdl import (
     ShapeLike,
     Signal,
     Value,
-    signed,
     unsigned,
 )
 from amaranth.lib import data, wiring
@@ -32,7 +31,7 @@ from .params import check_int
 
 __all__ = ["Compactor", "Packer", "SideLog", "SideWriter", "Partition", "TieFilter", "RankSelect",
            "DigitHistogram", "BinSelect", "digit_plan", "sort_key", "suffix_sums",
-           "lane_mask", "buffer_memory", "buffer_addr_width", "slot_address",
+           "lane_mask", "last_row", "buffer_memory", "buffer_addr_width", "slot_address",
            "LUTRAM_MAX_ROWS", "LUTRAM_MAX_BITS", "PACKET_SLOTS", "SCRATCH_SLOTS", "DIGIT_BITS"]
 
 #: Packet buffers of the engine: one each being ingested, scanned, finished and emitted.
@@ -72,6 +71,8 @@ def buffer_addr_width(rows: int, slots: int) -> int:
 
 def slot_address(slot: Value, row: Value, rows: int, slots: int) -> Value:
     """Address of row ``row`` of buffer ``slot`` in a :func:`buffer_memory`."""
+    if rows & (rows - 1) == 0:      # a power of two: the slot is the high address bits
+        return Cat(Value.cast(row)[:exact_bits(rows)], slot)
     bases = Array(Const(i * rows, range(slots * rows)) for i in range(slots))
     return bases[slot] + row
 
@@ -120,12 +121,14 @@ def prefix_counts(m: Module, bits: list[Value], name: str) -> list[Value]:
     counts do not limit the clock as the lanes grow.
     """
     n = len(bits)
-    level = [Signal(range(n + 1), name=f"{name}_l0_{i}") for i in range(n)]
+    level = [Signal(1, name=f"{name}_l0_{i}") for i in range(n)]
     m.d.comb += [level[i].eq(bits[i]) for i in range(n)]
     step, depth = 1, 0
     while step < n:
         depth += 1
-        nxt = [Signal(range(n + 1), name=f"{name}_l{depth}_{i}") for i in range(n)]
+        # Level `depth` sums at most 2**depth bits: adders no wider than that needs.
+        nxt = [Signal(range(min(2 * step, i + 1) + 1), name=f"{name}_l{depth}_{i}")
+               for i in range(n)]
         m.d.comb += [nxt[i].eq(level[i] + level[i - step] if i >= step else level[i])
                      for i in range(n)]
         level, step = nxt, step * 2
@@ -166,36 +169,47 @@ class Compactor(wiring.Component):
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
         p = self._lanes
-        stages = bits_for(p - 1) if p > 1 else 0
-        # Lane i moves down by the number of unmasked lanes below it (i - kept below it).
-        kept = prefix_counts(m, [self.i_mask[i] for i in range(p)], "kept")
-        m.d.comb += self.o_count.eq(kept[p])
+        # Lane i moves down by the number of unmasked lanes below it.
+        gaps = prefix_counts(m, [~self.i_mask[i] for i in range(p)], "gaps")
+        m.d.comb += self.o_count.eq(p - gaps[p])
 
-        # Per stage, each lane holds (valid, remaining move, element).
-        valid = [self.i_mask[i] for i in range(p)]
-        move = [Const(i, range(p)) - kept[i] for i in range(p)]
-        elem = [Value.cast(self.i_data[i]) for i in range(p)]
-        width = Shape.cast(self._shape).width
-        for b in range(stages):
-            step = 1 << b
-            n_valid = [Signal(name=f"s{b}_valid{i}") for i in range(p)]
-            n_move = [Signal(range(p), name=f"s{b}_move{i}") for i in range(p)]
-            n_elem = [Signal(width, name=f"s{b}_elem{i}") for i in range(p)]
-            for i in range(p):
-                # A lane stays, or takes the one arriving from `step` above (never both).
-                stay = valid[i] & ~move[i][b]
-                if i + step < p:
-                    arrive = valid[i + step] & move[i + step][b]
-                    m.d.comb += [n_valid[i].eq(stay | arrive),
-                                 n_move[i].eq(Mux(stay, move[i], move[i + step])),
-                                 n_elem[i].eq(Mux(stay, elem[i], elem[i + step]))]
-                else:
-                    m.d.comb += [n_valid[i].eq(stay), n_move[i].eq(move[i]),
-                                 n_elem[i].eq(elem[i])]
-            valid, move, elem = n_valid, n_move, n_elem
+        elem, valid = compact_lanes(m, [self.i_data[i] for i in range(p)],
+                                    [self.i_mask[i] for i in range(p)],
+                                    [gaps[i] for i in range(p)],
+                                    Shape.cast(self._shape).width)
         for j in range(p):
             m.d.comb += self.o_data[j].eq(Mux(valid[j], elem[j], 0))
         return m
+
+
+def compact_lanes(m: Module, elems: list, valid: list, moves: list,
+                  width: int) -> tuple[list[Value], list[Value]]:
+    """The network of :class:`Compactor`: lane ``i`` (if ``valid[i]``) moves down by
+    ``moves[i]`` lanes, in ``log2(lanes)`` stages of 2:1 multiplexers (stage ``b`` moves by
+    ``2**b``). Returns the lanes' elements and valid bits after it."""
+    p = len(elems)
+    stages = bits_for(p - 1) if p > 1 else 0
+    # Per stage, each lane holds (valid, remaining move, element).
+    move = list(moves)
+    elem = [Value.cast(e) for e in elems]
+    for b in range(stages):
+        step = 1 << b
+        n_valid = [Signal(name=f"s{b}_valid{i}") for i in range(p)]
+        n_move = [Signal(range(p + 1), name=f"s{b}_move{i}") for i in range(p)]
+        n_elem = [Signal(width, name=f"s{b}_elem{i}") for i in range(p)]
+        for i in range(p):
+            # A lane stays, or takes the one arriving from `step` above (never both).
+            stay = valid[i] & ~move[i][b]
+            if i + step < p:
+                arrive = valid[i + step] & move[i + step][b]
+                m.d.comb += [n_valid[i].eq(stay | arrive),
+                             n_move[i].eq(Mux(stay, move[i], move[i + step])),
+                             n_elem[i].eq(Mux(stay, elem[i], elem[i + step]))]
+            else:
+                m.d.comb += [n_valid[i].eq(stay), n_move[i].eq(move[i]),
+                             n_elem[i].eq(elem[i])]
+        valid, move, elem = n_valid, n_move, n_elem
+    return elem, valid
 
 
 class Packer(wiring.Component):
@@ -204,9 +218,10 @@ class Packer(wiring.Component):
     Each cycle with ``i_valid`` appends the masked lanes of ``i_data`` (in lane order) to a
     residue of fewer than ``lanes`` elements; when ``lanes`` or more are held, the first
     ``lanes`` leave as a full row. ``i_flush`` (on a cycle without ``i_valid``) sends the residue
-    as a partial row. ``clear`` drops the residue and anything in flight. Two pipeline stages
-    (zero eliminator, then rotate into the accumulator), outputs registered: a row shows on
-    ``o_data``/``o_count`` with ``o_valid`` high for one cycle, two cycles after its last
+    as a partial row. ``clear`` drops the residue and anything in flight. Three pipeline
+    stages (each lane's move: a prefix count of the empty lanes below it; the zero
+    eliminator's multiplexers; rotation into the accumulator), outputs registered: a row shows
+    on ``o_data``/``o_count`` with ``o_valid`` high for one cycle, three cycles after its last
     element came in (or after the flush). Lanes past ``o_count`` of a flushed row are zero.
     """
 
@@ -227,16 +242,29 @@ class Packer(wiring.Component):
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
         p = self._lanes
-        m.submodules.compactor = comp = Compactor(p, self._shape)
-        m.d.comb += [comp.i_data.eq(self.i_data), comp.i_mask.eq(self.i_mask)]
+        width = Shape.cast(self._shape).width
+
+        # Stage 0: the row, its mask and each lane's move (empty lanes below it) registered.
+        gaps = prefix_counts(m, [~self.i_mask[i] for i in range(p)], "gaps")
+        s0_data = Signal(data.ArrayLayout(self._shape, p))
+        s0_mask, s0_count = Signal(p), Signal(range(p + 1))
+        s0_moves = [Signal(range(p + 1), name=f"s0_move{i}") for i in range(p)]
+        s0_valid, s0_flush = Signal(), Signal()
+        m.d.sync += [s0_data.eq(self.i_data), s0_mask.eq(self.i_mask),
+                     s0_count.eq(p - gaps[p]),
+                     s0_valid.eq(self.i_valid & ~self.clear),
+                     s0_flush.eq(self.i_flush & ~self.i_valid & ~self.clear)]
+        m.d.sync += [s0_moves[i].eq(gaps[i]) for i in range(p)]
 
         # Stage 1: the compacted row (or a flush) registered.
+        elem, valid = compact_lanes(m, [s0_data[i] for i in range(p)],
+                                    [s0_mask[i] for i in range(p)], s0_moves, width)
         row = Signal(data.ArrayLayout(self._shape, p))
         row_count = Signal(range(p + 1))
         row_valid, row_flush = Signal(), Signal()
-        m.d.sync += [row.eq(comp.o_data), row_count.eq(comp.o_count),
-                     row_valid.eq(self.i_valid & ~self.clear),
-                     row_flush.eq(self.i_flush & ~self.i_valid & ~self.clear)]
+        m.d.sync += [row[j].eq(Mux(valid[j], elem[j], 0)) for j in range(p)]
+        m.d.sync += [row_count.eq(s0_count), row_valid.eq(s0_valid & ~self.clear),
+                     row_flush.eq(s0_flush & ~self.clear)]
 
         # Stage 2. The residue sits in lanes 0..held-1 of `acc`. The compacted row is rotated
         # up by `held` lanes (log2(lanes) stages), so its element i lands on lane
@@ -244,7 +272,6 @@ class Packer(wiring.Component):
         # (total - lanes) wrap into the next one.
         acc = Signal(data.ArrayLayout(self._shape, p))
         held = Signal(range(p))
-        width = Shape.cast(self._shape).width
         rot = [Value.cast(row[i]) for i in range(p)]
         step, b = 1, 0
         while step < p:
@@ -343,7 +370,7 @@ class SideWriter(wiring.Component):
     """A :class:`Packer` feeding a :class:`SideLog`: masked lanes in, dense rows to a memory.
 
     Inputs as :class:`Packer` (``i_data``, ``i_mask``, ``i_valid``, ``i_flush``; ``clear``
-    also clears the log); outputs as :class:`SideLog`. A row reaches the write port two cycles
+    also clears the log); outputs as :class:`SideLog`. A row reaches the write port three cycles
     after its last element came in.
     """
 
@@ -419,44 +446,35 @@ class Partition(wiring.Component):
 
 
 class TieFilter(wiring.Component):
-    """Keep mask of the final pass: ``v > threshold``, plus ties while the tie budget lasts.
+    """Keep mask of the final pass from the lanes' comparisons with the threshold.
 
-    A lane equal to ``threshold`` is kept when fewer than ``need`` ties came before it in
-    index order (``ties_before`` from earlier rows, plus the equal lanes below it in this
-    row). ``keep_all`` keeps every masked lane. ``ties`` counts this row's equal lanes.
-    Combinational.
+    ``i_above`` marks the lanes to keep in any case (greater than the threshold, or every lane
+    when all are kept), ``i_tie`` the lanes equal to it. A tie is kept while fewer than
+    ``budget`` ties lie below it in this row: ``budget`` is the ties still to keep after the
+    earlier rows, clamped to ``lanes`` (so that the comparison is as narrow as a lane count).
+    ``ties`` counts this row's ties. Combinational; the comparisons with the threshold are
+    the caller's, to be registered before this block.
     """
 
-    def __init__(self, lanes: int, shape: ShapeLike, max_n: int):
+    def __init__(self, lanes: int):
         _check_lanes("TieFilter", lanes)
-        check_int("max_n", max_n, 1, 65536, owner="TieFilter")
         super().__init__({
-            "i_data": In(data.ArrayLayout(shape, lanes)),
-            "i_mask": In(lanes),
-            "threshold": In(shape),
-            "need": In(range(max_n + 1)),
-            "ties_before": In(range(max_n + 1)),
-            "keep_all": In(1),
+            "i_above": In(lanes),
+            "i_tie": In(lanes),
+            "budget": In(range(lanes + 1)),
             "keep": Out(lanes),
             "ties": Out(range(lanes + 1)),
         })
-        self._lanes, self._max_n = lanes, max_n
+        self._lanes = lanes
 
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
         p = self._lanes
-        is_tie = [Signal(name=f"tie{i}") for i in range(p)]
-        m.d.comb += [is_tie[i].eq(self.i_mask[i] & (self.i_data[i] == self.threshold))
-                     for i in range(p)]
+        is_tie = [self.i_tie[i] for i in range(p)]
         before = prefix_counts(m, is_tie, "ties")     # ties below each lane in this row
-        # Ties still to keep (negative once the earlier rows used them all).
-        budget = Signal(signed(bits_for(self._max_n) + 1))
-        m.d.comb += budget.eq(self.need - self.ties_before)
         for i in range(p):
-            v = self.i_data[i]
-            m.d.comb += self.keep[i].eq(self.i_mask[i] & (
-                self.keep_all | (v > self.threshold) | (is_tie[i] & (before[i] < budget))))
-        m.d.comb += self.ties.eq(before[p])
+            m.d.comb += self.keep[i].eq(self.i_above[i] | (is_tie[i] & (before[i] < self.budget)))
+        m.d.comb += self.ties.eq(popcount(is_tie))
         return m
 
 
@@ -535,6 +553,17 @@ def lane_mask(count, lanes: int):
     return Cat(*[count > i for i in range(lanes)])
 
 
+def last_row(count, lanes: int) -> tuple[Value, Value]:
+    """Row index and lane mask of the last of ``count`` (>= 1) elements stored densely in
+    rows of ``lanes`` (a power of two). The mask comes from the low bits of ``count`` alone:
+    no comparison as wide as ``count``."""
+    bits = exact_bits(lanes)
+    count = Value.cast(count)
+    row = (count - 1)[bits:]
+    low = (count[:bits] - 1)[:bits]           # lane of the last element
+    return row, Cat(*[low >= i for i in range(lanes)]) if bits else Const(1, 1)
+
+
 class DigitHistogram(wiring.Component):
     """Counts, per bin, the masked lanes whose digit equals the bin: ``lanes`` per cycle.
 
@@ -585,10 +614,14 @@ class DigitHistogram(wiring.Component):
         add_group = [Signal(lane_count, name=f"add_group{g}") for g in range(groups)]
         valid, first = Signal(), Signal()
         m.d.sync += [valid.eq(self.i_valid), first.eq(self.i_valid & self.i_first)]
-        m.d.sync += [add[b].eq(_sum_tree([hit[i][b] for i in range(p)])) for b in range(bins)]
-        g_hits = [[_or_all(hit[i][b] for b in range(g * per_group, (g + 1) * per_group))
-                   for g in range(groups)] for i in range(p)]
-        m.d.sync += [add_group[g].eq(_sum_tree([g_hits[i][g] for i in range(p)]))
+        m.d.sync += [add[b].eq(popcount([hit[i][b] for i in range(p)])) for b in range(bins)]
+        g_bits = exact_bits(per_group)
+        g_hits = [[Signal(name=f"g_hit{i}_{g}") for g in range(groups)] for i in range(p)]
+        for i in range(p):
+            m.d.comb += [g_hits[i][g].eq(self.i_mask[i] & (self.i_digit[i][g_bits:] == g))
+                         if groups > 1 else g_hits[i][g].eq(self.i_mask[i])
+                         for g in range(groups)]
+        m.d.sync += [add_group[g].eq(popcount([g_hits[i][g] for i in range(p)]))
                      for g in range(groups)]
         with m.If(first):
             m.d.sync += [self.count[b].eq(add[b]) for b in range(bins)]
@@ -608,12 +641,14 @@ class BinSelect(wiring.Component):
     """The bin that holds the ``target``-th largest element of a :class:`DigitHistogram`.
 
     Bins hold larger values at larger indices. With ``above(b)`` the elements in bins above
-    ``b``, ``bin`` is the one with ``above(b) < target <= above(b) + count[b]``; ``above`` and
-    ``in_bin`` (``count[bin]``) come with it. ``start`` (one cycle) reads ``group`` in that
-    cycle and ``count`` in the next; ``done`` pulses four cycles after ``start``, with the
-    outputs, which hold until the next ``done``. Four register stages: suffix sums of the
-    group counts; the group (and its bins' counts); suffix sums in the group; the bin.
-    ``target`` must be 1..(all counts) and held from ``start`` to ``done``.
+    ``b``, ``bin`` is the one with ``above(b) < target <= above(b) + count[b]``; ``rank``
+    (``target - above(bin)``: the target's rank among the bin's elements) and ``in_bin``
+    (``count[bin]``) come with it. ``start`` (one cycle) reads ``group`` in that cycle and
+    ``count`` in the next; ``done`` pulses four cycles after ``start``, with the outputs,
+    which hold until the next ``done``. Four register stages: suffix sums of the group
+    counts; the group (and its bins' counts); suffix sums in the group and the target less
+    the elements above the group; the bin. ``target`` must be 1..(all counts) and held from
+    ``start`` to ``done``. ``rank`` is one subtraction of two registers.
     """
 
     def __init__(self, bins: int, max_count: int):
@@ -628,7 +663,7 @@ class BinSelect(wiring.Component):
             "start": In(1),
             "done": Out(1),
             "bin": Out(range(bins)),
-            "above": Out(count),
+            "rank": Out(count),
             "in_bin": Out(count),
         })
 
@@ -647,7 +682,10 @@ class BinSelect(wiring.Component):
         sums = suffix_sums(m, [self.group[g] for g in range(groups)], count, "gs")
         m.d.sync += [g_sum[g].eq(sums[g]) for g in range(groups + 1)]
         # 2: the group (one hot), the elements above it, its bins' counts (read now).
-        g_hit = [(g_sum[g] >= target) & ~(g_sum[g + 1] >= target) for g in range(groups)]
+        g_ge = [Signal(name=f"g_ge{g}") for g in range(groups + 1)]
+        m.d.comb += [g_ge[g].eq(g_sum[g] >= target) for g in range(groups + 1)]
+        g_hit = [Signal(name=f"g_hit{g}") for g in range(groups)]
+        m.d.comb += [g_hit[g].eq(g_ge[g] & ~g_ge[g + 1]) for g in range(groups)]
         above_g = Signal(count)
         g_index = Signal(range(max(groups, 2)))   # (one bit at least: no empty wires)
         g_bins = [Signal(count, name=f"g_bin{i}") for i in range(per_group)]
@@ -656,20 +694,29 @@ class BinSelect(wiring.Component):
         m.d.sync += [g_bins[i].eq(_or_all(Mux(g_hit[g], self.count[g * per_group + i], 0)
                                           for g in range(groups)))
                      for i in range(per_group)]
-        # 3: elements in bins i and above of the group, plus those above the group.
+        # 3: elements in bins i and above of the group; the target's rank in the group.
         b_sum = [Signal(count, name=f"b_sum{i}") for i in range(per_group + 1)]
         in_group = suffix_sums(m, g_bins, count, "bs")
-        m.d.sync += [b_sum[i].eq(in_group[i] + above_g) for i in range(per_group + 1)]
+        m.d.sync += [b_sum[i].eq(in_group[i]) for i in range(per_group + 1)]
+        t_group = Signal(count)
+        b_count = [Signal(count, name=f"b_count{i}") for i in range(per_group)]
         g_index_3 = Signal.like(g_index)
-        m.d.sync += g_index_3.eq(g_index)
-        # 4: the bin.
-        b_hit = [(b_sum[i] >= target) & ~(b_sum[i + 1] >= target) for i in range(per_group)]
+        m.d.sync += [t_group.eq(target - above_g), g_index_3.eq(g_index)]
+        m.d.sync += [b_count[i].eq(g_bins[i]) for i in range(per_group)]
+        # 4: the bin, its count, and the elements above it in the group.
+        b_ge = [Signal(name=f"b_ge{i}") for i in range(per_group + 1)]
+        m.d.comb += [b_ge[i].eq(b_sum[i] >= t_group) for i in range(per_group + 1)]
+        b_hit = [Signal(name=f"b_hit{i}") for i in range(per_group)]
+        m.d.comb += [b_hit[i].eq(b_ge[i] & ~b_ge[i + 1]) for i in range(per_group)]
+        t_bin, above_in = Signal(count), Signal(count)
+        m.d.comb += self.rank.eq(t_bin - above_in)
         with m.If(stage[2]):
             low = _or_all(Mux(b_hit[i], i, 0) for i in range(per_group))
             m.d.sync += [self.bin.eq(Cat(Const(0, exact_bits(per_group)), g_index_3) | low),
-                         self.above.eq(_or_all(Mux(b_hit[i], b_sum[i + 1], 0)
-                                               for i in range(per_group))),
-                         self.in_bin.eq(_or_all(Mux(b_hit[i], b_sum[i] - b_sum[i + 1], 0)
+                         t_bin.eq(t_group),
+                         above_in.eq(_or_all(Mux(b_hit[i], b_sum[i + 1], 0)
+                                             for i in range(per_group))),
+                         self.in_bin.eq(_or_all(Mux(b_hit[i], b_count[i], 0)
                                                 for i in range(per_group)))]
         return m
 
@@ -679,9 +726,23 @@ def exact_bits(n: int) -> int:
     return n.bit_length() - 1
 
 
-def _sum_tree(bits: list[Value]) -> Value:
-    """Sum of one-bit values as a balanced adder tree."""
-    values = [Value.cast(b) for b in bits]
+def popcount(bits: list[Value]) -> Value:
+    """Set bits among one-bit values: each group of up to four counted by logic of its four
+    inputs (one LUT4 level per sum bit on ECP5, no carry chain), then a balanced adder tree
+    of the partial counts."""
+    bits = [Value.cast(b) for b in bits]
+    parts = []
+    for j in range(0, len(bits), 4):
+        a, b, c, d = (bits[j:j + 4] + [Const(0, 1)] * 3)[:4]
+        all4 = a & b & c & d
+        two = ((a & b) | (a & c) | (a & d) | (b & c) | (b & d) | (c & d)) & ~all4
+        parts.append(Cat(a ^ b ^ c ^ d, two, all4))
+    return _sum_tree(parts)
+
+
+def _sum_tree(values: list[Value]) -> Value:
+    """Sum of values as a balanced adder tree."""
+    values = [Value.cast(b) for b in values]
     while len(values) > 1:
         values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
                   for i in range(0, len(values), 2)]

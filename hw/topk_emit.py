@@ -28,14 +28,16 @@ from .topk_blocks import (
     Packer,
     TieFilter,
     buffer_addr_width,
-    lane_mask,
     slot_address,
+)
+from .topk_blocks import (
+    last_row as packet_last_row,
 )
 
 __all__ = ["TopKEmit", "FIFO_DEPTH"]
 
-#: Output FIFO entries.
-FIFO_DEPTH = 8
+#: Output FIFO entries (16: one LUT RAM's depth on ECP5).
+FIFO_DEPTH = 16
 
 
 class TopKEmit(wiring.Component):
@@ -49,8 +51,8 @@ class TopKEmit(wiring.Component):
     Members
     -------
     results : ``In(stream.Signature(topk_result_layout(W, N, signed)))``
-        One per packet, in packet order. Read when Emit starts the packet; taken
-        (``ready`` for one cycle) when its last beat enters the output FIFO.
+        One per packet, in packet order; taken (``ready`` for one cycle) when Emit starts
+        the packet: idle, or in the cycle the previous packet's last beat enters the FIFO.
     packet_r : ``In(ReadPort.Signature(...))``
         Read port of the packet buffers (:func:`~psa.hw.topk_blocks.buffer_memory`,
         :data:`~psa.hw.topk_blocks.PACKET_SLOTS` slots of ``ceil(N/P)`` rows): one row per
@@ -58,7 +60,8 @@ class TopKEmit(wiring.Component):
     o_stream : ``Out(stream.Signature(topk_out_layout(P, W, N, signed)))``
         The engine's output stream (contract: :class:`psa.hw.topk.TopKEngine`).
     packet_done : ``Out(1)``
-        One-cycle pulse with the ``results`` transfer: the packet's buffer is free.
+        One-cycle pulse when the packet's last beat enters the output FIFO: its buffer is
+        free.
     """
 
     def __init__(self, lanes: int, width: int, max_n: int, signed: bool):
@@ -86,45 +89,61 @@ class TopKEmit(wiring.Component):
                      self.o_stream.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o_stream.ready)]
         # Room for the rows that still reach the FIFO once the read pipeline holds: the
-        # packer's two stages, its output and the row entering it.
-        room = fifo.w_level <= FIFO_DEPTH - 4
+        # packer's three stages, its output and the row entering it. A register (it enables
+        # the whole read pipeline), so it reads the level of the cycle before, which may have
+        # grown by one since.
+        room = Signal()
+        m.d.sync += room.eq(fifo.w_level <= FIFO_DEPTH - 6)
 
         # The packet being emitted, copied from its result when Emit starts it.
         result = self.results.payload
         packet_slot = Signal(range(PACKET_SLOTS))
         mode = Signal(EmitMode)
         threshold = Signal(vshape)
-        need, n_keep = Signal(range(n_max + 1)), Signal(range(n_max + 1))
+        n_keep = Signal(range(n_max + 1))
         last_row, last_row_mask = Signal(range(rows)), Signal(p)
         row = Signal(range(rows + 1))               # next row to address
-        ties_seen = Signal(range(n_max + 1))        # elements == threshold in the rows filtered
+        ties_left = Signal(range(n_max + 1))        # elements == threshold still to keep
+        budget = Signal(range(p + 1))               # min(ties_left, P)
         n_sent = Signal(range(n_max + 1))           # elements packed into beats so far
         flush, send_empty = Signal(), Signal()
 
         # The row the memory returns this cycle (addressed in the previous one that had room),
-        # then two registers: the row (E1), the row with its keep mask (E2, the packer's
-        # input). All three hold while the FIFO has no room.
+        # then three registers: the row (E1), the row with its lanes' comparisons with the
+        # threshold (E1b), the row with its keep mask (E2, the packer's input). All hold while
+        # the FIFO has no room.
         read_valid, read_row, read_mask = Signal(), Signal(range(rows)), Signal(p)
         m.d.comb += [self.packet_r.addr.eq(slot_address(packet_slot, row, rows, PACKET_SLOTS)),
                      self.packet_r.en.eq(room)]
         row_layout = data.ArrayLayout(vshape, p)
         e1_valid, e1_row, e1_mask = Signal(), Signal(range(rows)), Signal(p)
         e1_data = Signal(row_layout)
+        e1b_valid, e1b_row, e1b_above, e1b_tie = Signal(), Signal(range(rows)), Signal(p), \
+            Signal(p)
+        e1b_data = Signal(row_layout)
         e2_valid, e2_row, e2_keep = Signal(), Signal(range(rows)), Signal(p)
         e2_data = Signal(row_layout)
+        keep_all = Signal()
         with m.If(room):
             m.d.sync += [e1_valid.eq(read_valid), e1_row.eq(read_row), e1_mask.eq(read_mask),
                          e1_data.eq(self.packet_r.data),
-                         e2_valid.eq(e1_valid), e2_row.eq(e1_row), e2_data.eq(e1_data)]
+                         e1b_valid.eq(e1_valid), e1b_row.eq(e1_row), e1b_data.eq(e1_data),
+                         e2_valid.eq(e1b_valid), e2_row.eq(e1b_row), e2_data.eq(e1b_data)]
+            m.d.sync += [e1b_above[i].eq(e1_valid & e1_mask[i]
+                                         & (keep_all | (e1_data[i] > threshold)))
+                         for i in range(p)]
+            m.d.sync += [e1b_tie[i].eq(e1_valid & e1_mask[i] & (e1_data[i] == threshold))
+                         for i in range(p)]
 
-        m.submodules.filter = filt = TieFilter(p, vshape, n_max)
-        m.d.comb += [filt.i_data.eq(e1_data), filt.i_mask.eq(e1_mask),
-                     filt.threshold.eq(threshold), filt.need.eq(need),
-                     filt.ties_before.eq(ties_seen), filt.keep_all.eq(mode == EmitMode.ALL)]
+        m.submodules.filter = filt = TieFilter(p)
+        m.d.comb += [filt.i_above.eq(e1b_above), filt.i_tie.eq(e1b_tie),
+                     filt.budget.eq(budget)]
         with m.If(room):
-            m.d.sync += e2_keep.eq(Mux(e1_valid, filt.keep, 0))
-        with m.If(e1_valid & room):
-            m.d.sync += ties_seen.eq(ties_seen + filt.ties)
+            m.d.sync += e2_keep.eq(filt.keep)
+        left = Signal.like(ties_left)
+        m.d.comb += left.eq(Mux(ties_left > filt.ties, ties_left - filt.ties, 0))
+        with m.If(e1b_valid & room):
+            m.d.sync += [ties_left.eq(left), budget.eq(Mux(left > p, p, left))]
         m.submodules.out_packer = packer = Packer(
             p, topk_lane_layout(self._width, n_max, self._signed))
         for j in range(p):
@@ -143,28 +162,32 @@ class TopKEmit(wiring.Component):
         with m.If(packer.o_valid):
             m.d.sync += n_sent.eq(n_sent + packer.o_count)
 
-        def packet_done():
-            m.d.comb += [self.results.ready.eq(1), self.packet_done.eq(1)]
+        def start_packet():
+            """Take the next result, if any, and start its packet in the next cycle."""
             m.next = "IDLE"
+            with m.If(self.results.valid):
+                last_of_n = packet_last_row(result.n, p)
+                m.d.comb += self.results.ready.eq(1)
+                m.d.sync += [packet_slot.eq(result.packet_slot), mode.eq(result.mode),
+                             threshold.eq(result.threshold), ties_left.eq(result.need),
+                             budget.eq(Mux(result.need > p, p, result.need)),
+                             keep_all.eq(result.mode == EmitMode.ALL),
+                             n_keep.eq(result.n_keep),
+                             row.eq(0), last_row.eq(last_of_n[0]),
+                             last_row_mask.eq(last_of_n[1]),
+                             n_sent.eq(0)]
+                with m.If(result.mode == EmitMode.NONE):
+                    m.next = "EMPTY"
+                with m.Else():
+                    m.next = "SCAN"
 
         with m.FSM(name="emit"):
             with m.State("IDLE"):
-                with m.If(self.results.valid):
-                    n = result.n
-                    m.d.sync += [packet_slot.eq(result.packet_slot), mode.eq(result.mode),
-                                 threshold.eq(result.threshold), need.eq(result.need),
-                                 n_keep.eq(result.n_keep),
-                                 row.eq(0), last_row.eq((n - 1) >> lane_bits),
-                                 last_row_mask.eq(lane_mask(((n - 1) & (p - 1)) + 1, p)),
-                                 ties_seen.eq(0), n_sent.eq(0)]
-                    with m.If(result.mode == EmitMode.NONE):
-                        m.next = "EMPTY"
-                    with m.Else():
-                        m.next = "SCAN"
+                start_packet()
             with m.State("EMPTY"):
                 with m.If(room):
-                    m.d.comb += send_empty.eq(1)
-                    packet_done()
+                    m.d.comb += [send_empty.eq(1), self.packet_done.eq(1)]
+                    m.next = "IDLE"
             with m.State("SCAN"):
                 with m.If(room):
                     m.d.sync += [read_valid.eq(1), read_row.eq(row), row.eq(row + 1),
@@ -177,6 +200,9 @@ class TopKEmit(wiring.Component):
                     m.next = "PIPE1"
             with m.State("PIPE1"):         # E1 holds it
                 with m.If(room):
+                    m.next = "PIPE1B"
+            with m.State("PIPE1B"):        # E1b holds it
+                with m.If(room):
                     m.next = "PIPE2"
             with m.State("PIPE2"):         # E2 holds it: it enters the packer
                 with m.If(room):
@@ -186,7 +212,10 @@ class TopKEmit(wiring.Component):
                     m.d.comb += flush.eq(1)
                     m.next = "DRAIN"
             with m.State("DRAIN"):      # the packer's first stage holds the flush
+                m.next = "DRAIN2"
+            with m.State("DRAIN2"):     # its second stage
                 m.next = "DRAIN_LAST"
             with m.State("DRAIN_LAST"):  # the last row enters the FIFO this cycle
-                packet_done()
+                m.d.comb += self.packet_done.eq(1)
+                start_packet()
         return m

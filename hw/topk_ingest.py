@@ -10,10 +10,11 @@ that share it and how many do. Cycle model: docs/topk.md.
 
 from __future__ import annotations
 
-from amaranth.hdl import Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Array, Elaboratable, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from .layouts import topk_in_signature, value_shape
 from .topk_blocks import (
@@ -28,7 +29,10 @@ from .topk_blocks import (
     sort_key,
 )
 
-__all__ = ["TopKIngest", "topk_scan_job_layout"]
+__all__ = ["TopKIngest", "topk_scan_job_layout", "JOB_QUEUE"]
+
+#: Jobs Ingest queues for Select.
+JOB_QUEUE = 2
 
 
 def topk_scan_job_layout(width: int, max_n: int) -> data.StructLayout:
@@ -64,8 +68,8 @@ class TopKIngest(wiring.Component):
         ``ceil(N/P)`` dense rows), used in turn.
     jobs : ``Out(stream.Signature(topk_scan_job_layout(W, N)))``
         One per packet, valid from the cycle after its buffer is complete and its top digit
-        decided; a one-entry register, so Ingest waits (after the packet's last beat) while
-        Select has not taken the previous job.
+        decided; a queue of :data:`JOB_QUEUE` registers, so Ingest waits (after the packet's
+        last beat) while Select has not taken the earlier jobs.
     packet_free : ``In(1)``
         One-cycle pulse: Emit is done with a packet buffer.
     """
@@ -99,25 +103,32 @@ class TopKIngest(wiring.Component):
         can_start = stored < PACKET_SLOTS
 
         beat = self.i_stream.payload
+        # Elements of the packet so far and the room left (n_max - n), both registers, both
+        # back at 0 and n_max from the commit on: the accounting of a beat is one small
+        # compare against the room (only when less than a beat's worth is left) and two
+        # adders, with no multiplexer on the packet's start in front.
         n, k = Signal(count_shape), Signal(count_shape)
+        space = Signal(count_shape, init=n_max)
         overflowed = Signal()
         idle = Signal()
         accept = self.i_stream.valid & self.i_stream.ready
         first = accept & idle
-        n_before = Mux(idle, 0, n)
         beat_count = Mux(beat.count > p, p, beat.count)
-        space = n_max - n_before
+        lane_bits = exact_log2(p)
+        roomy = space[lane_bits:].any()                 # space >= P: every lane fits
+        space_low = space[:lane_bits + 1]
+        short = ~roomy & (beat_count > space_low)       # the beat crosses N
         taken = Signal(range(p + 1))   # elements of this beat that fit in the packet
-        m.d.comb += taken.eq(Mux(beat_count > space, space, beat_count))
+        m.d.comb += taken.eq(Mux(short, space_low, beat_count))
 
         # Stage 1 registers the beat: the histogram counts it, stage 2 packs it.
         s1_data, s1_mask, s1_valid, s1_first = Signal(row), Signal(p), Signal(), Signal()
-        m.d.sync += [s1_valid.eq(accept), s1_first.eq(first)]
+        m.d.sync += [s1_valid.eq(accept), s1_first.eq(first), s1_data.eq(beat.data),
+                     s1_mask.eq(lane_mask(taken, p))]
         with m.If(accept):
-            m.d.sync += [s1_data.eq(beat.data), s1_mask.eq(lane_mask(taken, p)),
-                         n.eq(n_before + taken)]
+            m.d.sync += [n.eq(n + taken), space.eq(space - taken)]
         m.d.sync += self.overflow.eq(0)
-        with m.If(accept & (beat_count > space) & ~(overflowed & ~idle)):
+        with m.If(accept & short & ~(overflowed & ~idle)):
             m.d.sync += [self.overflow.eq(1), overflowed.eq(1)]
         with m.If(first):
             m.d.sync += [k.eq(beat.k), overflowed.eq(0)]
@@ -146,11 +157,20 @@ class TopKIngest(wiring.Component):
         m.d.comb += [pick.count.eq(hist.count), pick.group.eq(hist.group),
                      pick.target.eq(n_keep)]
 
-        job = self.jobs.payload
-        job_full = Signal()
-        m.d.comb += self.jobs.valid.eq(job_full)
-        with m.If(self.jobs.ready):
-            m.d.sync += job_full.eq(0)
+        # Jobs wait in a queue of two registers: Ingest commits while fewer than two wait, so
+        # no path runs from Select's take of a job into Ingest's commit.
+        job_layout = topk_scan_job_layout(w, n_max)
+        queue = Array(Signal(job_layout, name=f"job{i}") for i in range(JOB_QUEUE))
+        queued = Signal(range(JOB_QUEUE + 1))
+        head, tail = Signal(range(JOB_QUEUE)), Signal(range(JOB_QUEUE))
+        job = Signal(job_layout)
+        job_taken = self.jobs.valid & self.jobs.ready
+        m.d.comb += [self.jobs.valid.eq(queued != 0), self.jobs.payload.eq(queue[head])]
+        m.d.sync += queued.eq(queued + commit - job_taken)
+        with m.If(job_taken):
+            m.d.sync += head.eq(head + 1)
+        with m.If(commit):
+            m.d.sync += [queue[tail].eq(job), tail.eq(tail + 1)]
 
         with m.FSM(name="ingest"):
             with m.State("IDLE"):
@@ -174,14 +194,14 @@ class TopKIngest(wiring.Component):
             with m.State("PICK"):       # the packer's rows are written; the bin is picked
                 with m.If(pick.done):
                     m.next = "COMMIT"
-            with m.State("COMMIT"):     # hand the job on once Select took the previous one
-                with m.If(~job_full | self.jobs.ready):
+            with m.State("COMMIT"):     # queue the job once there is room
+                m.d.comb += [job.packet_slot.eq(packet_slot), job.n.eq(n),
+                             job.n_keep.eq(n_keep), job.prefix.eq((pick.bin << lo)[:w]),
+                             job.rank.eq(pick.rank), job.cands.eq(pick.in_bin)]
+                with m.If(queued != JOB_QUEUE):
                     m.d.comb += commit.eq(1)
-                    m.d.sync += [job_full.eq(1), job.packet_slot.eq(packet_slot), job.n.eq(n),
-                                 job.n_keep.eq(n_keep),
-                                 job.prefix.eq((pick.bin << lo)[:w]),
-                                 job.rank.eq(n_keep - pick.above), job.cands.eq(pick.in_bin),
-                                 packet_slot.eq(Mux(packet_slot == PACKET_SLOTS - 1, 0,
-                                                    packet_slot + 1))]
+                    m.d.sync += [packet_slot.eq(Mux(packet_slot == PACKET_SLOTS - 1, 0,
+                                                    packet_slot + 1)),
+                                 n.eq(0), space.eq(n_max)]
                     m.next = "IDLE"
         return m

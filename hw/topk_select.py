@@ -25,7 +25,6 @@ from amaranth.hdl import Array, Elaboratable, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import exact_log2
 
 from .layouts import EmitMode, topk_result_layout, value_shape
 from .topk_blocks import (
@@ -37,7 +36,7 @@ from .topk_blocks import (
     buffer_addr_width,
     buffer_memory,
     digit_plan,
-    lane_mask,
+    last_row,
     slot_address,
     sort_key,
 )
@@ -87,7 +86,6 @@ class TopKSelect(wiring.Component):
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
         p, w, n_max, rows, sg = self._lanes, self._width, self._max_n, self._rows, self._signed
-        lane_bits = exact_log2(p)
         vshape = value_shape(w, sg)
         row = data.ArrayLayout(vshape, p)
         count_shape = range(n_max + 1)
@@ -98,15 +96,17 @@ class TopKSelect(wiring.Component):
         def key(value):
             return sort_key(value, w, sg)
 
-        def rows_of(count):
-            return (count + (p - 1)) >> lane_bits
-
         def last_lanes(count):
-            return lane_mask(((count - 1) & (p - 1)) + 1, p)
+            return last_row(count, p)[1]
 
-        def pipeline(name, port_data, start_row, n_rows, count, match):
-            """Address rows ``0..n_rows-1`` from ``start_row`` (high one cycle); returns the
-            row address, ``busy`` and the registered, filtered rows three cycles later."""
+        def last_row_of(count):
+            return last_row(count, p)[0]
+
+        def pipeline(name, port_data, start_row, last_row, last_mask, match):
+            """Address rows ``0..last_row`` from ``start_row`` (high one cycle; ``last_row``
+            and ``last_mask``, the valid lanes of the last row, are registers set by then);
+            returns the row address, ``busy`` and the registered, filtered rows three cycles
+            later."""
             addr = Signal(range(rows + 1), name=f"{name}_addr")
             busy = Signal(name=f"{name}_busy")
             first = Signal(name=f"{name}_first")
@@ -116,16 +116,16 @@ class TopKSelect(wiring.Component):
                 m.d.sync += [addr.eq(0), busy.eq(1), first.eq(1)]
             with m.Elif(busy):
                 m.d.sync += [addr.eq(addr + 1), first.eq(0)]
-                with m.If(addr == n_rows - 1):
+                with m.If(addr == last_row):
                     m.d.sync += busy.eq(0)
-            m.d.sync += [a_valid.eq(busy), a_last.eq(busy & (addr == n_rows - 1)),
+            m.d.sync += [a_valid.eq(busy), a_last.eq(busy & (addr == last_row)),
                          a_first.eq(busy & first)]
             r_data = Signal(row, name=f"{name}_r_data")
             r_valid, r_last, r_first = Signal(name=f"{name}_r_valid"), \
                 Signal(name=f"{name}_r_last"), Signal(name=f"{name}_r_first")
             m.d.sync += [r_data.eq(port_data), r_valid.eq(a_valid), r_last.eq(a_last),
                          r_first.eq(a_first)]
-            lanes_ok = Mux(r_last, last_lanes(count), (1 << p) - 1)
+            lanes_ok = Mux(r_last, last_mask, (1 << p) - 1)
             q_data, q_mask = Signal(row, name=f"{name}_q_data"), Signal(p, name=f"{name}_q_mask")
             q_valid, q_first = Signal(name=f"{name}_q_valid"), Signal(name=f"{name}_q_first")
             m.d.sync += [q_data.eq(r_data), q_valid.eq(r_valid), q_first.eq(r_first)]
@@ -165,7 +165,8 @@ class TopKSelect(wiring.Component):
         f_n, f_keep = Signal(count_shape), Signal(count_shape)
         f_mode = Signal(EmitMode)
         f_prefix, f_rank = Signal(w), Signal(count_shape)
-        f_cands = Signal(count_shape)   # elements in the scratch slot
+        # The last row of the scratch slot's elements and its valid lanes.
+        f_last_row, f_last_mask = Signal(range(rows)), Signal(p)
         f_scratch = Signal(range(SCRATCH_SLOTS))
         f_done = Signal()               # the finisher pushes the packet's result
 
@@ -174,6 +175,7 @@ class TopKSelect(wiring.Component):
         s_slot = Signal(range(PACKET_SLOTS))
         s_n, s_keep = Signal(count_shape), Signal(count_shape)
         s_prefix, s_rank = Signal(w), Signal(count_shape)
+        s_last_row, s_last_mask = Signal(range(rows)), Signal(p)
         s_scratch = Signal(range(SCRATCH_SLOTS))    # the scratch slot the scan writes
         s_start, s_flush = Signal(), Signal()
         s_commit = Signal()
@@ -183,7 +185,8 @@ class TopKSelect(wiring.Component):
             m.d.comb += s_commit.eq(1)
             m.d.sync += [f_full.eq(1), f_slot.eq(s_slot), f_n.eq(s_n), f_keep.eq(s_keep),
                          f_mode.eq(mode), f_prefix.eq(prefix), f_rank.eq(rank),
-                         f_cands.eq(cands), f_scratch.eq(s_scratch)]
+                         f_scratch.eq(s_scratch),
+                         f_last_row.eq(last_row_of(cands)), f_last_mask.eq(last_lanes(cands))]
 
         with m.If(f_done & ~s_commit):
             m.d.sync += f_full.eq(0)
@@ -192,7 +195,7 @@ class TopKSelect(wiring.Component):
             lo1, bits1 = digits[1]
             m.submodules.scratch = scratch = buffer_memory(row, rows, SCRATCH_SLOTS)
             s_addr, s_busy, sq_data, sq_mask, sq_valid, sq_first = pipeline(
-                "scan", self.packet_r.data, s_start, rows_of(s_n), s_n,
+                "scan", self.packet_r.data, s_start, s_last_row, s_last_mask,
                 lambda v: key(v)[lo0:] == s_prefix[lo0:])
             m.d.comb += self.packet_r.addr.eq(slot_address(s_slot, s_addr, rows, PACKET_SLOTS))
             m.submodules.scan_hist = s_hist = DigitHistogram(p, bits1, n_max)
@@ -218,7 +221,8 @@ class TopKSelect(wiring.Component):
             with m.If(self.jobs.valid):
                 m.d.comb += self.jobs.ready.eq(1)
                 m.d.sync += [s_slot.eq(job.packet_slot), s_n.eq(job.n), s_keep.eq(job.n_keep),
-                             s_prefix.eq(job.prefix), s_rank.eq(job.rank)]
+                             s_prefix.eq(job.prefix), s_rank.eq(job.rank),
+                             s_last_row.eq(last_row_of(job.n)), s_last_mask.eq(last_lanes(job.n))]
                 if n_digits >= 2:
                     with m.If((job.n_keep != 0) & (job.n_keep != job.n)):
                         m.d.comb += s_start.eq(1)
@@ -231,7 +235,7 @@ class TopKSelect(wiring.Component):
 
         def scanned():
             hand_off(EmitMode.THRESHOLD, s_prefix | (s_pick.bin << lo1)[:w],
-                     s_rank - s_pick.above, writer.count)
+                     s_pick.rank, writer.count)
             m.d.sync += s_scratch.eq(s_scratch + 1)
             m.next = "IDLE"
             take_job()
@@ -282,7 +286,7 @@ class TopKSelect(wiring.Component):
             fi_digit = Signal(range(n_digits))
             rp = scratch.read_port()
             f_addr, f_busy, fq_data, fq_mask, fq_valid, fq_first = pipeline(
-                "finish", rp.data, fi_start, rows_of(f_cands), f_cands,
+                "finish", rp.data, fi_start, f_last_row, f_last_mask,
                 lambda v: Array(key(v)[digits[j - 1][0]:lo0] == fi_prefix[digits[j - 1][0]:lo0]
                                 for j in range(2, n_digits))[fi_digit - 2])
             m.d.comb += rp.addr.eq(slot_address(f_scratch, f_addr, rows, SCRATCH_SLOTS))
@@ -322,7 +326,7 @@ class TopKSelect(wiring.Component):
             with m.State("PICK"):
                 with m.If(f_pick.done):
                     new_prefix = fi_prefix | (f_pick.bin << digit_lo)[:w]
-                    new_rank = fi_rank - f_pick.above
+                    new_rank = f_pick.rank
                     with m.If(fi_digit == n_digits - 1):
                         push(new_prefix, new_rank)
                         m.next = "IDLE"

@@ -57,8 +57,8 @@ def test_compactor_packs_masked_lanes_in_order(lanes, seed):
 @pytest.mark.parametrize("lanes,seed", [(1, 5), (2, 18), (4, 6), (8, 7)])
 def test_packer_emits_dense_rows_and_flushes_residue(lanes, seed):
     """Random masks over many beats: the rows out, concatenated, are the masked lanes in
-    order; every row but the flushed one is full, and each row shows exactly two cycles after
-    the beat (or flush) that completed it."""
+    order; every row but the flushed one is full, and each row shows exactly three cycles
+    after the beat (or flush) that completed it."""
     rng = random.Random(seed)
     dut = Packer(lanes, unsigned(8))
 
@@ -69,18 +69,18 @@ def test_packer_emits_dense_rows_and_flushes_residue(lanes, seed):
             await ctx.tick()
             ctx.set(dut.clear, 0)
             beats = rng.randint(0, 12)
-            for cycle in range(beats + 4):
+            for cycle in range(beats + 5):
                 if cycle < beats:
                     data = rand_row(rng, lanes, 0, 255)
                     mask = rng.getrandbits(lanes)
                     kept = [d for j, d in enumerate(data) if mask >> j & 1]
                     full_rows = (len(want) + len(kept)) // lanes - len(want) // lanes
-                    due_at += [cycle + 2] * full_rows
+                    due_at += [cycle + 3] * full_rows
                     want += kept
                     ctx.set(dut.i_data, data)
                     ctx.set(dut.i_mask, mask)
                 elif cycle == beats and len(want) % lanes:
-                    due_at.append(cycle + 2)
+                    due_at.append(cycle + 3)
                 ctx.set(dut.i_valid, cycle < beats)
                 ctx.set(dut.i_flush, cycle == beats)
                 valid, count, row = ctx.get(dut.o_valid), ctx.get(dut.o_count), \
@@ -181,8 +181,10 @@ def test_partition_buckets_follow_value_order(pivots, is_signed, seed):
 
 
 def test_tie_filter_keeps_greater_and_first_ties():
+    """The engine's use: lanes above the threshold kept, ties while the budget of ties still
+    to keep (``need`` less the ties of earlier rows, clamped to the lanes) lasts."""
     lanes, rng = 8, random.Random(11)
-    dut = TieFilter(lanes, unsigned(3), 64)
+    dut = TieFilter(lanes)
 
     async def bench(ctx):
         for trial in range(100):
@@ -192,12 +194,12 @@ def test_tie_filter_keeps_greater_and_first_ties():
             if trial % 7 == 3:      # the ends of the counters' ranges (max_n = 64)
                 need, before = rng.choice([(64, 60), (64, 64), (0, 64), (63, 59)])
             keep_all = trial % 10 == 0
-            ctx.set(dut.i_data, data)
-            ctx.set(dut.i_mask, mask)
-            ctx.set(dut.threshold, t)
-            ctx.set(dut.need, need)
-            ctx.set(dut.ties_before, before)
-            ctx.set(dut.keep_all, keep_all)
+            above = sum(1 << j for j, v in enumerate(data)
+                        if mask >> j & 1 and (keep_all or v > t))
+            tie = sum(1 << j for j, v in enumerate(data) if mask >> j & 1 and v == t)
+            ctx.set(dut.i_above, above)
+            ctx.set(dut.i_tie, tie)
+            ctx.set(dut.budget, min(max(need - before, 0), lanes))
             await ctx.delay(1e-9)
             want, seen = 0, before
             for j, v in enumerate(data):
