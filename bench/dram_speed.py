@@ -15,8 +15,10 @@ trace, one after the other on the same machine:
 
 Every tool is run once on a small trace first (compiled caches loaded, so the timed runs are
 warm). Reported: wall time, CPU time (user + sys of the process and its children), peak RSS,
-requests/s of wall time and the ratios. ``--first-run`` also times a cold first ``psa dram``
-(empty numba cache) and the next, warm one. ``--big N`` instead times one run of an N-request
+requests/s of wall time and the ratios, and whether issue 21's floors hold (whole process >= 2x
+Ramulator 2.1's requests/s, >= 4x the base commit's, on every row). ``--first-run`` also times a
+cold first ``psa dram`` (empty kernel cache: it compiles the C++ controller loop) and the next,
+warm one. ``--big N`` instead times one run of an N-request
 random ``.npy`` trace on a multi-channel HBM stack with ``--jobs`` processes (peak RSS of every
 process).
 
@@ -216,11 +218,11 @@ def _line(row: dict) -> str:
 
 
 def first_run(args, console: Console) -> dict:
-    """A cold first ``psa dram`` (empty numba cache directory), then a warm one."""
+    """A cold first ``psa dram`` (empty kernel cache folder), then a warm one."""
     work = Path(tempfile.mkdtemp(prefix="dram-first-"))
     trace = work / "t.trace"
     write_text(trace, make_addresses("random", 200_000, 1 << 30))
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(work / "numba-cache")}
+    env = {**os.environ, "PSA_CACHE_DIR": str(work / "kernel-cache")}
     cold = timed(psa_cmd(trace, "ddr4-2400", work / "o.json"), env=env)
     warm = timed(psa_cmd(trace, "ddr4-2400", work / "o.json"), env=env)
     shutil.rmtree(work, ignore_errors=True)
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ramulator", default=None,
                     help="Ramulator 2.1 checkout (holding python/ramulator with its module).")
     ap.add_argument("--first-run", action="store_true",
-                    help="Also time a cold first run (empty numba cache) and a warm one.")
+                    help="Also time a cold first run (empty kernel cache) and a warm one.")
     ap.add_argument("--big", type=int, default=0,
                     help="Only time one run of this many random requests (.npy trace).")
     ap.add_argument("--big-preset", default="hbm3")
@@ -319,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.first_run:
             result.update(first_run(args, console))
         out = args.out or ROOT / "bench" / "results" / "dram_speed.json"
+        result["floors"] = floors(result["results"])
         console.print(table(result))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({**meta, **result}, indent=2) + "\n")
@@ -336,7 +339,7 @@ def table(result: dict) -> Table:
     if has_jobs:
         cols += ["psa .npy --jobs"]
     if has_base:
-        cols += ["base", "x base"]
+        cols += ["base", "x base (text)", "x base (.npy)"]
     if has_ram:
         cols += ["Ramulator", "x Ramulator"]
     for c in cols:
@@ -353,15 +356,35 @@ def table(result: dict) -> Table:
         if has_base:
             b = r.get("base")
             cells += [f"{b['wall_s']:.2f} s" if b else "-",
-                      f"{b['wall_s'] / r['psa']['wall_s']:.2f}x" if b else "-"]
+                      f"{b['wall_s'] / r['psa']['wall_s']:.2f}x" if b else "-",
+                      f"{b['wall_s'] / r['psa_npy']['wall_s']:.2f}x" if b else "-"]
         if has_ram:
             m = r.get("ramulator")
             cells += [f"{m['wall_s']:.2f} s" if m else "-",
                       f"{m['wall_s'] / best:.2f}x" if m else "-"]
         t.add_row(*cells)
+    notes = [f"floors: {floors(rows)}"]
     if not has_ram:
-        t.caption = f"Ramulator 2.1: not run ({result.get('ramulator_note')})"
+        notes.append(f"Ramulator 2.1: not run ({result.get('ramulator_note')})")
+    t.caption = "; ".join(notes)
     return t
+
+
+def floors(rows: list[dict]) -> str:
+    """Issue 21's floors over the rows: whole-process requests/s >= 2x Ramulator 2.1's (our
+    faster input format) and >= 4x the base commit's (the same text trace, and .npy)."""
+    out = []
+    ram = [m["wall_s"] / min(r["psa"]["wall_s"], r["psa_npy"]["wall_s"])
+           for r in rows if (m := r.get("ramulator"))]
+    if ram:
+        ok = "met" if min(ram) >= 2 else "NOT met"
+        out.append(f"x Ramulator min {min(ram):.2f} (>= 2: {ok})")
+    for k, what in (("psa", "text"), ("psa_npy", ".npy")):
+        base = [b["wall_s"] / r[k]["wall_s"] for r in rows if (b := r.get("base"))]
+        if base:
+            out.append(f"x base ({what}) min {min(base):.2f} "
+                       f"(>= 4: {'met' if min(base) >= 4 else 'NOT met'})")
+    return ", ".join(out) or "no comparison run"
 
 
 if __name__ == "__main__":

@@ -172,38 +172,51 @@ void pick(Ctx& x, i64 now, i64 ch, i64 qk, i64 qlen, i64 slot) {
     i64 wake = INF;
     i64* ids = QROW(ch, qk);
     i64* ready = QROW(ch, QS_T + qk);
-    for (i64 j = 0; j < qlen; ++j) {
-        i64 t = ready[j];
-        if (t > now) {  // cached lower bound still in the future: not ready
-            if (t < wake) wake = t;
-            continue;
+    // Slots whose cached lower bound is still in the future are not ready: they only bound
+    // the wake-up. One branch-free pass takes their minimum and marks the others (64 slots at
+    // a time), which are then visited in queue order. (Entries past a chosen one may lower
+    // `wake` here where a scan stopping at the choice would not; `wake` only matters when
+    // nothing is chosen, and then every entry is visited either way.)
+    for (i64 base = 0; base < qlen; base += 64) {
+        const i64 m = qlen - base < 64 ? qlen - base : 64;
+        uint64_t mask = 0;
+        for (i64 k = 0; k < m; ++k) {
+            const i64 t = ready[base + k];
+            const bool le = t <= now;
+            mask |= (uint64_t)le << k;
+            const i64 u = le ? INF : t;
+            wake = u < wake ? u : wake;
         }
-        i64 b = ids[j];
-        if (REQ(b, Q_ACTIVATED)) {
-            ready[j] = INF;  // served from the active set
-            continue;
-        }
-        if (policy == CLASSIC && RANK(REQ(b, Q_FR), R_REF_PENDING) > 0) continue;
-        i64 cmd = next_command(x, b);
-        t = ready_at(x, cmd, ch, REQ(b, Q_FR), REQ(b, Q_FG), REQ(b, Q_FB));
-        ready[j] = t;
-        if (cmd == PRE && BANK(REQ(b, Q_FB), B_ACTIVATED) > 0) continue;
-        bool column = cmd == RD || cmd == WR;
-        if ((slot == SLOT_COL && !column) || (slot == SLOT_ROW && column)) continue;
-        if (t > now) {
-            if (t < wake) wake = t;
-            continue;
-        }
-        if (column && best_hit < 0) {
-            best_hit = j;
-            if (policy == CLASSIC) break;
-        }
-        if (best_any < 0) {
-            best_any = j;
-            best_any_cmd = cmd;
-            if (policy == RAMULATOR) break;
+        for (; mask; mask &= mask - 1) {
+            const i64 j = base + __builtin_ctzll(mask);
+            const i64 b = ids[j];
+            if (REQ(b, Q_ACTIVATED)) {
+                ready[j] = INF;  // served from the active set
+                continue;
+            }
+            if (policy == CLASSIC && RANK(REQ(b, Q_FR), R_REF_PENDING) > 0) continue;
+            const i64 cmd = next_command(x, b);
+            const i64 t = ready_at(x, cmd, ch, REQ(b, Q_FR), REQ(b, Q_FG), REQ(b, Q_FB));
+            ready[j] = t;
+            if (cmd == PRE && BANK(REQ(b, Q_FB), B_ACTIVATED) > 0) continue;
+            const bool column = cmd == RD || cmd == WR;
+            if ((slot == SLOT_COL && !column) || (slot == SLOT_ROW && column)) continue;
+            if (t > now) {
+                if (t < wake) wake = t;
+                continue;
+            }
+            if (column && best_hit < 0) {
+                best_hit = j;
+                if (policy == CLASSIC) goto done;
+            }
+            if (best_any < 0) {
+                best_any = j;
+                best_any_cmd = cmd;
+                if (policy == RAMULATOR) goto done;
+            }
         }
     }
+done:
     x.out[2] = wake;
     if (policy == CLASSIC && best_hit >= 0) {
         x.out[0] = best_hit;
@@ -250,6 +263,7 @@ inline void dequeue(Ctx& x, i64 ch, i64 qk, i64 qlen, i64 b) {
         if (ids[j] == b) {
             remove_at(ids, qlen, j);
             remove_at(QROW(ch, QS_T + qk), qlen, j);
+            remove_at(QROW(ch, QS_B + qk), qlen, j);
             return;
         }
     }
@@ -258,13 +272,17 @@ inline void dequeue(Ctx& x, i64 ch, i64 qk, i64 qlen, i64 b) {
 // The row state of bank fb (all banks of rank fr if fb < 0) changed: drop the cached ready
 // cycles of the requests queued for it.
 inline void forget_ready(Ctx& x, i64 ch, i64 fr, i64 fb) {
+    const i64 nba = CFG(K_NBA);
     for (i64 qk = 0; qk < 2; ++qk) {
-        i64* ids = QROW(ch, qk);
+        const i64* banks = QROW(ch, QS_B + qk);
         i64* ready = QROW(ch, QS_T + qk);
         i64 n = CHAN(ch, C_RQ + qk);
-        for (i64 j = 0; j < n; ++j) {
-            i64 o = ids[j];
-            if (REQ(o, Q_FB) == fb || (fb < 0 && REQ(o, Q_FR) == fr)) ready[j] = 0;
+        if (fb >= 0) {
+            for (i64 j = 0; j < n; ++j)
+                if (banks[j] == fb) ready[j] = 0;
+        } else {  // every bank of rank fr (flat banks fr * nba ...)
+            for (i64 j = 0; j < n; ++j)
+                if (banks[j] / nba == fr) ready[j] = 0;
         }
     }
 }
@@ -360,14 +378,14 @@ void issue(Ctx& x, i64 now, i64 cmd, i64 ch, i64 fr, i64 fg, i64 fb, i64 b) {
         // cycles of the bank's requests, whose next command changed
         i64 hits = 0;
         for (i64 qk = 0; qk < 2; ++qk) {
-            i64* ids = QROW(ch, qk);
+            const i64* ids = QROW(ch, qk);
+            const i64* banks = QROW(ch, QS_B + qk);
             i64* ready = QROW(ch, QS_T + qk);
             i64 n = CHAN(ch, C_RQ + qk);
             for (i64 j = 0; j < n; ++j) {
-                i64 o = ids[j];
-                if (REQ(o, Q_FB) == fb) {
+                if (banks[j] == fb) {
                     ready[j] = 0;
-                    if (REQ(o, Q_ROW) == row) hits += 1;
+                    if (REQ(ids[j], Q_ROW) == row) hits += 1;
                 }
             }
         }
@@ -658,11 +676,12 @@ i64 psa_run(i64 stop_burst, i64 n, i64 qcap, const i64* cfg, const i64* rules, i
             i64 qk = REQ(b, Q_WR) ? QS_WRITE : QS_READ;
             i64 len = CHAN(ch, C_RQ + qk);
             if (len >= CFG(K_RQCAP + qk)) break;
+            i64 fb = REQ(b, Q_FB);
             QROW(ch, qk)[len] = b;
             QROW(ch, QS_T + qk)[len] = 0;
+            QROW(ch, QS_B + qk)[len] = fb;
             CHAN(ch, C_RQ + qk) += 1;
             CHAN(ch, C_WAKE) = 0;
-            i64 fb = REQ(b, Q_FB);
             if (BANK(fb, B_OPEN_ROW) == REQ(b, Q_ROW)) BANK(fb, B_HITS) += 1;
             REQ(b, Q_ENQ) = CFG(K_TIMED) ? REQ(b, Q_TIME) : now - ramulator;
             if (CFG(K_MAXOUT) > 0) scal[S_OUT] += 1;

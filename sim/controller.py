@@ -86,7 +86,6 @@ def _prelude() -> str:
                 if names.get(k, v) != v:
                     raise RuntimeError(f"kernel constant {k} has two values")
                 names[k] = v
-    names["N_QS"] = _state.QS_T + 2
     return "".join(f"#define {k} ({v}LL)\n" for k, v in sorted(names.items()))
 
 

@@ -47,8 +47,12 @@ C_RQ, C_WQ, C_WMODE, C_ACTL, C_CLOSE, C_WAKE = range(6)
 N_C = 6
 
 # queues: qs[ch, QS_*, slot] holds burst indices in arrival order; qs[ch, QS_T + k, slot] a
-# lower bound on the cycle the next command of read (k=0) / write (k=1) slot may issue
+# lower bound on the cycle the next command of read (k=0) / write (k=1) slot may issue, and
+# qs[ch, QS_B + k, slot] the slot's flat bank (the request's Q_FB, kept beside the queue so
+# that scans for a bank's requests read one row)
 QS_READ, QS_WRITE, QS_ACTIVE, QS_T = range(4)
+QS_B = QS_T + 2
+N_QS = QS_B + 2
 
 # per-burst table req[b, Q_*]: inputs (mapped coordinates, arrival) and results
 (Q_CH, Q_FR, Q_FG, Q_FB, Q_ROW, Q_WR, Q_TIME, Q_ACTIVATED, Q_KIND, Q_ENQ, Q_DONE, Q_CCMD, Q_CT,
@@ -103,7 +107,7 @@ class ControllerState:
     bank: np.ndarray
     rank: np.ndarray
     chan: np.ndarray
-    qs: np.ndarray  # [channel, read/write/active/read-ready/write-ready, slot]
+    qs: np.ndarray  # [channel, read/write/active/read-ready/write-ready/banks, slot]
     heap: np.ndarray  # completion times of outstanding requests (min-heap), if bounded
     scal: np.ndarray  # now, next burst, outstanding, heap size, served, log length, status,
     # last cycle with progress, loop iterations
@@ -121,7 +125,7 @@ class ControllerState:
         return cls(
             nxt=np.zeros((n_ent, N_NXT), np.int64), bank=bank, rank=rank,
             chan=np.zeros((layout.channels, N_C), np.int64),
-            qs=np.zeros((layout.channels, QS_T + 2,
+            qs=np.zeros((layout.channels, N_QS,
                          max(rq_cap, wq_cap, layout.ranks * layout.banks)), np.int64),
             heap=np.zeros(max(heap_cap, 1), np.int64), scal=np.zeros(9, np.int64),
         )
