@@ -199,7 +199,9 @@ def _base_run(trace: Path, preset: str, work: Path, env: dict) -> dict | None:
     (None if it cannot read that either)."""
     for p in (preset, str(ROOT / "sim" / "presets" / f"{preset}.toml")):
         try:
-            r = timed(psa_cmd(trace, p, work / "c.json") + MATRIX_ARGS, env=env)
+            # cwd outside the checkout: `python -c` puts the cwd first on sys.path, and this
+            # checkout's psa/ would shadow the base commit's
+            r = timed(psa_cmd(trace, p, work / "c.json") + MATRIX_ARGS, env=env, cwd=work)
         except RuntimeError:
             continue
         out = {k: r[k] for k in ("wall_s", "cpu_s", "max_rss_MiB")}

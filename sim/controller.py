@@ -33,10 +33,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +112,10 @@ def kernel_path() -> Path:
 def compile_kernel(path: Path, text: str, cxx: str, say=None) -> float:
     """Compile ``text`` into the shared library ``path`` (atomically: a temporary file is
     renamed); returns the seconds it took. ``say(msg)`` reports it (default: stderr)."""
+    import subprocess
+    import tempfile
+    import time
+
     if say is None:
         def say(msg: str) -> None:
             print(msg, file=sys.stderr, flush=True)

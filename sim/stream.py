@@ -302,21 +302,27 @@ class StreamSimulator:
             raise RuntimeError(f"DRAM model stalled at cycle {st.scal[S_NOW]} (internal error; "
                                "please report with the trace)")
         served = req[:, Q_DONE] > 0
-        self._totals.add(req[served])
+        # bursts before the first unserved one are all served: folded in as a view; only the
+        # rest (the queues and what is not admitted yet, a few served among them) is copied
+        p = n if served.all() else int(np.argmin(served))
+        self._totals.add(req[:p])
+        tail, tail_served = req[p:], served[p:]
+        if tail_served.any():
+            self._totals.add(tail[tail_served])
         if final:
             self._window = req[:0]
             return
         # renumber the unserved bursts 0.. in arrival order and point the queues at them
-        keep = ~served
-        new_index = np.cumsum(keep) - 1
+        keep = ~tail_served
+        new_index = np.cumsum(keep) - 1  # of burst p + i
         next_b = int(st.scal[S_NEXT])
         for ch in range(self._layout.channels):
             for qk, count in ((QS_READ, C_RQ), (QS_WRITE, C_WQ), (QS_ACTIVE, C_ACTL)):
                 k = int(st.chan[ch, count])
-                st.qs[ch, qk, :k] = new_index[st.qs[ch, qk, :k]]
-        st.scal[S_NEXT] = int(keep[:next_b].sum())
+                st.qs[ch, qk, :k] = new_index[st.qs[ch, qk, :k] - p]
+        st.scal[S_NEXT] = int(keep[:max(next_b - p, 0)].sum())
         st.scal[S_SERVED] = 0
-        self._window = req[keep]
+        self._window = tail[keep]
 
     def _drain(self) -> None:
         if self._finished is None:
