@@ -12,8 +12,10 @@ placement neither router finished from P = 8 on (router1 stalled, router2 kept t
 overused wires); on the static placer's, router2 still circles around a few dozen overused
 wires but router1 completes (docs/synth.md). ``--timeout`` bounds each tool run; a point whose
 routing is cut short keeps nextpnr's post-placement estimate (``fmax_placed_mhz``), cached
-for reruns with the same timeout. Results come from the synthesis cache when present, so a
-rerun after the measurements takes minutes; from scratch it takes hours on two cores.
+for reruns with the same timeout. Results come from the synthesis cache when present, and
+the cycles from ``cycles_cache.json`` beside the outputs (keyed by P, packets, seed and the
+SHA-256 of the engine's Verilog, so an RTL change measures again): a rerun after the
+measurements takes seconds per point; from scratch it takes hours on two cores.
 
 Writes ``sweep.json``, ``sweep.csv``, ``cycles_vs_luts.png``, ``fmax_vs_lanes.png`` and
 ``pareto.png`` to ``bench/results/topk_ecp5/`` (the README's plot is its ``pareto.png``).
@@ -24,14 +26,17 @@ Writes ``sweep.json``, ``sweep.csv``, ``cycles_vs_luts.png``, ``fmax_vs_lanes.pn
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from psa.flows.sweep import SweepOptions, evaluate_point, write_outputs
+from psa.flows.sweep import SweepOptions, evaluate_point, measure_cycles, write_outputs
+from psa.hw.designs import get_design
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, MAX_N = 16, 1024
@@ -43,6 +48,20 @@ TARGET_MHZ = {4: 120.0, 8: 120.0, 16: 100.0, 32: 100.0}
 #: LUT/carry slots placed, post-route Fmax (MHz).
 BEFORE = {4: (262, 7388, 5700, 16, 9794, 41.9), 8: (163, 13969, 8493, 28, 17399, 34.9),
           16: (82, 35388, 15765, 56, 47268, 27.4), 32: (51, 95383, 30456, 105, 134621, None)}
+
+
+def cached_cycles(path: Path, params: dict, options: SweepOptions) -> dict:
+    """The Verilator cycle fields of one point (:func:`psa.flows.sweep.measure_cycles`),
+    from ``path`` when the same P, packets, seed and Verilog were measured before."""
+    verilog = get_design("topk").verilog(**params)
+    key = (f"{params['lanes']}:{options.packets}:{options.seed}:"
+           f"{hashlib.sha256(verilog.encode()).hexdigest()[:20]}")
+    cache = json.loads(path.read_text()) if path.exists() else {}
+    if key not in cache:
+        cache[key] = measure_cycles("topk", params, options)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cache, indent=1))
+    return cache[key]
 
 
 def _fmt(value, spec: str = ",") -> str:
@@ -71,7 +90,13 @@ def main(argv: list[str] | None = None) -> None:
                                synth_timeout_s=args.timeout, build_root=str(args.build_root))
         with console.status(f"P = {lanes}: cycles, synthesis"
                             f"{', verification' if args.verify else ''}"):
-            row = evaluate_point("topk", params, options)
+            cycles = cached_cycles(args.out / "cycles_cache.json", params, options)
+            row = evaluate_point("topk", params, replace(options, cycles=False)) | cycles
+            if row.get("fmax_mhz"):
+                row["throughput_meps"] = lanes * row["fmax_mhz"] / row["cycles_per_beat"]
+            elif row.get("fmax_placed_mhz"):
+                row["throughput_est_meps"] = (lanes * row["fmax_placed_mhz"]
+                                              / row["cycles_per_beat"])
         rows.append(row | {"target_mhz": TARGET_MHZ[lanes]})
         console.print(f"P = {lanes}: {row['status']} in {row['elapsed_s']} s"
                       + (f" ({row['error']})" if row.get("error") else ""))
@@ -95,14 +120,19 @@ def main(argv: list[str] | None = None) -> None:
                       str(before[4] <= 83640), "-", _fmt(before[5], ".1f"), "-",
                       _fmt(meps_b, ".0f"),
                       _fmt(None if meps_b is None else 1000 * meps_b / before[4], ".1f"), "-")
-        slots, meps = r.get("placed_comb"), r.get("throughput_meps")
+        # Post-route figures; "~" marks the post-placement estimate of an unfinished route.
+        slots = r.get("placed_comb")
+        meps, mark = r.get("throughput_meps"), ""
+        if meps is None and r.get("throughput_est_meps"):
+            meps, mark = r["throughput_est_meps"], "~"
         table.add_row(str(r["lanes"]), "radix", _fmt(r.get("interval_cycles"), "g"),
                       _fmt(r.get("elements_per_cycle"), ".1f"), _fmt(r.get("lut4")),
                       _fmt(r.get("ff")), _fmt(r.get("bram")),
                       _fmt(slots), str(r.get("fits")), _fmt(r["target_mhz"], "g"),
                       _fmt(r.get("fmax_mhz"), ".1f"),
-                      _fmt(r.get("fmax_placed_mhz"), ".1f"), _fmt(meps, ".0f"),
-                      _fmt(1000 * meps / slots if meps and slots else None, ".1f"),
+                      _fmt(r.get("fmax_placed_mhz"), ".1f"),
+                      mark + _fmt(meps, ".0f"),
+                      mark + _fmt(1000 * meps / slots if meps and slots else None, ".1f"),
                       str(r.get("verified", "-")))
     console.print(table)
     console.print(f"wrote {json.dumps(files)}", highlight=False)

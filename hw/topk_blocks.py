@@ -20,6 +20,7 @@ from amaranth.hdl import (
     ShapeLike,
     Signal,
     Value,
+    signed,
     unsigned,
 )
 from amaranth.lib import data, wiring
@@ -31,7 +32,8 @@ from .params import check_int
 
 __all__ = ["Compactor", "Packer", "SideLog", "SideWriter", "Partition", "TieFilter", "RankSelect",
            "DigitHistogram", "BinSelect", "digit_plan", "sort_key", "suffix_sums",
-           "lane_mask", "last_row", "buffer_memory", "buffer_addr_width", "slot_address",
+           "lane_mask", "last_row", "block_counts", "buffer_memory", "buffer_addr_width",
+           "slot_address",
            "LUTRAM_MAX_ROWS", "LUTRAM_MAX_BITS", "PACKET_SLOTS", "SCRATCH_SLOTS", "DIGIT_BITS"]
 
 #: Packet buffers of the engine: one each being ingested, scanned, finished and emitted.
@@ -117,22 +119,34 @@ def _check_lanes(owner: str, lanes: int, limit: int = 64) -> None:
 def prefix_counts(m: Module, bits: list[Value], name: str) -> list[Value]:
     """``counts[i]`` = set bits among ``bits[0..i-1]`` (``counts[len]`` = all of them).
 
-    A Kogge-Stone scan: ``log2(n)`` adder levels deep rather than ``n``, so a row's running
-    counts do not limit the clock as the lanes grow.
+    Within each block of four lanes the counts are logic of at most four inputs (one LUT4
+    level on ECP5, no carry chain); the blocks' totals are scanned Kogge-Stone style
+    (``log2(n/4)`` adder levels) and added to them: a row's running counts do not limit the
+    clock as the lanes grow.
     """
     n = len(bits)
-    level = [Signal(1, name=f"{name}_l0_{i}") for i in range(n)]
-    m.d.comb += [level[i].eq(bits[i]) for i in range(n)]
+    bits = [Value.cast(b) for b in bits]
+    blocks = [bits[j:j + 4] for j in range(0, n, 4)]
+    # Before each block: a Kogge-Stone scan of the block totals.
+    totals = [popcount(b) for b in blocks]
+    level = [Signal(range(4 * j + 5), name=f"{name}_blk_l0_{j}") for j in range(len(blocks))]
+    m.d.comb += [level[j].eq(totals[j]) for j in range(len(blocks))]
     step, depth = 1, 0
-    while step < n:
+    while step < len(blocks):
         depth += 1
-        # Level `depth` sums at most 2**depth bits: adders no wider than that needs.
-        nxt = [Signal(range(min(2 * step, i + 1) + 1), name=f"{name}_l{depth}_{i}")
-               for i in range(n)]
-        m.d.comb += [nxt[i].eq(level[i] + level[i - step] if i >= step else level[i])
-                     for i in range(n)]
+        nxt = [Signal(range(4 * j + 5), name=f"{name}_blk_l{depth}_{j}")
+               for j in range(len(blocks))]
+        m.d.comb += [nxt[j].eq(level[j] + level[j - step] if j >= step else level[j])
+                     for j in range(len(blocks))]
         level, step = nxt, step * 2
-    return [Const(0, range(n + 1)), *level]
+    counts = [Const(0, range(n + 1))]
+    for j, block in enumerate(blocks):
+        for i in range(len(block)):
+            local = popcount(block[:i + 1])
+            total = Signal(range(n + 1), name=f"{name}_{4 * j + i + 1}")
+            m.d.comb += total.eq(local if j == 0 else level[j - 1] + local)
+            counts.append(total)
+    return counts
 
 
 class Compactor(wiring.Component):
@@ -445,36 +459,63 @@ class Partition(wiring.Component):
         return m
 
 
+def block_counts(bits: list[Value]) -> tuple[list[Value], list[Value]]:
+    """Set bits in blocks of four lanes: ``local[i]``, those below lane ``i`` in its block
+    (0..3), and ``totals[j]``, those of block ``j`` (0..4); logic of at most four inputs each
+    (one LUT4 level), so a row's comparisons and these counts fit in one register stage."""
+    bits = [Value.cast(b) for b in bits]
+    local = [popcount(bits[i - i % 4:i]) if i % 4 else Const(0, 2) for i in range(len(bits))]
+    totals = [popcount(bits[j:j + 4]) for j in range(0, len(bits), 4)]
+    return local, totals
+
+
 class TieFilter(wiring.Component):
     """Keep mask of the final pass from the lanes' comparisons with the threshold.
 
     ``i_above`` marks the lanes to keep in any case (greater than the threshold, or every lane
-    when all are kept), ``i_tie`` the lanes equal to it. A tie is kept while fewer than
-    ``budget`` ties lie below it in this row: ``budget`` is the ties still to keep after the
-    earlier rows, clamped to ``lanes`` (so that the comparison is as narrow as a lane count).
-    ``ties`` counts this row's ties. Combinational; the comparisons with the threshold are
-    the caller's, to be registered before this block.
+    when all are kept), ``i_tie`` the lanes equal to it, with their :func:`block_counts`
+    (``i_local``, ``i_block``: ties below each lane in its block of four, ties per block). A
+    tie is kept while fewer than ``budget`` ties lie below it in this row: ``budget`` is the
+    ties still to keep after the earlier rows, clamped to ``lanes``. ``ties`` counts this
+    row's ties. Combinational: the ties before each block (a scan of ``lanes/4`` block
+    totals), less than the budget by more than the lane's local count. The comparisons with
+    the threshold and the block counts are the caller's, registered before this block.
     """
 
     def __init__(self, lanes: int):
         _check_lanes("TieFilter", lanes)
+        blocks = -(-lanes // 4)
         super().__init__({
             "i_above": In(lanes),
             "i_tie": In(lanes),
+            "i_local": In(data.ArrayLayout(range(4), lanes)),
+            "i_block": In(data.ArrayLayout(range(5), blocks)),
             "budget": In(range(lanes + 1)),
             "keep": Out(lanes),
             "ties": Out(range(lanes + 1)),
         })
-        self._lanes = lanes
+        self._lanes, self._blocks = lanes, blocks
 
     def elaborate(self, platform) -> Elaboratable:
         m = Module()
-        p = self._lanes
-        is_tie = [self.i_tie[i] for i in range(p)]
-        before = prefix_counts(m, is_tie, "ties")     # ties below each lane in this row
+        p, nb = self._lanes, self._blocks
+        # Ties before each block: Kogge-Stone over the block totals.
+        level = [Signal(range(4 * j + 5), name=f"blk_l0_{j}") for j in range(nb)]
+        m.d.comb += [level[j].eq(self.i_block[j]) for j in range(nb)]
+        step, depth = 1, 0
+        while step < nb:
+            depth += 1
+            nxt = [Signal(range(4 * j + 5), name=f"blk_l{depth}_{j}") for j in range(nb)]
+            m.d.comb += [nxt[j].eq(level[j] + level[j - step] if j >= step else level[j])
+                         for j in range(nb)]
+            level, step = nxt, step * 2
+        # The budget left for each block (negative: none).
+        room = [Signal(signed(bits_for(p) + 2), name=f"room{j}") for j in range(nb)]
+        m.d.comb += [room[j].eq(self.budget - (level[j - 1] if j else 0)) for j in range(nb)]
         for i in range(p):
-            m.d.comb += self.keep[i].eq(self.i_above[i] | (is_tie[i] & (before[i] < self.budget)))
-        m.d.comb += self.ties.eq(popcount(is_tie))
+            m.d.comb += self.keep[i].eq(self.i_above[i] | (
+                self.i_tie[i] & (self.i_local[i] < room[i // 4])))
+        m.d.comb += self.ties.eq(level[nb - 1])
         return m
 
 
@@ -561,19 +602,23 @@ def last_row(count, lanes: int) -> tuple[Value, Value]:
     count = Value.cast(count)
     row = (count - 1)[bits:]
     low = (count[:bits] - 1)[:bits]           # lane of the last element
-    return row, Cat(*[low >= i for i in range(lanes)]) if bits else Const(1, 1)
+    return row, Cat(Const(1, 1), *[low >= i for i in range(1, lanes)])
 
 
 class DigitHistogram(wiring.Component):
-    """Counts, per bin, the masked lanes whose digit equals the bin: ``lanes`` per cycle.
+    """Counts the masked lanes by digit, ``lanes`` per cycle, as suffix counts.
 
-    Each cycle with ``i_valid`` adds the masked lanes of ``i_digit`` to ``count[b]`` (lanes
-    whose digit is ``b``) and ``group[g]`` (lanes whose digit is in bins ``8g .. 8g+7``).
+    Bins are grouped by eight (:func:`bin_groups`; one group below 8 bins): bin ``b`` is
+    position ``b mod 8`` of group ``b // 8``. Each cycle with ``i_valid`` adds the masked
+    lanes of ``i_digit`` to ``group_ge[g]`` (lanes whose digit's group is ``g`` or above) and
+    to ``count_ge[b]`` (lanes whose digit is in ``b``'s group and ``>= b``). So the suffix
+    sums that :class:`BinSelect` needs are counters here, not adders there, for the cost of
+    plain counts: each lane decodes its digit into ``>=`` comparisons rather than a one-hot.
     ``i_first`` marks the first beat of a new histogram: the counts restart with it, so the
-    previous counts stay readable until that beat arrives. Two pipeline stages (one-hot and
+    previous counts stay readable until that beat arrives. Two pipeline stages (decode and
     popcount, then accumulate): a beat is in the counts two cycles after it is presented.
-    Present registered inputs: the one-hot decode and popcount of ``lanes`` lanes fill the
-    first stage. Without any beat since reset, the counts are zero.
+    Present registered inputs: the decode and popcount of ``lanes`` lanes fill the first
+    stage. Without any beat since reset, the counts are zero.
 
     Parameters
     ----------
@@ -596,8 +641,8 @@ class DigitHistogram(wiring.Component):
             "i_mask": In(lanes),
             "i_valid": In(1),
             "i_first": In(1),
-            "count": Out(data.ArrayLayout(range(max_count + 1), bins)),
-            "group": Out(data.ArrayLayout(range(max_count + 1), bin_groups(bins))),
+            "count_ge": Out(data.ArrayLayout(range(max_count + 1), bins)),
+            "group_ge": Out(data.ArrayLayout(range(max_count + 1), bin_groups(bins))),
         })
 
     def elaborate(self, platform) -> Elaboratable:
@@ -605,30 +650,33 @@ class DigitHistogram(wiring.Component):
         p, bins = self._lanes, 1 << self._bits
         groups = bin_groups(bins)
         per_group = bins // groups
+        g_bits = exact_bits(per_group)
         hit = [[Signal(name=f"hit{i}_{b}") for b in range(bins)] for i in range(p)]
+        g_hit = [[Signal(name=f"g_hit{i}_{g}") for g in range(groups)] for i in range(p)]
         for i in range(p):
-            m.d.comb += [hit[i][b].eq(self.i_mask[i] & (self.i_digit[i] == b))
-                         for b in range(bins)]
+            digit, mask = self.i_digit[i], self.i_mask[i]
+            low, high = digit[:g_bits], digit[g_bits:]
+            for b in range(bins):
+                g, pos = divmod(b, per_group)
+                in_group = (high == g) if groups > 1 else Const(1, 1)
+                m.d.comb += hit[i][b].eq(mask & in_group & ((low >= pos) if pos else 1))
+            m.d.comb += [g_hit[i][g].eq(mask & (high >= g) if g else mask)
+                         for g in range(groups)]
         lane_count = range(p + 1)
         add = [Signal(lane_count, name=f"add{b}") for b in range(bins)]
         add_group = [Signal(lane_count, name=f"add_group{g}") for g in range(groups)]
         valid, first = Signal(), Signal()
         m.d.sync += [valid.eq(self.i_valid), first.eq(self.i_valid & self.i_first)]
         m.d.sync += [add[b].eq(popcount([hit[i][b] for i in range(p)])) for b in range(bins)]
-        g_bits = exact_bits(per_group)
-        g_hits = [[Signal(name=f"g_hit{i}_{g}") for g in range(groups)] for i in range(p)]
-        for i in range(p):
-            m.d.comb += [g_hits[i][g].eq(self.i_mask[i] & (self.i_digit[i][g_bits:] == g))
-                         if groups > 1 else g_hits[i][g].eq(self.i_mask[i])
-                         for g in range(groups)]
-        m.d.sync += [add_group[g].eq(popcount([g_hits[i][g] for i in range(p)]))
+        m.d.sync += [add_group[g].eq(popcount([g_hit[i][g] for i in range(p)]))
                      for g in range(groups)]
         with m.If(first):
-            m.d.sync += [self.count[b].eq(add[b]) for b in range(bins)]
-            m.d.sync += [self.group[g].eq(add_group[g]) for g in range(groups)]
+            m.d.sync += [self.count_ge[b].eq(add[b]) for b in range(bins)]
+            m.d.sync += [self.group_ge[g].eq(add_group[g]) for g in range(groups)]
         with m.Elif(valid):
-            m.d.sync += [self.count[b].eq(self.count[b] + add[b]) for b in range(bins)]
-            m.d.sync += [self.group[g].eq(self.group[g] + add_group[g]) for g in range(groups)]
+            m.d.sync += [self.count_ge[b].eq(self.count_ge[b] + add[b]) for b in range(bins)]
+            m.d.sync += [self.group_ge[g].eq(self.group_ge[g] + add_group[g])
+                         for g in range(groups)]
         return m
 
 
@@ -643,12 +691,15 @@ class BinSelect(wiring.Component):
     Bins hold larger values at larger indices. With ``above(b)`` the elements in bins above
     ``b``, ``bin`` is the one with ``above(b) < target <= above(b) + count[b]``; ``rank``
     (``target - above(bin)``: the target's rank among the bin's elements) and ``in_bin``
-    (``count[bin]``) come with it. ``start`` (one cycle) reads ``group`` in that cycle and
-    ``count`` in the next; ``done`` pulses four cycles after ``start``, with the outputs,
-    which hold until the next ``done``. Four register stages: suffix sums of the group
-    counts; the group (and its bins' counts); suffix sums in the group and the target less
-    the elements above the group; the bin. ``target`` must be 1..(all counts) and held from
-    ``start`` to ``done``. ``rank`` is one subtraction of two registers.
+    (``count[bin]``) come with it. Inputs are the histogram's suffix counts (``group_ge``,
+    ``count_ge``). ``start`` (one cycle) reads ``group_ge`` in that cycle and ``count_ge`` in
+    the next; ``done`` pulses four cycles after ``start``, with the outputs, which hold until
+    the next ``done``. Four register stages: the group (one hot, from ``group_ge >=
+    target``); the elements above it and its bins' suffix counts (multiplexed); the target's
+    rank in the group and the bin (one hot, from ``count_ge >= rank``: a subtraction and a
+    comparison); the bin's index and counts (multiplexed). ``rank`` and ``in_bin`` are each
+    one subtraction of two registers.
+    ``target`` must be 1..(all counts) and held from ``start`` to ``done``.
     """
 
     def __init__(self, bins: int, max_count: int):
@@ -657,8 +708,8 @@ class BinSelect(wiring.Component):
         self._bins, self._max_count = bins, max_count
         count = range(max_count + 1)
         super().__init__({
-            "count": In(data.ArrayLayout(count, bins)),
-            "group": In(data.ArrayLayout(count, bin_groups(bins))),
+            "count_ge": In(data.ArrayLayout(count, bins)),
+            "group_ge": In(data.ArrayLayout(count, bin_groups(bins))),
             "target": In(count),
             "start": In(1),
             "done": Out(1),
@@ -676,48 +727,52 @@ class BinSelect(wiring.Component):
         stage = Signal(4)
         m.d.sync += stage.eq(Cat(self.start, stage[:3]))
         m.d.comb += self.done.eq(stage[3])
+        zero = Const(0, count)
 
-        # 1: elements in groups g and above.
-        g_sum = [Signal(count, name=f"g_sum{g}") for g in range(groups + 1)]
-        sums = suffix_sums(m, [self.group[g] for g in range(groups)], count, "gs")
-        m.d.sync += [g_sum[g].eq(sums[g]) for g in range(groups + 1)]
-        # 2: the group (one hot), the elements above it, its bins' counts (read now).
-        g_ge = [Signal(name=f"g_ge{g}") for g in range(groups + 1)]
-        m.d.comb += [g_ge[g].eq(g_sum[g] >= target) for g in range(groups + 1)]
+        # 1: the group (one hot): elements in groups g and above reach the target, in groups
+        # g+1 and above they do not.
+        g_sfx = [*[self.group_ge[g] for g in range(groups)], zero]
+        g_ge = [Signal(name=f"g_ge{g}") for g in range(groups)]
+        m.d.comb += [g_ge[g].eq(g_sfx[g] >= target) for g in range(groups)]
         g_hit = [Signal(name=f"g_hit{g}") for g in range(groups)]
-        m.d.comb += [g_hit[g].eq(g_ge[g] & ~g_ge[g + 1]) for g in range(groups)]
+        m.d.sync += [g_hit[g].eq(g_ge[g] & ~(g_ge[g + 1] if g + 1 < groups else 0))
+                     for g in range(groups)]
+        g_above = [Signal(count, name=f"g_above{g}") for g in range(groups)]
+        m.d.sync += [g_above[g].eq(g_sfx[g + 1]) for g in range(groups)]
+        # 2: the elements above the group, its index, its bins' suffix counts (read now).
         above_g = Signal(count)
         g_index = Signal(range(max(groups, 2)))   # (one bit at least: no empty wires)
         g_bins = [Signal(count, name=f"g_bin{i}") for i in range(per_group)]
-        m.d.sync += [above_g.eq(_or_all(Mux(g_hit[g], g_sum[g + 1], 0) for g in range(groups))),
+        m.d.sync += [above_g.eq(_or_all(Mux(g_hit[g], g_above[g], 0) for g in range(groups))),
                      g_index.eq(_or_all(Mux(g_hit[g], g, 0) for g in range(groups)))]
-        m.d.sync += [g_bins[i].eq(_or_all(Mux(g_hit[g], self.count[g * per_group + i], 0)
+        m.d.sync += [g_bins[i].eq(_or_all(Mux(g_hit[g], self.count_ge[g * per_group + i], 0)
                                           for g in range(groups)))
                      for i in range(per_group)]
-        # 3: elements in bins i and above of the group; the target's rank in the group.
-        b_sum = [Signal(count, name=f"b_sum{i}") for i in range(per_group + 1)]
-        in_group = suffix_sums(m, g_bins, count, "bs")
-        m.d.sync += [b_sum[i].eq(in_group[i]) for i in range(per_group + 1)]
+        # 3: the target's rank in the group, and the bin (one hot): the suffix counts of the
+        # group reach the rank from it down, not above it.
         t_group = Signal(count)
-        b_count = [Signal(count, name=f"b_count{i}") for i in range(per_group)]
-        g_index_3 = Signal.like(g_index)
-        m.d.sync += [t_group.eq(target - above_g), g_index_3.eq(g_index)]
-        m.d.sync += [b_count[i].eq(g_bins[i]) for i in range(per_group)]
-        # 4: the bin, its count, and the elements above it in the group.
-        b_ge = [Signal(name=f"b_ge{i}") for i in range(per_group + 1)]
-        m.d.comb += [b_ge[i].eq(b_sum[i] >= t_group) for i in range(per_group + 1)]
+        t_next = Signal(count)
+        m.d.comb += t_next.eq(target - above_g)
+        b_ge = [Signal(name=f"b_ge{i}") for i in range(per_group)]
+        m.d.comb += [b_ge[i].eq(g_bins[i] >= t_next) for i in range(per_group)]
         b_hit = [Signal(name=f"b_hit{i}") for i in range(per_group)]
-        m.d.comb += [b_hit[i].eq(b_ge[i] & ~b_ge[i + 1]) for i in range(per_group)]
-        t_bin, above_in = Signal(count), Signal(count)
-        m.d.comb += self.rank.eq(t_bin - above_in)
+        m.d.sync += [b_hit[i].eq(b_ge[i] & ~(b_ge[i + 1] if i + 1 < per_group else 0))
+                     for i in range(per_group)]
+        b_sfx = [Signal(count, name=f"b_sfx{i}") for i in range(per_group)]
+        g_index_3 = Signal.like(g_index)
+        m.d.sync += [t_group.eq(t_next), g_index_3.eq(g_index)]
+        m.d.sync += [b_sfx[i].eq(g_bins[i]) for i in range(per_group)]
+        # 4: the bin, the elements from it up and above it in the group (multiplexed).
+        t_bin, from_bin, above_in = Signal(count), Signal(count), Signal(count)
+        m.d.comb += [self.rank.eq(t_bin - above_in), self.in_bin.eq(from_bin - above_in)]
         with m.If(stage[2]):
             low = _or_all(Mux(b_hit[i], i, 0) for i in range(per_group))
             m.d.sync += [self.bin.eq(Cat(Const(0, exact_bits(per_group)), g_index_3) | low),
                          t_bin.eq(t_group),
-                         above_in.eq(_or_all(Mux(b_hit[i], b_sum[i + 1], 0)
+                         from_bin.eq(_or_all(Mux(b_hit[i], b_sfx[i], 0)
                                              for i in range(per_group))),
-                         self.in_bin.eq(_or_all(Mux(b_hit[i], b_count[i], 0)
-                                                for i in range(per_group)))]
+                         above_in.eq(_or_all(Mux(b_hit[i], b_sfx[i + 1], 0)
+                                             for i in range(per_group - 1)))]
         return m
 
 

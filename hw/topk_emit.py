@@ -8,7 +8,7 @@ into ``P``-wide beats and streams them out through an 8-deep FIFO. Cycle model: 
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import ReadPort
@@ -27,6 +27,7 @@ from .topk_blocks import (
     PACKET_SLOTS,
     Packer,
     TieFilter,
+    block_counts,
     buffer_addr_width,
     slot_address,
 )
@@ -100,12 +101,11 @@ class TopKEmit(wiring.Component):
         packet_slot = Signal(range(PACKET_SLOTS))
         mode = Signal(EmitMode)
         threshold = Signal(vshape)
-        n_keep = Signal(range(n_max + 1))
         last_row, last_row_mask = Signal(range(rows)), Signal(p)
         row = Signal(range(rows + 1))               # next row to address
         ties_left = Signal(range(n_max + 1))        # elements == threshold still to keep
-        budget = Signal(range(p + 1))               # min(ties_left, P)
-        n_sent = Signal(range(n_max + 1))           # elements packed into beats so far
+        ties_many = Signal()                        # ties_left >= P
+        keep_left = Signal(range(n_max + 1))        # elements still to pack into beats
         flush, send_empty = Signal(), Signal()
 
         # The row the memory returns this cycle (addressed in the previous one that had room),
@@ -121,6 +121,8 @@ class TopKEmit(wiring.Component):
         e1b_valid, e1b_row, e1b_above, e1b_tie = Signal(), Signal(range(rows)), Signal(p), \
             Signal(p)
         e1b_data = Signal(row_layout)
+        e1b_local = Signal(data.ArrayLayout(range(4), p))
+        e1b_block = Signal(data.ArrayLayout(range(5), -(-p // 4)))
         e2_valid, e2_row, e2_keep = Signal(), Signal(range(rows)), Signal(p)
         e2_data = Signal(row_layout)
         keep_all = Signal()
@@ -132,18 +134,23 @@ class TopKEmit(wiring.Component):
             m.d.sync += [e1b_above[i].eq(e1_valid & e1_mask[i]
                                          & (keep_all | (e1_data[i] > threshold)))
                          for i in range(p)]
-            m.d.sync += [e1b_tie[i].eq(e1_valid & e1_mask[i] & (e1_data[i] == threshold))
-                         for i in range(p)]
+            is_tie = [e1_valid & e1_mask[i] & (e1_data[i] == threshold) for i in range(p)]
+            local, totals = block_counts(is_tie)
+            m.d.sync += [e1b_tie[i].eq(is_tie[i]) for i in range(p)]
+            m.d.sync += [e1b_local[i].eq(local[i]) for i in range(p)]
+            m.d.sync += [e1b_block[j].eq(t) for j, t in enumerate(totals)]
 
         m.submodules.filter = filt = TieFilter(p)
         m.d.comb += [filt.i_above.eq(e1b_above), filt.i_tie.eq(e1b_tie),
-                     filt.budget.eq(budget)]
+                     filt.i_local.eq(e1b_local), filt.i_block.eq(e1b_block),
+                     filt.budget.eq(Mux(ties_many, p, ties_left[:lane_bits]))]
         with m.If(room):
             m.d.sync += e2_keep.eq(filt.keep)
-        left = Signal.like(ties_left)
-        m.d.comb += left.eq(Mux(ties_left > filt.ties, ties_left - filt.ties, 0))
+        left = Signal(signed(len(ties_left) + 1))
+        m.d.comb += left.eq(ties_left - filt.ties)
         with m.If(e1b_valid & room):
-            m.d.sync += [ties_left.eq(left), budget.eq(Mux(left > p, p, left))]
+            m.d.sync += [ties_left.eq(Mux(left[-1], 0, left)),
+                         ties_many.eq(~left[-1] & left[lane_bits:-1].any())]
         m.submodules.out_packer = packer = Packer(
             p, topk_lane_layout(self._width, n_max, self._signed))
         for j in range(p):
@@ -157,10 +164,10 @@ class TopKEmit(wiring.Component):
             m.d.comb += [beat.data[j].eq(packer.o_data[j].value),
                          beat.index[j].eq(packer.o_data[j].index)]
         m.d.comb += [beat.count.eq(Mux(send_empty, 0, packer.o_count)),
-                     beat.last.eq(send_empty | (n_sent + packer.o_count == n_keep)),
+                     beat.last.eq(send_empty | (packer.o_count == keep_left)),
                      fifo.w_data.eq(beat), fifo.w_en.eq(packer.o_valid | send_empty)]
         with m.If(packer.o_valid):
-            m.d.sync += n_sent.eq(n_sent + packer.o_count)
+            m.d.sync += keep_left.eq(keep_left - packer.o_count)
 
         def start_packet():
             """Take the next result, if any, and start its packet in the next cycle."""
@@ -170,12 +177,11 @@ class TopKEmit(wiring.Component):
                 m.d.comb += self.results.ready.eq(1)
                 m.d.sync += [packet_slot.eq(result.packet_slot), mode.eq(result.mode),
                              threshold.eq(result.threshold), ties_left.eq(result.need),
-                             budget.eq(Mux(result.need > p, p, result.need)),
+                             ties_many.eq(result.need[lane_bits:].any()),
                              keep_all.eq(result.mode == EmitMode.ALL),
-                             n_keep.eq(result.n_keep),
+                             keep_left.eq(result.n_keep),
                              row.eq(0), last_row.eq(last_of_n[0]),
-                             last_row_mask.eq(last_of_n[1]),
-                             n_sent.eq(0)]
+                             last_row_mask.eq(last_of_n[1])]
                 with m.If(result.mode == EmitMode.NONE):
                     m.next = "EMPTY"
                 with m.Else():

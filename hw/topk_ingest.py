@@ -154,7 +154,7 @@ class TopKIngest(wiring.Component):
         # The top digit of the n_keep-th largest (n_keep = 0 selects nothing: Select's mode).
         n_keep = Signal(count_shape)
         m.submodules.top_digit = pick = BinSelect(1 << bits, n_max)
-        m.d.comb += [pick.count.eq(hist.count), pick.group.eq(hist.group),
+        m.d.comb += [pick.count_ge.eq(hist.count_ge), pick.group_ge.eq(hist.group_ge),
                      pick.target.eq(n_keep)]
 
         # Jobs wait in a queue of two registers: Ingest commits while fewer than two wait, so

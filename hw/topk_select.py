@@ -212,7 +212,7 @@ class TopKSelect(wiring.Component):
                                                  SCRATCH_SLOTS)),
                          wp.data.eq(writer.w_data), wp.en.eq(writer.w_en)]
             m.submodules.scan_pick = s_pick = BinSelect(1 << bits1, n_max)
-            m.d.comb += [s_pick.count.eq(s_hist.count), s_pick.group.eq(s_hist.group),
+            m.d.comb += [s_pick.count_ge.eq(s_hist.count_ge), s_pick.group_ge.eq(s_hist.group_ge),
                          s_pick.target.eq(s_rank)]
             s_tail = Signal(range(HIST_LATENCY + 1))
 
@@ -298,7 +298,7 @@ class TopKSelect(wiring.Component):
             m.d.comb += [f_hist.i_mask.eq(fq_mask), f_hist.i_valid.eq(fq_valid),
                          f_hist.i_first.eq(fq_first)]
             m.submodules.finish_pick = f_pick = BinSelect(1 << f_bits, n_max)
-            m.d.comb += [f_pick.count.eq(f_hist.count), f_pick.group.eq(f_hist.group),
+            m.d.comb += [f_pick.count_ge.eq(f_hist.count_ge), f_pick.group_ge.eq(f_hist.group_ge),
                          f_pick.target.eq(fi_rank)]
             f_tail = Signal(range(HIST_LATENCY + 1))
             digit_lo = Array(lo for lo, _ in digits[2:])[fi_digit - 2]

@@ -199,6 +199,11 @@ def test_tie_filter_keeps_greater_and_first_ties():
             tie = sum(1 << j for j, v in enumerate(data) if mask >> j & 1 and v == t)
             ctx.set(dut.i_above, above)
             ctx.set(dut.i_tie, tie)
+            for j in range(lanes):      # ties below each lane in its block of four
+                ctx.set(dut.i_local[j], bin(tie & ((1 << j) - 1) & ~((1 << (j - j % 4)) - 1))
+                        .count("1"))
+            for b in range(lanes // 4):
+                ctx.set(dut.i_block[b], bin(tie >> (4 * b) & 15).count("1"))
             ctx.set(dut.budget, min(max(need - before, 0), lanes))
             await ctx.delay(1e-9)
             want, seen = 0, before
