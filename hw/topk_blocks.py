@@ -616,9 +616,9 @@ class DigitHistogram(wiring.Component):
     plain counts: each lane decodes its digit into ``>=`` comparisons rather than a one-hot.
     ``i_first`` marks the first beat of a new histogram: the counts restart with it, so the
     previous counts stay readable until that beat arrives. Two pipeline stages (decode and
-    popcount, then accumulate): a beat is in the counts two cycles after it is presented.
-    Present registered inputs: the decode and popcount of ``lanes`` lanes fill the first
-    stage. Without any beat since reset, the counts are zero.
+    popcounts of groups of four lanes, registered; their sum added into the counters): a beat
+    is in the counts two cycles after it is presented. Present registered inputs: the decode
+    fills the first stage. Without any beat since reset, the counts are zero.
 
     Parameters
     ----------
@@ -662,13 +662,20 @@ class DigitHistogram(wiring.Component):
                 m.d.comb += hit[i][b].eq(mask & in_group & ((low >= pos) if pos else 1))
             m.d.comb += [g_hit[i][g].eq(mask & (high >= g) if g else mask)
                          for g in range(groups)]
-        lane_count = range(p + 1)
-        add = [Signal(lane_count, name=f"add{b}") for b in range(bins)]
-        add_group = [Signal(lane_count, name=f"add_group{g}") for g in range(groups)]
+        # Stage 1 registers, per counter, the popcounts of groups of four lanes (one LUT
+        # level after the decode); stage 2 adds them up into the counter.
+        def partial_counts(bits, name):
+            regs = []
+            for j, part in enumerate(popcount_parts(bits)):
+                reg = Signal(3, name=f"{name}_p{j}")
+                m.d.sync += reg.eq(part)
+                regs.append(reg)
+            return _sum_tree(regs)
+
         valid, first = Signal(), Signal()
         m.d.sync += [valid.eq(self.i_valid), first.eq(self.i_valid & self.i_first)]
-        m.d.sync += [add[b].eq(popcount([hit[i][b] for i in range(p)])) for b in range(bins)]
-        m.d.sync += [add_group[g].eq(popcount([g_hit[i][g] for i in range(p)]))
+        add = [partial_counts([hit[i][b] for i in range(p)], f"add{b}") for b in range(bins)]
+        add_group = [partial_counts([g_hit[i][g] for i in range(p)], f"add_group{g}")
                      for g in range(groups)]
         with m.If(first):
             m.d.sync += [self.count_ge[b].eq(add[b]) for b in range(bins)]
@@ -785,6 +792,11 @@ def popcount(bits: list[Value]) -> Value:
     """Set bits among one-bit values: each group of up to four counted by logic of its four
     inputs (one LUT4 level per sum bit on ECP5, no carry chain), then a balanced adder tree
     of the partial counts."""
+    return _sum_tree(popcount_parts(bits))
+
+
+def popcount_parts(bits: list[Value]) -> list[Value]:
+    """The 3-bit counts of :func:`popcount`'s groups of up to four bits."""
     bits = [Value.cast(b) for b in bits]
     parts = []
     for j in range(0, len(bits), 4):
@@ -792,7 +804,7 @@ def popcount(bits: list[Value]) -> Value:
         all4 = a & b & c & d
         two = ((a & b) | (a & c) | (a & d) | (b & c) | (b & d) | (c & d)) & ~all4
         parts.append(Cat(a ^ b ^ c ^ d, two, all4))
-    return _sum_tree(parts)
+    return parts
 
 
 def _sum_tree(values: list[Value]) -> Value:
