@@ -287,7 +287,12 @@ class StreamSimulator:
     # controller -------------------------------------------------------------------------
     def _run(self, final: bool) -> None:
         st, cfg = self._st, self._cfg
-        req = np.concatenate([self._window, *self._buffer]) if self._buffer else self._window
+        if not self._buffer:
+            req = self._window
+        elif not len(self._window) and len(self._buffer) == 1:
+            req = self._buffer[0]  # a fresh table from _rows: no copy needed
+        else:
+            req = np.concatenate([self._window, *self._buffer])
         self._buffer, self._buffered = [], 0
         n = len(req)
         stop = n if final else n - self._margin
