@@ -3,9 +3,11 @@ announced while it compiles, clear errors without a compiler or with a malformed
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,3 +69,19 @@ def test_tables_must_be_contiguous_int64():
     with pytest.raises(TypeError, match="nxt must be a C-contiguous int64"):
         ctl.run(4, cfg, rules, req, st.nxt.astype(np.int32), st.bank, st.rank, st.chan, st.qs,
                 st.heap, st.scal, log)
+
+
+def test_kernel_source_is_package_data():
+    """A normal (non-editable) install ships controller.cpp beside controller.py."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = cfg["package-data"]["psa.sim"]
+    assert cfg["package-dir"]["psa.sim"] == "sim"
+    for src in (root / "sim").glob("*.cpp"):
+        assert any(fnmatch.fnmatch(src.name, p) for p in patterns), src.name
+    assert ctl._SOURCE.exists()
