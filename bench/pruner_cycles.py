@@ -14,7 +14,7 @@ back-pressure, prunes to ``k = round(keep * n)`` and fetches the next layer's K/
 - ``layer_cycles``: one layer of ``heads * rows`` query rows, then a prune and the next fetch,
   from the measured parts: ``heads * acc_cycles + prune_cycles + fetch_cycles``.
 
-Decode steps (``--decode``, the ``decode_cycles`` test of verif/benches/tb_pruner_cycles.py):
+Decode steps (``--decode``, the ``decode_steps`` test of verif/benches/tb_pruner_cycles.py):
 for each ``P`` one design with ``max_tokens = max(--context)``; per context (alive tokens) and
 selection, one step of one K/V head: APPEND, then one accumulated SELECT of a query row.
 
@@ -75,7 +75,7 @@ def decode_points(context: int, prob_bits: int) -> list[list]:
 
 
 def measure_decode(lanes: int, contexts: list[int], heads: int, build_root: Path) -> list[dict]:
-    """Run the ``decode_cycles`` test on one design; one record per point."""
+    """Run the ``decode_steps`` test on one design; one record per point."""
     params = PrunerParams(max_tokens=max(contexts), n_heads=heads, lanes=lanes)
     points = [pt for c in contexts for pt in decode_points(c, params.prob_bits)]
     bench = get_bench("pruner")

@@ -191,7 +191,7 @@ BENCH_DESIGNS: dict[str, BenchDesign] = {
     "pruner": BenchDesign(
         "pruner", {"verify": Bench(_PRUNER_BENCH, ("golden_sequences", "reset_mid_layer")),
                    "cycles": Bench(_PRUNER_BENCH + "_cycles", ("cycles",)),
-                   "decode_cycles": Bench(_PRUNER_BENCH + "_cycles", ("decode_cycles",)),
+                   "decode_cycles": Bench(_PRUNER_BENCH + "_cycles", ("decode_steps",)),
                    "capture": Bench(_PRUNER_BENCH + "_capture", ("capture_trace",)),
                    "decode": Bench(_PRUNER_BENCH + "_decode",
                                    ("decode_sequences", "decode_reset_mid_step")),

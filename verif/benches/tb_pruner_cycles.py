@@ -1,9 +1,9 @@
 """cocotb cycle measurements of ``pruning_unit``: accumulation, prune and fetch cycles
-(``cycles``), and decode steps (``decode_cycles``: APPEND, one SELECT row's accumulation,
+(``cycles``), and decode steps (``decode_steps``: APPEND, one SELECT row's accumulation,
 selection and V fetches).
 
 Environment: ``PSA_PRUNER_PARAMS`` (as :mod:`psa.verif.benches.tb_pruner`) and, required,
-``PSA_BENCH_POINTS`` (JSON list of ``[n, rows, k]``; for ``decode_cycles`` of
+``PSA_BENCH_POINTS`` (JSON list of ``[n, rows, k]``; for ``decode_steps`` of
 ``[alive, topp, target, kind]``) and ``PSA_BENCH_OUT`` (the JSON written).
 """
 
@@ -61,7 +61,7 @@ async def cycles(dut):
 
 
 @cocotb.test()
-async def decode_cycles(dut):
+async def decode_steps(dut):
     """Per point ``[alive, topp, target, kind]``: START ``alive - 1`` tokens, APPEND one, then
     one accumulated SELECT of a ``kind`` row (no gaps, no back-pressure). Records APPEND
     (accept to the next accept), accumulation (first to last row beat), selection (last beat
