@@ -11,7 +11,7 @@ cmd         in  op[3], arg[32]               command (START 0, PRUNE 1, PRUNE_HE
                                              FETCH 3, READ_TOKENS 4, READ_HEADS 5,
                                              APPEND 6, SELECT 7)
 prob        in  data[P*prob_bits], last      P probabilities of one query row; last ends it
-mag         in  head, mag                    head output magnitude to accumulate
+mag         in  head, value                  head output magnitude to accumulate
 tok         out id, score, last, empty       alive list (PRUNE, READ_TOKENS)
 head        out id, score, last, empty       kept heads (PRUNE_HEADS, READ_HEADS)
 fetch       out addr, size, plane, head,     K/V row reads (FETCH, SELECT); plane 0 = K_MSB,
