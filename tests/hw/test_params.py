@@ -69,7 +69,7 @@ BLOCKS = [
     (lambda v: SideLog(4, unsigned(4), v), "depth", INT, "1..1048576", 0),
     (lambda v: Partition(4, unsigned(4), v), "pivots", INT, "1..7", 8),
     (lambda v: RankSelect(4, unsigned(4), v), "ranks", INT, "1..7", 0),
-    (lambda v: TieFilter(4, unsigned(4), v), "max_n", INT, "1..65536", 0),
+    (lambda v: TieFilter(v), "lanes", INT, "1..64", 65),
 ]
 
 
