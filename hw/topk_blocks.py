@@ -116,6 +116,17 @@ def _check_lanes(owner: str, lanes: int, limit: int = 64) -> None:
     check_int("lanes", lanes, 1, limit, owner=owner)
 
 
+def _first_reaching(m: Module, suffix: list[Value], target: Value, name: str) -> list[Signal]:
+    """Registered one-hot over descending suffix counts: entry ``i`` is set when
+    ``suffix[i] >= target`` and ``suffix[i + 1] < target`` (the last entry has no successor)."""
+    n = len(suffix)
+    ge = [Signal(name=f"{name}_ge{i}") for i in range(n)]
+    m.d.comb += [ge[i].eq(suffix[i] >= target) for i in range(n)]
+    hit = [Signal(name=f"{name}_hit{i}") for i in range(n)]
+    m.d.sync += [hit[i].eq(ge[i] & ~(ge[i + 1] if i + 1 < n else 0)) for i in range(n)]
+    return hit
+
+
 def prefix_counts(m: Module, bits: list[Value], name: str) -> list[Value]:
     """``counts[i]`` = set bits among ``bits[0..i-1]`` (``counts[len]`` = all of them).
 
@@ -739,11 +750,7 @@ class BinSelect(wiring.Component):
         # 1: the group (one hot): elements in groups g and above reach the target, in groups
         # g+1 and above they do not.
         g_sfx = [*[self.group_ge[g] for g in range(groups)], zero]
-        g_ge = [Signal(name=f"g_ge{g}") for g in range(groups)]
-        m.d.comb += [g_ge[g].eq(g_sfx[g] >= target) for g in range(groups)]
-        g_hit = [Signal(name=f"g_hit{g}") for g in range(groups)]
-        m.d.sync += [g_hit[g].eq(g_ge[g] & ~(g_ge[g + 1] if g + 1 < groups else 0))
-                     for g in range(groups)]
+        g_hit = _first_reaching(m, g_sfx[:groups], target, "g")
         g_above = [Signal(count, name=f"g_above{g}") for g in range(groups)]
         m.d.sync += [g_above[g].eq(g_sfx[g + 1]) for g in range(groups)]
         # 2: the elements above the group, its index, its bins' suffix counts (read now).
@@ -760,11 +767,7 @@ class BinSelect(wiring.Component):
         t_group = Signal(count)
         t_next = Signal(count)
         m.d.comb += t_next.eq(target - above_g)
-        b_ge = [Signal(name=f"b_ge{i}") for i in range(per_group)]
-        m.d.comb += [b_ge[i].eq(g_bins[i] >= t_next) for i in range(per_group)]
-        b_hit = [Signal(name=f"b_hit{i}") for i in range(per_group)]
-        m.d.sync += [b_hit[i].eq(b_ge[i] & ~(b_ge[i + 1] if i + 1 < per_group else 0))
-                     for i in range(per_group)]
+        b_hit = _first_reaching(m, g_bins, t_next, "b")
         b_sfx = [Signal(count, name=f"b_sfx{i}") for i in range(per_group)]
         g_index_3 = Signal.like(g_index)
         m.d.sync += [t_group.eq(t_next), g_index_3.eq(g_index)]
