@@ -96,7 +96,7 @@ def cache_dir() -> Path:
     return Path(base) / "psa"
 
 
-def _build_key() -> tuple[str, str, list[str]]:
+def _build_key() -> tuple[str, str, Path]:
     """(full source with prelude, compiler, flags) and the library path they hash to."""
     cxx = os.environ.get("CXX", "g++")
     text = _prelude() + _SOURCE.read_text()
