@@ -598,10 +598,15 @@ def _decode(data: bytes, path: Path, line0: int) -> str:
             f"got byte 0x{data[e.start]:02x} that is not UTF-8 text (binary file?)") from None
 
 
-def iter_trace(path: str | os.PathLike, chunk: int = 1 << 20) -> Iterator[AccessTrace]:
+def iter_trace(path: str | os.PathLike, chunk: int = 1 << 20,
+               parser=None) -> Iterator[AccessTrace]:
     """Read a trace file in pieces of about ``chunk`` requests (bounded memory: a binary
     ``.npy`` trace is memory-mapped, a text trace read a block at a time). The pieces
-    concatenated equal :func:`read_trace`; errors name the file and line (or record)."""
+    concatenated equal :func:`read_trace`; errors name the file and line (or record).
+
+    ``parser(data, layer, timed)``, if given, is tried first on each text block of whole lines
+    (bytes): it returns ``(trace, layer, timed)`` as the NumPy parser would, or None to leave
+    the block to it (a faster parser of well-formed lines, e.g. ``psa.sim``'s compiled one)."""
     if not isinstance(chunk, int) or chunk < 1:
         raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
     path = Path(path)
@@ -643,7 +648,9 @@ def iter_trace(path: str | os.PathLike, chunk: int = 1 << 20) -> Iterator[Access
                     continue
                 data, rest = data[:cut], data[cut:]
             if data:
-                fast = _parse_fast(data, layer, timed)
+                fast = None if parser is None else parser(data, layer, timed)
+                if fast is None:
+                    fast = _parse_fast(data, layer, timed)
                 if fast is None:
                     fast = _parse_lines(_decode(data, path, line0), str(path), line0, layer,
                                         timed)

@@ -769,3 +769,197 @@ i64 psa_ready_at(i64 cmd, i64 ch, i64 fr, i64 fg, i64 fb, const i64* nxt, const 
 }
 
 }  // extern "C"
+
+// ---- text trace parser ----------------------------------------------------------------------
+// A fast path for well-formed text traces (the grammar of psa.golden.trace, docs/
+// trace_format.md): it accepts a subset of what the NumPy parser accepts and gives the same
+// columns; on anything else it refuses the whole block (returns -1) and the caller falls back
+// to the Python parsers, which name the offending line.
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+namespace {
+
+inline bool is_ws(uint8_t c) { return c == ' ' || c == '\t' || c == '\r'; }
+inline bool is_dec(uint8_t c) { return c >= '0' && c <= '9'; }
+inline int hex_val(uint8_t c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    c |= 32;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+// Digits [s, e) in base 10 (at most `width` digits) into *v; false if not plain digits.
+inline bool parse_dec(const uint8_t* s, const uint8_t* e, int width, uint64_t* v) {
+    if (e - s < 1 || e - s > width) return false;
+    uint64_t r = 0;
+    for (; s < e; ++s) {
+        if (!is_dec(*s)) return false;
+        r = r * 10 + (*s - '0');
+    }
+    *v = r;
+    return true;
+}
+
+inline bool parse_hex(const uint8_t* s, const uint8_t* e, uint64_t* v) {
+    if (e - s < 1 || e - s > 16) return false;
+    uint64_t r = 0;
+    for (; s < e; ++s) {
+        int d = hex_val(*s);
+        if (d < 0) return false;
+        r = (r << 4) | (uint64_t)d;
+    }
+    *v = r;
+    return true;
+}
+
+// An issue time: digits[.digits][e[+-]digits] (a digit before or after the point), finite.
+inline bool parse_time(const uint8_t* s, const uint8_t* e, double* v) {
+    i64 n = e - s;
+    if (n < 1 || n > 48) return false;
+    const uint8_t* p = s;
+    i64 digits = 0;
+    while (p < e && is_dec(*p)) { ++p; ++digits; }
+    if (p < e && *p == '.') {
+        ++p;
+        while (p < e && is_dec(*p)) { ++p; ++digits; }
+    }
+    if (digits == 0) return false;
+    if (p < e && (*p | 32) == 'e') {
+        ++p;
+        if (p < e && (*p == '+' || *p == '-')) ++p;
+        i64 ed = 0;
+        while (p < e && is_dec(*p)) { ++p; ++ed; }
+        if (ed == 0) return false;
+    }
+    if (p != e) return false;
+    char tmp[64];
+    std::memcpy(tmp, s, (size_t)n);
+    tmp[n] = 0;
+    char* end = nullptr;
+    double d = std::strtod(tmp, &end);
+    if (end != tmp + n || !std::isfinite(d) || d < 0) return false;
+    *v = d;
+    return true;
+}
+
+}  // namespace
+
+extern "C" {
+
+// Parse `len` bytes of whole lines. layer0: the layer before the block (-1 unknown);
+// timed0: -1 (no request yet), 0 or 1. Columns go to addr/size/wr/tns/layer (room for one
+// request per line); state[0] = layer after the block, state[1] = timed after it. Returns
+// the number of requests, or -1 when the block holds anything this fast path does not accept.
+i64 psa_parse_trace(const uint8_t* buf, i64 len, i64 layer0, i64 timed0, uint64_t* addr,
+                    uint32_t* size, uint8_t* wr, double* tns, int16_t* layer, i64* state) {
+    const uint8_t* p = buf;
+    const uint8_t* end = buf + len;
+    i64 n = 0, cur_layer = layer0, timed = timed0;
+    while (p < end) {
+        const uint8_t* le = (const uint8_t*)std::memchr(p, '\n', (size_t)(end - p));
+        if (!le) le = end;
+        // tokens of the line up to '#' (at most 5 matter); control bytes refuse the block
+        const uint8_t* ts[6];
+        const uint8_t* te[6];
+        int nt = 0;
+        const uint8_t* hash = nullptr;
+        const uint8_t* q = p;
+        while (q < le) {
+            uint8_t c = *q;
+            if (c == '\r') {
+                if (q + 1 != le || le == end) return -1;  // a bare carriage return
+                ++q;
+                continue;
+            }
+            if (c < 32 && c != '\t') return -1;
+            if (c >= 127) return -1;
+            if (c == '#') { hash = q; break; }
+            if (is_ws(c)) { ++q; continue; }
+            const uint8_t* s = q;
+            while (q < le && *q > 32 && *q < 127 && *q != '#') ++q;
+            if (nt == 6) return -1;
+            ts[nt] = s; te[nt] = q; ++nt;
+        }
+        if (hash) {  // the rest of the line is a comment: check its bytes
+            for (const uint8_t* r = hash; r < le; ++r) {
+                uint8_t c = *r;
+                if (c == '\r') {
+                    if (r + 1 != le || le == end) return -1;
+                } else if ((c < 32 && c != '\t') || c >= 127) {
+                    return -1;
+                }
+            }
+        }
+        if (nt == 0) {
+            if (hash) {  // '# layer L' marker?
+                const uint8_t* ms[4];
+                const uint8_t* me[4];
+                int nm = 0;
+                const uint8_t* r = hash;
+                while (r < le) {
+                    if (is_ws(*r)) { ++r; continue; }
+                    const uint8_t* s = r;
+                    while (r < le && !is_ws(*r)) ++r;
+                    if (nm == 4) { nm = 5; break; }
+                    ms[nm] = s; me[nm] = r; ++nm;
+                }
+                if (nm == 3 && me[0] - ms[0] == 1 && me[1] - ms[1] == 5 &&
+                    std::memcmp(ms[1], "layer", 5) == 0) {
+                    bool digits = true;
+                    for (const uint8_t* d = ms[2]; d < me[2]; ++d) digits &= is_dec(*d);
+                    if (digits) {
+                        uint64_t v;
+                        if (!parse_dec(ms[2], me[2], 5, &v) || v > 32767) return -1;
+                        cur_layer = (i64)v;
+                    }
+                }
+            }
+            p = le + 1;
+            continue;
+        }
+        int k = 0;
+        uint8_t c0 = *ts[0];
+        i64 has_time = (is_dec(c0) || c0 == '.' || c0 == '+' || c0 == '-') ? 1 : 0;
+        if (timed < 0) timed = has_time;
+        if (has_time != timed) return -1;
+        double t = 0;
+        if (has_time) {
+            if (!parse_time(ts[0], te[0], &t)) return -1;
+            k = 1;
+        }
+        if (nt - k < 2) return -1;
+        i64 ol = te[k] - ts[k];
+        uint8_t a0 = ts[k][0] | 32, a1 = ol > 1 ? (ts[k][1] | 32) : 0;
+        bool rw = ol == 1 && (a0 == 'r' || a0 == 'w');
+        bool ldst = ol == 2 && ((a0 == 'l' && a1 == 'd') || (a0 == 's' && a1 == 't'));
+        if (!(rw || ldst) || nt != (rw ? 3 : 2) + k) return -1;
+        const uint8_t* as = ts[k + 1];
+        const uint8_t* ae = te[k + 1];
+        uint64_t a, s = 64;
+        if (ae - as > 2 && as[0] == '0' && (as[1] | 32) == 'x') {
+            if (!parse_hex(as + 2, ae, &a)) return -1;
+        } else if (!parse_dec(as, ae, 19, &a)) {
+            return -1;
+        }
+        if (rw) {
+            if (!parse_dec(ts[k + 2], te[k + 2], 10, &s) || s < 1 || s >= ((uint64_t)1 << 32))
+                return -1;
+        }
+        if (a > UINT64_MAX - (s - 1)) return -1;  // runs past the last address
+        addr[n] = a;
+        size[n] = (uint32_t)s;
+        wr[n] = rw ? (a0 == 'w') : (a0 == 's');
+        if (has_time) tns[n] = t;
+        layer[n] = (int16_t)cur_layer;
+        ++n;
+        p = le + 1;
+    }
+    state[0] = cur_layer;
+    state[1] = timed;
+    return n;
+}
+
+}  // extern "C"

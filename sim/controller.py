@@ -159,6 +159,8 @@ def kernel(say=None):
         lib.psa_apply_timing.argtypes = [i64] * 6 + [ptr] * 3
         lib.psa_ready_at.restype = i64
         lib.psa_ready_at.argtypes = [i64] * 5 + [ptr] * 2 + [i64] * 5
+        lib.psa_parse_trace.restype = i64
+        lib.psa_parse_trace.argtypes = [ctypes.c_char_p, i64, i64, i64] + [ptr] * 6
         _LIB = lib
     return _LIB
 

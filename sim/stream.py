@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from psa.golden.trace import AccessTrace, iter_trace
+from psa.golden.trace import AccessTrace
 
 from . import controller as ctl
 from .energy import energy_breakdown_nJ
@@ -76,6 +76,7 @@ from .state import (
     Layout,
 )
 from .stats import Stats, histogram_summary
+from .tracefile import iter_trace_fast
 
 __all__ = ["StreamStats", "StreamSimulator", "simulate_stream", "simulate_trace"]
 
@@ -451,7 +452,7 @@ def _chunks(source: TraceSource, chunk_requests: int) -> Iterator[AccessTrace]:
             yield source if len(source) <= chunk_requests else _slice(
                 source, a, min(a + chunk_requests, len(source)))
         return
-    yield from iter_trace(source, chunk_requests)
+    yield from iter_trace_fast(source, chunk_requests)
 
 
 class _ChannelSim(StreamSimulator):
