@@ -407,12 +407,13 @@ def load_preset(name_or_path: str | Path) -> DramSpec:
             raise PresetError(f"{path}: cannot read preset: {e.strerror}") from None
         where = str(path)
     else:
-        known = list_presets()
-        if s.lower() not in known:
+        entry = _preset_dir() / f"{s.lower()}.toml"
+        if not entry.is_file():  # only then read every preset, for the list of names
+            known = list_presets()
             raise PresetError(f"unknown preset {s!r}; known presets: {', '.join(known)} "
                               "(or give a path to a .toml file)")
         where = preset_path(s.lower())
-        text = (_preset_dir() / f"{s.lower()}.toml").read_text()
+        text = entry.read_text()
     return parse_preset(text, where)
 
 

@@ -8,23 +8,32 @@ baseline) the others are reported against the baseline with reduction factors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
-from pathlib import Path
+import os
+import sys
 
-import click
-from rich.console import Console
-from rich.table import Table
+# The DRAM model does no linear algebra: one BLAS thread, so numpy's import starts no idle
+# BLAS thread pool (it spins on a shared machine). Only before numpy is first imported.
+if "numpy" not in sys.modules:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from psa.sim.addr_map import DEFAULT_MAPPING, MAPPINGS
-from psa.sim.scheduler import SCHEDULERS
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-from .options import check_writable_file
-from .progress import heartbeat
+import click  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from psa.sim.addr_map import DEFAULT_MAPPING, MAPPINGS  # noqa: E402
+from psa.sim.scheduler import SCHEDULERS  # noqa: E402
+
+from .options import check_writable_file  # noqa: E402
+from .progress import heartbeat  # noqa: E402
 
 
 def _list_presets(console: Console) -> None:
+    from rich.table import Table
+
     from psa.sim.spec import list_presets, load_preset
 
     table = Table(title="DRAM presets (or pass --preset path/to/your.toml)",

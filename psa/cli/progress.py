@@ -13,14 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 __all__ = ["progress_bar", "table_console", "Stage", "heartbeat"]
 
@@ -33,6 +25,15 @@ def progress_bar(console: Console | None = None, every_s: float = 10.0) -> Itera
     """Yield a ``stage(description, total)`` function for :data:`Stage`-style progress."""
     console = console or Console(stderr=True)
     if console.is_terminal:
+        from rich.progress import (  # only drawn on a terminal: imported when used
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         columns = (TextColumn("[progress.description]{task.description}"), BarColumn(),
                    MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
         with Progress(*columns, console=console, transient=False) as bar:
