@@ -713,9 +713,10 @@ class BinSelect(wiring.Component):
     ``count_ge``). ``start`` (one cycle) reads ``group_ge`` in that cycle and ``count_ge`` in
     the next; ``done`` pulses four cycles after ``start``, with the outputs, which hold until
     the next ``done``. Four register stages: the group (one hot, from ``group_ge >=
-    target``); the elements above it and its bins' suffix counts (multiplexed); the target's
-    rank in the group and the bin (one hot, from ``count_ge >= rank``: a subtraction and a
-    comparison); the bin's index and counts (multiplexed). ``rank`` and ``in_bin`` are each
+    target``, beside the target minus the elements above each group); the target's rank in
+    the group (``target - above``) and its bins' suffix counts (multiplexed); the bin (one
+    hot, from ``count_ge >= rank``: comparisons of registers); the bin's index and counts
+    (multiplexed). ``rank`` and ``in_bin`` are each
     one subtraction of two registers.
     ``target`` must be 1..(all counts) and held from ``start`` to ``done``.
     """
@@ -748,16 +749,17 @@ class BinSelect(wiring.Component):
         zero = Const(0, count)
 
         # 1: the group (one hot): elements in groups g and above reach the target, in groups
-        # g+1 and above they do not.
+        # g+1 and above they do not. Beside it, the target minus the elements above each group
+        # (modulo the count width: only the hit group's difference is used, and it is exact).
         g_sfx = [*[self.group_ge[g] for g in range(groups)], zero]
         g_hit = _first_reaching(m, g_sfx[:groups], target, "g")
-        g_above = [Signal(count, name=f"g_above{g}") for g in range(groups)]
-        m.d.sync += [g_above[g].eq(g_sfx[g + 1]) for g in range(groups)]
-        # 2: the elements above the group, its index, its bins' suffix counts (read now).
-        above_g = Signal(count)
+        g_rem = [Signal(count, name=f"g_rem{g}") for g in range(groups)]
+        m.d.sync += [g_rem[g].eq(target - g_sfx[g + 1]) for g in range(groups)]
+        # 2: the target's rank in the group, its index, its bins' suffix counts (read now).
+        t_rank = Signal(count)
         g_index = Signal(range(max(groups, 2)))   # (one bit at least: no empty wires)
         g_bins = [Signal(count, name=f"g_bin{i}") for i in range(per_group)]
-        m.d.sync += [above_g.eq(_or_all(Mux(g_hit[g], g_above[g], 0) for g in range(groups))),
+        m.d.sync += [t_rank.eq(_or_all(Mux(g_hit[g], g_rem[g], 0) for g in range(groups))),
                      g_index.eq(_or_all(Mux(g_hit[g], g, 0) for g in range(groups)))]
         m.d.sync += [g_bins[i].eq(_or_all(Mux(g_hit[g], self.count_ge[g * per_group + i], 0)
                                           for g in range(groups)))
@@ -765,12 +767,10 @@ class BinSelect(wiring.Component):
         # 3: the target's rank in the group, and the bin (one hot): the suffix counts of the
         # group reach the rank from it down, not above it.
         t_group = Signal(count)
-        t_next = Signal(count)
-        m.d.comb += t_next.eq(target - above_g)
-        b_hit = _first_reaching(m, g_bins, t_next, "b")
+        b_hit = _first_reaching(m, g_bins, t_rank, "b")
         b_sfx = [Signal(count, name=f"b_sfx{i}") for i in range(per_group)]
         g_index_3 = Signal.like(g_index)
-        m.d.sync += [t_group.eq(t_next), g_index_3.eq(g_index)]
+        m.d.sync += [t_group.eq(t_rank), g_index_3.eq(g_index)]
         m.d.sync += [b_sfx[i].eq(g_bins[i]) for i in range(per_group)]
         # 4: the bin, the elements from it up and above it in the group (multiplexed).
         t_bin, from_bin, above_in = Signal(count), Signal(count), Signal(count)
